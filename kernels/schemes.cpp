@@ -1,0 +1,203 @@
+// The scheme table and the output-shape rules of formats.md §4.4, §5.1 and §5.10.
+#include "kernels/schemes.h"
+
+#include <array>
+
+namespace shardquant {
+namespace {
+
+using sf = scheme_family;
+using me = mx_element;
+
+constexpr std::array<scheme_info, 19> k_schemes{{
+    {scheme_id::int4_wo_32, "int4_wo_32", sf::int4_group, me::none, 32,
+     "int4 symmetric weights, per-group 32"},
+    {scheme_id::int4_wo_64, "int4_wo_64", sf::int4_group, me::none, 64,
+     "int4 symmetric weights, per-group 64"},
+    {scheme_id::int4_wo_128, "int4_wo_128", sf::int4_group, me::none, 128,
+     "int4 symmetric weights, per-group 128"},
+    {scheme_id::int4_wo_per_channel, "int4_wo_per_channel", sf::int4_channel, me::none, 0,
+     "int4 symmetric weights, per output channel"},
+    {scheme_id::int4_wa_64, "int4_wa_64", sf::int4_group, me::none, 64,
+     "int4 per-group 64 weights, dynamic int4 per-group 64 activations"},
+    {scheme_id::uint4_wo_32, "uint4_wo_32", sf::uint4_group, me::none, 32,
+     "uint4 asymmetric weights with zero points, per-group 32"},
+    {scheme_id::uint4_wo_64, "uint4_wo_64", sf::uint4_group, me::none, 64,
+     "uint4 asymmetric weights with zero points, per-group 64"},
+    {scheme_id::uint4_wo_128, "uint4_wo_128", sf::uint4_group, me::none, 128,
+     "uint4 asymmetric weights with zero points, per-group 128"},
+    {scheme_id::uint4_wo_per_channel, "uint4_wo_per_channel", sf::uint4_channel, me::none, 0,
+     "uint4 asymmetric weights with zero points, per output channel"},
+    {scheme_id::int8, "int8", sf::int8_tensor, me::none, 0,
+     "int8 symmetric per-tensor weights, static int8 activations"},
+    {scheme_id::fp8, "fp8", sf::fp8_tensor, me::none, 0,
+     "fp8 e4m3 per-tensor weights, static fp8 activations"},
+    {scheme_id::ptpc_fp8, "ptpc_fp8", sf::fp8_row, me::none, 0,
+     "fp8 e4m3 per-channel weights, dynamic per-token fp8 activations"},
+    {scheme_id::mxfp4, "mxfp4", sf::mx, me::fp4_e2m1, 32, "OCP MXFP4 weights and activations"},
+    {scheme_id::mxfp4_weight_only, "mxfp4_weight_only", sf::mx, me::fp4_e2m1, 32,
+     "OCP MXFP4 weights only"},
+    {scheme_id::mxfp6_e2m3, "mxfp6_e2m3", sf::mx, me::fp6_e2m3, 32,
+     "OCP MXFP6 (E2M3) weights and activations"},
+    {scheme_id::mxfp6_e3m2, "mxfp6_e3m2", sf::mx, me::fp6_e3m2, 32,
+     "OCP MXFP6 (E3M2) weights and activations"},
+    {scheme_id::mxfp4_mxfp6_e2m3, "mxfp4_mxfp6_e2m3", sf::mx, me::fp4_e2m1, 32,
+     "MXFP4 weights, MXFP6 (E2M3) activations"},
+    {scheme_id::mxfp4_fp8, "mxfp4_fp8", sf::mx, me::fp4_e2m1, 32,
+     "MXFP4 weights, static fp8 per-tensor activations"},
+    {scheme_id::int4_fp8, "int4_fp8", sf::int4_fp8, me::none, 0,
+     "W4A8: fp8 per-tensor then int4 per-channel weights, dynamic fp8 activations"},
+}};
+
+struct unsupported {
+  std::string_view name;
+  std::string_view reason;
+};
+constexpr std::array<unsupported, 9> k_unsupported{{
+    {"nvfp4", "the order of Quark's two-level NVFP4 scale rounding is not traced (formats.md §5.9)"},
+    {"fp4_block16_scale_e4m3",
+     "alias of nvfp4: the order of Quark's two-level scale rounding is not traced"},
+    {"amdfp4", "e5m3 scale format of Quark's file-to-file flow is not traced"},
+    {"amdfp4_g32", "e5m3 scale format of Quark's file-to-file flow is not traced"},
+    {"amdfp4_global16", "two-level e5m3 scale quantization is not traced"},
+    {"amdfp4_global32", "two-level e5m3 scale quantization is not traced"},
+    {"mx6", "Quark's file-to-file flow fails on non-scaled quantizers: nothing to match"},
+    {"mx9", "Quark's file-to-file flow fails on non-scaled quantizers: nothing to match"},
+    {"bfp16", "Quark's file-to-file flow fails on non-scaled quantizers: nothing to match"},
+}};
+
+uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+bool is_int_family(sf f) {
+  return f == sf::int8_tensor || f == sf::int4_group || f == sf::int4_channel ||
+         f == sf::uint4_group || f == sf::uint4_channel || f == sf::int4_fp8;
+}
+
+std::string shape_string(std::span<const uint64_t> shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+}  // namespace
+
+std::span<const scheme_info> all_schemes() noexcept { return k_schemes; }
+const scheme_info& info(scheme_id s) noexcept { return k_schemes[static_cast<size_t>(s)]; }
+
+std::optional<scheme_id> parse_scheme(std::string_view name) noexcept {
+  for (const auto& s : k_schemes)
+    if (s.name == name) return s.id;
+  return std::nullopt;
+}
+
+std::optional<std::string_view> unsupported_scheme_reason(std::string_view name) noexcept {
+  for (const auto& u : k_unsupported)
+    if (u.name == name) return u.reason;
+  return std::nullopt;
+}
+
+bool needs_tensor_amax(scheme_family f) noexcept {
+  return f == sf::fp8_tensor || f == sf::int8_tensor || f == sf::int4_fp8;
+}
+
+uint32_t row_split_multiple(scheme_family f) noexcept {
+  switch (f) {
+    case sf::int4_group:
+    case sf::uint4_group:
+      return 8;
+    default:
+      return 1;
+  }
+}
+
+uint64_t output_tensor::byte_size() const noexcept {
+  uint64_t n = 1;
+  for (uint64_t d : shape) n *= d;
+  return n * bits(type) / 8;
+}
+
+std::string check_shape(scheme_id s, std::span<const uint64_t> shape, std::string* warning) {
+  const scheme_info& si = info(s);
+  const std::string sh = shape_string(shape);
+  if (shape.size() < 2) return "scheme " + std::string(si.name) + " needs rank >= 2, got " + sh;
+  for (uint64_t d : shape)
+    if (d == 0) return "scheme " + std::string(si.name) + " cannot quantize a 0 dimension " + sh;
+  const uint64_t in = shape.back();
+  if (is_int_family(si.family) && shape.size() != 2)
+    return "scheme " + std::string(si.name) + " needs a rank-2 weight, got " + sh +
+           " (split it with a converter or exclude it)";
+  if ((si.family == sf::int4_group || si.family == sf::uint4_group) && in % si.group_size != 0)
+    return "scheme " + std::string(si.name) + " needs the input dimension to be a multiple of " +
+           std::to_string(si.group_size) + ", got " + sh;
+  if (si.family == sf::mx) {
+    if (si.element == me::fp4_e2m1 && in % 2 != 0)
+      return "scheme " + std::string(si.name) + " needs an even last dimension, got " + sh;
+    if (si.element != me::fp4_e2m1) {
+      uint64_t numel = 1;
+      for (uint64_t d : shape) numel *= d;
+      if (in % 4 != 0 || numel % 32 != 0)
+        return "scheme " + std::string(si.name) +
+               " needs the last dimension % 4 == 0 and the element count % 32 == 0, got " + sh;
+    }
+  }
+  if (shape.size() >= 3 && warning)
+    *warning = "rank-" + std::to_string(shape.size()) + " weight " + sh + " quantized with " +
+               std::string(si.name) +
+               " as Quark does; consider a converter to split it or an exclude";
+  return {};
+}
+
+std::vector<output_tensor> output_tensors(scheme_id s, std::span<const uint64_t> shape) {
+  const scheme_info& si = info(s);
+  const std::vector<uint64_t> full(shape.begin(), shape.end());
+  const uint64_t out = shape.front();
+  const uint64_t in = shape.back();
+  std::vector<output_tensor> r;
+  switch (si.family) {
+    case sf::fp8_tensor:
+      r.push_back({"", dtype::f8_e4m3, full});
+      r.push_back({"_scale", dtype::f32, {}});
+      break;
+    case sf::fp8_row:
+      r.push_back({"", dtype::f8_e4m3, full});
+      r.push_back({"_scale", dtype::f32, {out}});
+      break;
+    case sf::int8_tensor:
+      r.push_back({"", dtype::i8, full});
+      r.push_back({"_scale", dtype::f32, {}});
+      break;
+    case sf::int4_group:
+    case sf::uint4_group:
+      r.push_back({"", dtype::i32, {in, ceil_div(out, 8)}});
+      r.push_back({"_scale", dtype::f32, {out, in / si.group_size}});
+      if (si.family == sf::uint4_group)
+        r.push_back({"_zero_point", dtype::i32, {out, in / si.group_size}});
+      break;
+    case sf::int4_channel:
+    case sf::uint4_channel:
+      r.push_back({"", dtype::i32, {out, ceil_div(in, 8)}});
+      r.push_back({"_scale", dtype::f32, {out}});
+      if (si.family == sf::uint4_channel) r.push_back({"_zero_point", dtype::i32, {out}});
+      break;
+    case sf::mx: {
+      std::vector<uint64_t> packed = full;
+      packed.back() = si.element == me::fp4_e2m1 ? in / 2 : 3 * in / 4;
+      uint64_t lead = 1;
+      for (size_t i = 0; i + 1 < shape.size(); ++i) lead *= shape[i];
+      r.push_back({"", dtype::u8, packed});
+      r.push_back({"_scale", dtype::u8, {lead, ceil_div(in, 32)}});
+      break;
+    }
+    case sf::int4_fp8:
+      r.push_back({"", dtype::i32, {out, ceil_div(in, 8)}});
+      r.push_back({"_scale", dtype::f32, {}});
+      r.push_back({"_scale_2", dtype::f32, {out}});
+      break;
+  }
+  return r;
+}
+
+}  // namespace shardquant

@@ -1,0 +1,97 @@
+// The one table of quantization schemes (formats.md §5.1): name, math family, granularity and
+// the output tensors each scheme writes for a weight of a given shape. It drives the CLI's
+// scheme list, the plan, the kernels' dispatch and the tests. Pure data; no files, no JSON.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernels/dtype.h"
+
+namespace shardquant {
+
+// How the weight is quantized (the math), independent of the activation spec in the config.
+enum class scheme_family : uint8_t {
+  fp8_tensor,     // fp8 e4m3fn, per-tensor scale (§5.2)
+  fp8_row,        // fp8 e4m3fn, per-row scale (§5.3)
+  int8_tensor,    // int8 symmetric, per-tensor (§5.4)
+  int4_group,     // int4 symmetric, per-group, transposed packing (§5.5, §5.6)
+  int4_channel,   // int4 symmetric, per-row
+  uint4_group,    // uint4 asymmetric, per-group, with int32 zero points
+  uint4_channel,  // uint4 asymmetric, per-row
+  mx,             // OCP MX: 32-element blocks, e8m0 scale (§5.7)
+  int4_fp8,       // progressive: fp8 per-tensor, then int4 per-row on the fp8 values (§10)
+};
+
+// Element format of the MX family.
+enum class mx_element : uint8_t { none, fp4_e2m1, fp6_e2m3, fp6_e3m2 };
+
+enum class scheme_id : uint8_t {
+  int4_wo_32,
+  int4_wo_64,
+  int4_wo_128,
+  int4_wo_per_channel,
+  int4_wa_64,
+  uint4_wo_32,
+  uint4_wo_64,
+  uint4_wo_128,
+  uint4_wo_per_channel,
+  int8,
+  fp8,
+  ptpc_fp8,
+  mxfp4,
+  mxfp4_weight_only,
+  mxfp6_e2m3,
+  mxfp6_e3m2,
+  mxfp4_mxfp6_e2m3,
+  mxfp4_fp8,
+  int4_fp8,
+};
+
+struct scheme_info {
+  scheme_id id;
+  std::string_view name;
+  scheme_family family;
+  mx_element element;     // mx family only
+  uint32_t group_size;    // int4/uint4 per-group: g; mx: 32; otherwise 0
+  std::string_view help;  // one line for `shardquant schemes`
+};
+
+// Every scheme, in the order of formats.md §5.1.
+[[nodiscard]] std::span<const scheme_info> all_schemes() noexcept;
+[[nodiscard]] const scheme_info& info(scheme_id s) noexcept;
+[[nodiscard]] std::optional<scheme_id> parse_scheme(std::string_view name) noexcept;
+// Schemes formats.md §5.9 names as not in the first version (requesting them is an error with
+// this reason), e.g. "nvfp4".
+[[nodiscard]] std::optional<std::string_view> unsupported_scheme_reason(std::string_view name) noexcept;
+
+// Whether the scheme needs the amax of the whole tensor before any element can be encoded
+// (per-tensor scale). Such tensors split into row ranges need an amax pass first.
+[[nodiscard]] bool needs_tensor_amax(scheme_family f) noexcept;
+// The smallest row count a row range of the tensor may be split at: 8 for per-group int4/uint4
+// (8 rows share an output word after the transpose), 1 for per-row schemes, 0 when the output
+// of one row is not independent of the others (per-tensor schemes still split, after amax).
+[[nodiscard]] uint32_t row_split_multiple(scheme_family f) noexcept;
+
+// One tensor a quantized weight `<m>.weight` turns into.
+struct output_tensor {
+  std::string suffix;  // appended to the weight name: "", "_scale", "_scale_2", "_zero_point"
+  dtype type;
+  std::vector<uint64_t> shape;
+  [[nodiscard]] uint64_t byte_size() const noexcept;
+};
+
+// Checks formats.md §4.4 for a weight of `shape`; returns an error message ("" = fine).
+// `warning` receives the rank >= 3 warning of §4.4 / §5.10 when it applies.
+[[nodiscard]] std::string check_shape(scheme_id s, std::span<const uint64_t> shape,
+                                      std::string* warning = nullptr);
+// The output tensors, in the order: weight, scale, then scale_2 or zero_point (formats.md §5.1,
+// §5.10). `shape` must have passed check_shape.
+[[nodiscard]] std::vector<output_tensor> output_tensors(scheme_id s,
+                                                        std::span<const uint64_t> shape);
+
+}  // namespace shardquant

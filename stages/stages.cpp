@@ -1,0 +1,2 @@
+// Placeholder translation unit so the stages library exists before its first node lands.
+namespace shardquant {}
