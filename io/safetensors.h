@@ -26,14 +26,20 @@ struct tensor_entry {
 };
 
 struct safetensors_header {
-  std::string path;         // as given, for error messages
+  std::string path;  // as given, for error messages
   uint64_t file_size = 0;
-  uint64_t header_len = 0;  // N
-  uint64_t data_start = 0;  // 8 + N: absolute file offset of data_offsets 0
+  uint64_t header_len = 0;            // N
+  uint64_t data_start = 0;            // 8 + N: absolute file offset of data_offsets 0
   std::vector<tensor_entry> tensors;  // in header order
   std::vector<std::pair<std::string, std::string>> metadata;  // __metadata__, in header order
+  // Indices into `tensors` sorted by name, filled by the reader so find() is a binary search;
+  // when left empty (a header built by hand) find() scans linearly.
+  std::vector<uint32_t> by_name;
   [[nodiscard]] const tensor_entry* find(std::string_view name) const noexcept;
 };
+
+// The largest header length N a reader accepts and a writer produces (§2.3 rule 1, §2.4 rule 6).
+inline constexpr uint64_t max_header_len = 100'000'000;
 
 // Reads the 8-byte length and the header with one pread each (never the data) and validates
 // every rule of formats.md §2.3. Throws input_error naming file, tensor and byte offset.

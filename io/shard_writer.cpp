@@ -1,0 +1,82 @@
+// shard_writer: header, tensor writes with byte accounting, publish.
+#include "io/shard_writer.h"
+
+#include <stdexcept>
+
+namespace shardquant {
+
+shard_writer::shard_writer(shard_layout layout, std::filesystem::path final_path)
+    : layout_(std::move(layout)),
+      file_(std::move(final_path)),
+      progress_(layout_.tensors().size()) {
+  file_.pwrite(0, layout_.header_bytes());
+}
+
+uint64_t shard_writer::record(std::string_view name, uint64_t offset, uint64_t size) {
+  const tensor_entry* e = layout_.find(name);
+  if (!e)
+    throw std::logic_error(file_.final_path().string() + ": tensor '" + std::string(name) +
+                           "' is not in this shard's layout");
+  const uint64_t tensor_size = e->byte_size();
+  if (offset > tensor_size || size > tensor_size - offset)
+    throw std::logic_error(file_.final_path().string() + ": write of " + std::to_string(size) +
+                           " bytes at offset " + std::to_string(offset) + " leaves tensor '" +
+                           std::string(name) + "' (" + std::to_string(tensor_size) + " bytes)");
+  if (size > 0) {
+    std::lock_guard lock(mutex_);
+    auto& p = progress_[static_cast<size_t>(e - layout_.tensors().data())];
+    const uint64_t end = offset + size;
+    auto next = p.ranges.lower_bound(offset);
+    const bool overlaps_next = next != p.ranges.end() && next->first < end;
+    const bool overlaps_prev = next != p.ranges.begin() && std::prev(next)->second > offset;
+    if (overlaps_next || overlaps_prev)
+      throw std::logic_error(file_.final_path().string() + ": bytes [" + std::to_string(offset) +
+                             ", " + std::to_string(end) + ") of tensor '" + std::string(name) +
+                             "' were already written");
+    p.ranges.emplace(offset, end);
+    p.written += size;
+  }
+  return layout_.data_start() + e->begin + offset;
+}
+
+void shard_writer::write_tensor(std::string_view name, std::span<const std::byte> bytes) {
+  const tensor_entry* e = layout_.find(name);
+  if (e && bytes.size() != e->byte_size())
+    throw std::logic_error(file_.final_path().string() + ": tensor '" + std::string(name) +
+                           "' is " + std::to_string(e->byte_size()) + " bytes, got " +
+                           std::to_string(bytes.size()));
+  write_at(name, 0, bytes);
+}
+
+void shard_writer::write_at(std::string_view name, uint64_t offset,
+                            std::span<const std::byte> bytes) {
+  const uint64_t at = record(name, offset, bytes.size());
+  file_.pwrite(at, bytes);
+}
+
+void shard_writer::note_written(std::string_view name, uint64_t offset, uint64_t size) {
+  (void)record(name, offset, size);
+}
+
+uint64_t shard_writer::written_bytes(std::string_view name) const {
+  const tensor_entry* e = layout_.find(name);
+  if (!e) return 0;
+  std::lock_guard lock(mutex_);
+  return progress_[static_cast<size_t>(e - layout_.tensors().data())].written;
+}
+
+void shard_writer::commit() {
+  {
+    std::lock_guard lock(mutex_);
+    const auto& tensors = layout_.tensors();
+    for (size_t i = 0; i < tensors.size(); ++i)
+      if (progress_[i].written != tensors[i].byte_size())
+        throw std::logic_error(file_.final_path().string() + ": tensor '" + tensors[i].name +
+                               "' is incomplete at commit (" +
+                               std::to_string(progress_[i].written) + " of " +
+                               std::to_string(tensors[i].byte_size()) + " bytes written)");
+  }
+  file_.commit(layout_.file_size());
+}
+
+}  // namespace shardquant
