@@ -32,7 +32,7 @@ struct progress_sample {
   uint64_t bytes_total = 0;  // input bytes the run will process
   uint64_t shards_done = 0;
   uint64_t shards_total = 0;
-  double seconds = 0;        // since the graph started
+  double seconds = 0;  // since the graph started
   bool done = false;
 };
 
@@ -73,18 +73,18 @@ struct run_report {
   double wall_seconds = 0;  // graph start to final index/config written
   double gb_per_s = 0;      // bytes_in / wall_seconds / 1e9
   stage_times busy;
-  uint64_t peak_rss_bytes = 0;         // getrusage(RUSAGE_SELF).ru_maxrss
-  uint64_t peak_device_bytes = 0;      // device arena high-water mark (0 on CPU)
-  uint64_t memory_budget = 0;          // the budget used (after the automatic choice)
-  uint64_t token_bytes = 0;            // size of one host buffer
-  uint64_t tokens = 0;                 // number of host buffers
-  uint64_t peak_live_tokens = 0;       // most buffers held at once (<= tokens)
-  uint64_t jobs = 0;                   // graph jobs run (tensors and row ranges)
+  uint64_t peak_rss_bytes = 0;     // getrusage(RUSAGE_SELF).ru_maxrss
+  uint64_t peak_device_bytes = 0;  // device arena high-water mark (0 on CPU)
+  uint64_t memory_budget = 0;      // the budget used (after the automatic choice)
+  uint64_t token_bytes = 0;        // size of one host buffer
+  uint64_t tokens = 0;             // number of host buffers
+  uint64_t peak_live_tokens = 0;   // most buffers held at once (<= tokens)
+  uint64_t jobs = 0;               // graph jobs run (tensors and row ranges)
   uint64_t shards_written = 0;
-  uint64_t shards_skipped = 0;         // kept from an earlier run (--resume)
-  std::string io_engine;               // the engine that actually ran ("uring" | "pread")
-  bool direct_io = false;              // O_DIRECT reads were used
-  std::string device;                  // "cpu" or "cuda:N[,M]"
+  uint64_t shards_skipped = 0;  // kept from an earlier run (--resume)
+  std::string io_engine;        // the engine that actually ran ("uring" | "pread")
+  bool direct_io = false;       // O_DIRECT reads were used
+  std::string device;           // "cpu" or "cuda:N[,M]"
   unsigned streams = 0;
   // The JSON object written by --report.
   [[nodiscard]] std::string to_json() const;

@@ -1,0 +1,360 @@
+// The two async I/O engines (io_uring and a pread/pwrite thread pool) and the request
+// splitting they share. Owns file descriptors and engine threads; no tensor knowledge.
+#include "io/async_io.h"
+
+#include <fcntl.h>
+#include <liburing.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "io/error.h"
+
+namespace shardquant {
+
+// ---------------------------------------------------------------------------------------------
+// io_file
+
+std::shared_ptr<io_file> io_file::open(const std::filesystem::path& path, mode m, bool try_direct,
+                                       uint64_t size) {
+  std::shared_ptr<io_file> f(new io_file());
+  f->path_ = path.string();
+  const int flags = m == mode::read ? O_RDONLY | O_CLOEXEC : O_RDWR | O_CREAT | O_CLOEXEC;
+  f->fd_ = ::open(f->path_.c_str(), flags, 0644);
+  if (f->fd_ < 0) throw io_error(f->path_, "open", errno);
+  if (m == mode::write) {
+    if (::ftruncate(f->fd_, 0) != 0 || ::ftruncate(f->fd_, static_cast<off_t>(size)) != 0)
+      throw io_error(f->path_, "ftruncate", errno);
+    f->size_ = size;
+  } else {
+    struct stat st {};
+    if (::fstat(f->fd_, &st) != 0) throw io_error(f->path_, "fstat", errno);
+    f->size_ = static_cast<uint64_t>(st.st_size);
+  }
+  if (try_direct) {
+    const int dflags = (m == mode::read ? O_RDONLY : O_WRONLY) | O_DIRECT | O_CLOEXEC;
+    f->direct_fd_ = ::open(f->path_.c_str(), dflags);
+    // EINVAL: the file system refuses O_DIRECT (tmpfs); buffered I/O is then the only path.
+    if (f->direct_fd_ < 0 && errno != EINVAL) throw io_error(f->path_, "open(O_DIRECT)", errno);
+  }
+  return f;
+}
+
+io_file::~io_file() {
+  if (direct_fd_ >= 0) ::close(direct_fd_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+// ---------------------------------------------------------------------------------------------
+// request splitting shared by both engines
+
+struct async_io::request {
+  std::shared_ptr<io_file> file;
+  io_callback done;
+  std::atomic<uint64_t> pending{0};
+  std::mutex error_mutex;
+  std::exception_ptr error;
+
+  void fail(std::exception_ptr e) {
+    std::lock_guard lock(error_mutex);
+    if (!error) error = std::move(e);
+  }
+  // Called when one piece finishes for good; the last one runs the callback.
+  void piece_finished() {
+    if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1) done(error);
+  }
+};
+
+void async_io::split_and_submit(const std::shared_ptr<request>& r, int fd, bool is_write,
+                                uint64_t offset, uint64_t length, std::byte* data,
+                                uint64_t min_length) {
+  for (uint64_t pos = 0; pos < length; pos += max_piece) {
+    const uint64_t n = std::min(max_piece, length - pos);
+    const uint64_t need = min_length > pos ? std::min(n, min_length - pos) : 0;
+    submit(piece{r, fd, is_write, offset + pos, n, data + pos, need});
+  }
+}
+
+static uint64_t pieces_of(uint64_t length) {
+  return (length + async_io::max_piece - 1) / async_io::max_piece;
+}
+
+void async_io::read(std::shared_ptr<io_file> f, uint64_t offset, uint64_t length, std::byte* buffer,
+                    io_callback done) {
+  const read_extent e = aligned_read_extent(offset, length);
+  if (offset + length < offset || offset + length > f->size()) {
+    done(std::make_exception_ptr(io_error(f->path(), "read past end of file", EIO)));
+    return;
+  }
+  auto r = std::make_shared<request>();
+  r->file = f;
+  r->done = std::move(done);
+  // The superset may run past the end of the file; only bytes up to offset + length must come.
+  const uint64_t need = offset + length - e.begin;
+  const bool direct = f->direct() && reinterpret_cast<uintptr_t>(buffer) % io_alignment == 0;
+  const int fd = direct ? f->direct_fd() : f->buffered_fd();
+  const uint64_t span = direct ? e.span() : std::min(e.span(), f->size() - e.begin);
+  if (span == 0) {
+    r->done(nullptr);
+    return;
+  }
+  r->pending = pieces_of(span);
+  split_and_submit(r, fd, false, e.begin, span, buffer, need);
+}
+
+void async_io::write(std::shared_ptr<io_file> f, uint64_t offset, uint64_t length,
+                     const std::byte* data, io_callback done) {
+  if (length == 0) {
+    done(nullptr);
+    return;
+  }
+  auto r = std::make_shared<request>();
+  r->file = f;
+  r->done = std::move(done);
+  auto* d = const_cast<std::byte*>(data);  // pieces share one type for reads and writes
+  const uint64_t mid_begin = align_up(offset, io_alignment);
+  const uint64_t mid_end = align_down(offset + length, io_alignment);
+  const bool direct = f->direct() && mid_end > mid_begin &&
+                      reinterpret_cast<uintptr_t>(data + (mid_begin - offset)) % io_alignment == 0;
+  if (!direct) {
+    r->pending = pieces_of(length);
+    split_and_submit(r, f->buffered_fd(), true, offset, length, d, length);
+    return;
+  }
+  const uint64_t head = mid_begin - offset, mid = mid_end - mid_begin;
+  const uint64_t tail = offset + length - mid_end;
+  r->pending = pieces_of(head) + pieces_of(mid) + pieces_of(tail);
+  if (head) split_and_submit(r, f->buffered_fd(), true, offset, head, d, head);
+  split_and_submit(r, f->direct_fd(), true, mid_begin, mid, d + head, mid);
+  if (tail) split_and_submit(r, f->buffered_fd(), true, mid_end, tail, d + head + mid, tail);
+}
+
+void async_io::complete(piece& p, int64_t result) {
+  if (result == -EINTR || result == -EAGAIN) {
+    submit(std::move(p));
+    return;
+  }
+  if (result < 0) {
+    p.req->fail(std::make_exception_ptr(
+        io_error(p.req->file->path(), p.is_write ? "write" : "read", static_cast<int>(-result))));
+    p.req->piece_finished();
+    return;
+  }
+  const auto n = static_cast<uint64_t>(result);
+  // Done: every byte, or a read that stopped (end of file) after the bytes it needed.
+  if (n >= p.length || (!p.is_write && n >= p.min_length)) {
+    p.req->piece_finished();
+    return;
+  }
+  if (n == 0) {
+    p.req->fail(std::make_exception_ptr(
+        io_error(p.req->file->path(),
+                 p.is_write ? "write (no progress)" : "read (unexpected end of file)", EIO)));
+    p.req->piece_finished();
+    return;
+  }
+  // Short transfer: the rest continues through the buffered descriptor, which has no alignment
+  // rules (the remainder's offset is usually unaligned).
+  p.offset += n;
+  p.length -= n;
+  p.data += n;
+  p.min_length = p.min_length > n ? p.min_length - n : 0;
+  p.fd = p.req->file->buffered_fd();
+  submit(std::move(p));
+}
+
+// ---------------------------------------------------------------------------------------------
+// io_uring engine: submissions under a mutex, one completion thread. Pieces beyond the queue
+// depth wait in a deque and are submitted as completions free slots.
+
+namespace {
+
+class uring_engine final : public async_io {
+ public:
+  explicit uring_engine(unsigned depth) : depth_(depth) {
+    const int rc = io_uring_queue_init(depth * 2, &ring_, 0);
+    if (rc < 0) throw io_error("io_uring", "io_uring_queue_init", -rc);
+    reaper_ = std::thread([this] { reap(); });
+  }
+  ~uring_engine() override {
+    drain();
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+      // A NOP wakes the reaper out of io_uring_wait_cqe.
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+      io_uring_prep_nop(sqe);
+      io_uring_sqe_set_data(sqe, nullptr);
+      io_uring_submit(&ring_);
+    }
+    reaper_.join();
+    io_uring_queue_exit(&ring_);
+  }
+  io_engine_type type() const noexcept override { return io_engine_type::uring; }
+
+  void drain() override {
+    std::unique_lock lock(mutex_);
+    idle_.wait(lock, [this] { return in_flight_ == 0 && waiting_.empty() && in_callback_ == 0; });
+  }
+
+ protected:
+  void submit(piece p) override {
+    std::lock_guard lock(mutex_);
+    if (in_flight_ >= depth_) {
+      waiting_.push_back(std::move(p));
+      return;
+    }
+    push_locked(std::move(p));
+    io_uring_submit(&ring_);
+  }
+
+ private:
+  void push_locked(piece p) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    auto* heap = new piece(std::move(p));
+    if (heap->is_write)
+      io_uring_prep_write(sqe, heap->fd, heap->data, static_cast<unsigned>(heap->length),
+                          heap->offset);
+    else
+      io_uring_prep_read(sqe, heap->fd, heap->data, static_cast<unsigned>(heap->length),
+                         heap->offset);
+    io_uring_sqe_set_data(sqe, heap);
+    ++in_flight_;
+  }
+
+  void reap() {
+    for (;;) {
+      io_uring_cqe* cqe = nullptr;
+      const int rc = io_uring_wait_cqe(&ring_, &cqe);
+      if (rc == -EINTR) continue;
+      if (rc < 0) std::terminate();  // the ring itself is broken: nothing sane is left to do
+      auto* p = static_cast<piece*>(io_uring_cqe_get_data(cqe));
+      const int64_t res = cqe->res;
+      io_uring_cqe_seen(&ring_, cqe);
+      if (p == nullptr) {
+        std::lock_guard lock(mutex_);
+        if (stopping_) return;
+        continue;
+      }
+      {
+        std::lock_guard lock(mutex_);
+        --in_flight_;
+        ++in_callback_;
+        bool pushed = false;
+        while (in_flight_ < depth_ && !waiting_.empty()) {
+          push_locked(std::move(waiting_.front()));
+          waiting_.pop_front();
+          pushed = true;
+        }
+        if (pushed) io_uring_submit(&ring_);
+      }
+      std::unique_ptr<piece> owned(p);
+      complete(*owned, res);
+      {
+        std::lock_guard lock(mutex_);
+        --in_callback_;
+        if (in_flight_ == 0 && waiting_.empty() && in_callback_ == 0) idle_.notify_all();
+      }
+    }
+  }
+
+  io_uring ring_{};
+  unsigned depth_;
+  std::mutex mutex_;
+  std::condition_variable idle_;
+  std::deque<piece> waiting_;
+  unsigned in_flight_ = 0;
+  unsigned in_callback_ = 0;
+  bool stopping_ = false;
+  std::thread reaper_;
+};
+
+// pread/pwrite engine: a few threads run blocking system calls from a queue.
+class pread_engine final : public async_io {
+ public:
+  explicit pread_engine(unsigned threads) {
+    for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
+  }
+  ~pread_engine() override {
+    drain();
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    ready_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+  io_engine_type type() const noexcept override { return io_engine_type::pread; }
+  void drain() override {
+    std::unique_lock lock(mutex_);
+    idle_.wait(lock, [this] { return queue_.empty() && busy_ == 0; });
+  }
+
+ protected:
+  void submit(piece p) override {
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(std::move(p));
+    }
+    ready_.notify_one();
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      piece p;
+      {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        p = std::move(queue_.front());
+        queue_.pop_front();
+        ++busy_;
+      }
+      const ssize_t n = p.is_write ? ::pwrite(p.fd, p.data, p.length, static_cast<off_t>(p.offset))
+                                   : ::pread(p.fd, p.data, p.length, static_cast<off_t>(p.offset));
+      complete(p, n < 0 ? -static_cast<int64_t>(errno) : static_cast<int64_t>(n));
+      {
+        std::lock_guard lock(mutex_);
+        --busy_;
+        if (queue_.empty() && busy_ == 0) idle_.notify_all();
+      }
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable ready_, idle_;
+  std::deque<piece> queue_;
+  unsigned busy_ = 0;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace
+
+std::unique_ptr<async_io> async_io::make_exact(io_engine_type t, unsigned queue_depth) {
+  if (queue_depth == 0) queue_depth = 1;
+  if (t == io_engine_type::uring) return std::make_unique<uring_engine>(queue_depth);
+  // Blocking calls need threads to overlap; a handful keeps a disk queue busy.
+  return std::make_unique<pread_engine>(std::min(queue_depth, 8u));
+}
+
+std::unique_ptr<async_io> async_io::make(bool prefer_uring, unsigned queue_depth) {
+  if (prefer_uring) {
+    try {
+      return make_exact(io_engine_type::uring, queue_depth);
+    } catch (const io_error&) {
+      // io_uring refused (seccomp in containers, old kernel): the pread pool does the same job.
+    }
+  }
+  return make_exact(io_engine_type::pread, queue_depth);
+}
+
+}  // namespace shardquant

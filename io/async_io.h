@@ -1,0 +1,135 @@
+// Asynchronous file I/O for the pipeline: large reads and writes at given offsets, several in
+// flight, completion reported through a callback on the engine's own thread (the graph's
+// async_node gateway puts the job back into the graph from there, so no graph worker blocks).
+// Two engines: io_uring (liburing) and a plain pread/pwrite thread pool, chosen at run time.
+// Files are opened with O_DIRECT where the file system allows it; a refused O_DIRECT (EINVAL on
+// tmpfs) falls back to buffered I/O for that file. Knows nothing about safetensors or tensors.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace shardquant {
+
+// O_DIRECT alignment of file offsets, lengths and memory addresses.
+inline constexpr uint64_t io_alignment = 4096;
+
+[[nodiscard]] constexpr uint64_t align_down(uint64_t v, uint64_t a) noexcept {
+  return v / a * a;
+}
+[[nodiscard]] constexpr uint64_t align_up(uint64_t v, uint64_t a) noexcept {
+  return (v + a - 1) / a * a;
+}
+
+// A read of bytes [offset, offset + length) is done as the aligned superset [begin, end); the
+// wanted bytes then start `skip` bytes into the buffer.
+struct read_extent {
+  uint64_t begin = 0;
+  uint64_t end = 0;
+  uint64_t skip = 0;
+  [[nodiscard]] uint64_t span() const noexcept { return end - begin; }
+};
+[[nodiscard]] constexpr read_extent aligned_read_extent(uint64_t offset, uint64_t length) noexcept {
+  const uint64_t b = align_down(offset, io_alignment);
+  return {b, align_up(offset + length, io_alignment), offset - b};
+}
+// Buffer bytes a read of `length` bytes at any offset can need: the superset adds at most one
+// block at each end.
+[[nodiscard]] constexpr uint64_t read_buffer_bound(uint64_t length) noexcept {
+  return align_up(length, io_alignment) + io_alignment;
+}
+
+// An open file. Holds a buffered descriptor always and an O_DIRECT one when the file system
+// accepts it (and direct I/O was asked for).
+class io_file {
+ public:
+  enum class mode : uint8_t { read, write };
+  // mode::write creates or truncates the file and sets its size to `size` (sparse).
+  [[nodiscard]] static std::shared_ptr<io_file> open(const std::filesystem::path& path, mode m,
+                                                     bool try_direct, uint64_t size = 0);
+  ~io_file();
+  io_file(const io_file&) = delete;
+  io_file& operator=(const io_file&) = delete;
+
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+  [[nodiscard]] int buffered_fd() const noexcept { return fd_; }
+  [[nodiscard]] int direct_fd() const noexcept { return direct_fd_; }  // -1 when none
+  [[nodiscard]] bool direct() const noexcept { return direct_fd_ >= 0; }
+  [[nodiscard]] uint64_t size() const noexcept { return size_; }
+
+ private:
+  io_file() = default;
+  std::string path_;
+  int fd_ = -1;
+  int direct_fd_ = -1;
+  uint64_t size_ = 0;
+};
+
+// Called once per request, on an engine thread, with nullptr on success or the failure
+// (io_error naming the path; a short read past the end of the file is an io_error too).
+using io_callback = std::function<void(std::exception_ptr)>;
+
+enum class io_engine_type : uint8_t { uring, pread };
+
+class async_io {
+ public:
+  virtual ~async_io() = default;
+
+  // io_uring when `prefer_uring` and io_uring_queue_init succeeds, else the pread pool.
+  // `queue_depth`: requests the engine keeps in flight at once (pieces of at most
+  // `max_piece` bytes each).
+  [[nodiscard]] static std::unique_ptr<async_io> make(bool prefer_uring, unsigned queue_depth = 32);
+  // Exactly the engine asked for; throws io_error when io_uring cannot be set up.
+  [[nodiscard]] static std::unique_ptr<async_io> make_exact(io_engine_type t,
+                                                            unsigned queue_depth = 32);
+
+  [[nodiscard]] virtual io_engine_type type() const noexcept = 0;
+  [[nodiscard]] const char* name() const noexcept {
+    return type() == io_engine_type::uring ? "uring" : "pread";
+  }
+
+  // Reads the aligned superset `e = aligned_read_extent(offset, length)` into `buffer`
+  // (`buffer` aligned to io_alignment, capacity >= e.span()); the wanted bytes then start at
+  // buffer + e.skip. Bytes past the end of the file are left unspecified; the request fails
+  // unless [offset, offset + length) lies inside the file.
+  void read(std::shared_ptr<io_file> f, uint64_t offset, uint64_t length, std::byte* buffer,
+            io_callback done);
+
+  // Writes `length` bytes from `data` at `offset`. The part of the range covering whole aligned
+  // blocks goes through the O_DIRECT descriptor when `data` + (that part's start - offset) is
+  // memory-aligned too; head and tail (and everything when not aligned) go through the
+  // buffered descriptor. Place data at buffer + offset % io_alignment to get the direct path.
+  void write(std::shared_ptr<io_file> f, uint64_t offset, uint64_t length, const std::byte* data,
+             io_callback done);
+
+  // Blocks until every request submitted so far has completed and its callback returned.
+  virtual void drain() = 0;
+
+  static constexpr uint64_t max_piece = uint64_t{8} << 20;
+
+ protected:
+  struct request;
+  struct piece {
+    std::shared_ptr<request> req;
+    int fd;
+    bool is_write;
+    uint64_t offset;
+    uint64_t length;
+    std::byte* data;
+    uint64_t min_length;  // a read may stop short at end of file only after this many bytes
+  };
+  virtual void submit(piece p) = 0;
+  // Completes a piece: `result` bytes transferred or -errno. Resubmits short transfers.
+  void complete(piece& p, int64_t result);
+
+ private:
+  void split_and_submit(const std::shared_ptr<request>& r, int fd, bool is_write, uint64_t offset,
+                        uint64_t length, std::byte* data, uint64_t min_length);
+};
+
+}  // namespace shardquant
