@@ -1,0 +1,433 @@
+// Checkpoint directory handling (formats.md §3, §6.1 steps 2-4).
+#include "io/checkpoint.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+#include <system_error>
+
+#include "io/error.h"
+#include "io/file.h"
+#include "io/json_text.h"
+
+namespace shardquant {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint64_t no_offset = input_error::no_offset;
+constexpr std::string_view index_name = "model.safetensors.index.json";
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+std::string lower(std::string_view s) {
+  std::string r(s);
+  for (char& c : r) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return r;
+}
+
+struct tree_entry {
+  std::string rel;  // '/'-separated
+  fs::path path;
+  bool is_dir = false;
+  uint64_t size = 0;
+  unsigned mode = 0644;
+};
+
+// Depth-first listing of `root`, following symlinks (as the side-file rule demands), children
+// in byte-wise name order. A symlink loop back to an ancestor is reported and not entered;
+// entries that are neither files nor directories (sockets, fifos, dangling links) are warned
+// about and skipped.
+class tree_walker {
+ public:
+  explicit tree_walker(const warning_fn& warn) : warn_(warn) {}
+  void warn(std::string msg) const {
+    if (warn_) warn_(std::move(msg));
+  }
+
+  std::vector<tree_entry> walk(const fs::path& root) {
+    struct stat st {};
+    if (::stat(root.c_str(), &st) != 0) throw io_error(root.string(), "stat", errno);
+    ancestors_.clear();
+    out_.clear();
+    visit(root, "", st);
+    return std::move(out_);
+  }
+
+ private:
+  void visit(const fs::path& dir, const std::string& rel, const struct stat& dir_st) {
+    ancestors_.push_back({dir_st.st_dev, dir_st.st_ino});
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+      names.push_back(it->path().filename().string());
+    if (ec) throw io_error(dir.string(), "list directory", ec.value());
+    std::sort(names.begin(), names.end());
+    for (const auto& name : names) {
+      const fs::path p = dir / name;
+      const std::string r = rel.empty() ? name : rel + "/" + name;
+      struct stat st {};
+      if (::stat(p.c_str(), &st) != 0) {
+        warn(p.string() + ": skipped (cannot stat, e.g. a dangling symlink)");
+        continue;
+      }
+      if (S_ISDIR(st.st_mode)) {
+        const bool loop = std::any_of(ancestors_.begin(), ancestors_.end(), [&](const auto& a) {
+          return a.first == st.st_dev && a.second == st.st_ino;
+        });
+        if (loop) {
+          warn(p.string() + ": skipped (symlink loop back to a parent directory)");
+          continue;
+        }
+        out_.push_back({r, p, true, 0, static_cast<unsigned>(st.st_mode & 07777)});
+        visit(p, r, st);
+      } else if (S_ISREG(st.st_mode)) {
+        out_.push_back({r, p, false, static_cast<uint64_t>(st.st_size),
+                        static_cast<unsigned>(st.st_mode & 07777)});
+      } else {
+        warn(p.string() + ": skipped (not a regular file or directory)");
+      }
+    }
+    ancestors_.pop_back();
+  }
+
+  const warning_fn& warn_;
+  std::vector<std::pair<dev_t, ino_t>> ancestors_;
+  std::vector<tree_entry> out_;
+};
+
+// A weight_map shard path must stay inside the checkpoint (the output mirrors it).
+bool is_safe_relative(std::string_view rel) {
+  if (rel.empty() || rel.front() == '/') return false;
+  size_t start = 0;
+  while (start <= rel.size()) {
+    size_t slash = rel.find('/', start);
+    if (slash == std::string_view::npos) slash = rel.size();
+    const std::string_view part = rel.substr(start, slash - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    start = slash + 1;
+  }
+  return true;
+}
+
+void copy_one_file(const tree_entry& e, const fs::path& dest) {
+  file_handle in = file_handle::open(e.path, O_RDONLY);
+  // The size is taken again from the open descriptor, so a file that changed since the
+  // listing is still copied whole.
+  const uint64_t size = in.size();
+  atomic_file out(dest, e.mode & 0777);
+  std::vector<std::byte> buf(std::min<uint64_t>(size, uint64_t{8} << 20));
+  for (uint64_t off = 0; off < size;) {
+    const auto n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - off));
+    pread_all(in.get(), std::span<std::byte>(buf.data(), n), off, in.path());
+    out.pwrite(off, std::span<const std::byte>(buf.data(), n));
+    off += n;
+  }
+  out.commit(size);
+}
+
+bool contains(const fs::path& outer, const fs::path& inner) {
+  auto o = outer.begin();
+  auto i = inner.begin();
+  for (; o != outer.end(); ++o, ++i) {
+    if (o->empty() && std::next(o) == outer.end()) return true;  // trailing '/'
+    if (i == inner.end() || *o != *i) return false;
+  }
+  return true;
+}
+
+void remove_quantization_config(json_value& v) {
+  if (!v.is_object()) return;
+  std::erase_if(v.members, [](const auto& m) { return m.first == "quantization_config"; });
+  for (auto& m : v.members) remove_quantization_config(m.second);
+}
+
+}  // namespace
+
+std::string source_quantization::quant_method() const {
+  const json_value* m = config.find("quant_method");
+  return m && m->is_string() ? m->text : std::string{};
+}
+
+const source_shard* source_checkpoint::shard_of(std::string_view tensor) const {
+  auto it = tensor_shard.find(std::string(tensor));
+  return it == tensor_shard.end() ? nullptr : &shards[it->second];
+}
+
+json_value read_json_object_file(const fs::path& file) {
+  return parse_json_object_text(read_file(file), file.string());
+}
+
+std::optional<source_quantization> find_source_quantization(const json_value& config,
+                                                            std::string_view path) {
+  auto fail = [&](const std::string& msg) {
+    throw input_error(std::string(path), "", no_offset, msg);
+  };
+  if (const json_value* q = config.find("quantization_config");
+      q && q->type != json_value::kind::null) {
+    if (!q->is_object()) fail("\"quantization_config\" is not an object");
+    return source_quantization{"quantization_config", *q};
+  }
+  std::optional<source_quantization> found;
+  for (const auto& [key, child] : config.members) {
+    if (!child.is_object()) continue;
+    const json_value* q = child.find("quantization_config");
+    if (!q || q->type == json_value::kind::null) continue;
+    if (!q->is_object()) fail("\"" + key + ".quantization_config\" is not an object");
+    if (found)
+      fail("two source quantization configs: \"" + found->location + "\" and \"" + key +
+           ".quantization_config\"");
+    found = source_quantization{key + ".quantization_config", *q};
+  }
+  return found;
+}
+
+dtype resolve_model_dtype(const json_value& config, std::string_view path) {
+  std::vector<std::pair<std::string, const json_value*>> candidates;
+  if (const json_value* tc = config.find("text_config"); tc && tc->is_object()) {
+    candidates.emplace_back("text_config.dtype", tc->find("dtype"));
+    candidates.emplace_back("text_config.torch_dtype", tc->find("torch_dtype"));
+  }
+  candidates.emplace_back("torch_dtype", config.find("torch_dtype"));
+  candidates.emplace_back("dtype", config.find("dtype"));
+  for (const auto& [where, v] : candidates) {
+    if (!v || v->type == json_value::kind::null) continue;
+    if (v->is_string() && v->text.empty()) continue;
+    if (!v->is_string()) return dtype::bf16;
+    const std::string s = v->text;
+    if (lower(s) == "auto" || s == "bfloat16") return dtype::bf16;
+    if (s == "float16" || s == "half") return dtype::f16;
+    if (s == "float32" || s == "float") return dtype::f32;
+    if (s == "float64" || s == "double") return dtype::f64;
+    throw input_error(std::string(path), "", no_offset,
+                      "unsupported model dtype \"" + s + "\" in \"" + where +
+                          "\" (expected bfloat16, float16, float32, float64 or auto)");
+  }
+  return dtype::bf16;
+}
+
+source_checkpoint open_source_checkpoint(const fs::path& dir, const warning_fn& warn_fn) {
+  const auto warn = [&](std::string msg) {
+    if (warn_fn) warn_fn(std::move(msg));
+  };
+  source_checkpoint ck;
+  ck.dir = dir;
+  const fs::path config_path = dir / "config.json";
+  {
+    std::error_code ec;
+    if (!fs::is_regular_file(config_path, ec))
+      throw input_error(config_path.string(), "", no_offset,
+                        "config.json is missing (required in a checkpoint directory)");
+  }
+  ck.config_text = read_file(config_path);
+  ck.config = parse_json_object_text(ck.config_text, config_path.string());
+  ck.quantization = find_source_quantization(ck.config, config_path.string());
+  ck.model_dtype = resolve_model_dtype(ck.config, config_path.string());
+
+  tree_walker walker(warn_fn);
+  std::vector<std::string> found;  // every *.safetensors file, relative, sorted
+  for (const auto& e : walker.walk(dir))
+    if (!e.is_dir && ends_with(e.rel, ".safetensors")) found.push_back(e.rel);
+  std::sort(found.begin(), found.end());
+
+  const fs::path index_path = dir / std::string(index_name);
+  std::vector<std::pair<std::string, std::string>> weight_map;
+  std::error_code ec;
+  ck.has_index = fs::exists(index_path, ec);
+  std::vector<std::string> shard_paths;
+  if (ck.has_index) {
+    const std::string ip = index_path.string();
+    const json_value index = read_json_object_file(index_path);
+    const json_value* wm = index.find("weight_map");
+    if (!wm) throw input_error(ip, "", no_offset, "index has no \"weight_map\"");
+    if (!wm->is_object()) throw input_error(ip, "", no_offset, "\"weight_map\" is not an object");
+    std::set<std::string> listed;
+    for (const auto& [name, file] : wm->members) {
+      if (!file.is_string())
+        throw input_error(ip, name, no_offset, "weight_map value is not a string");
+      if (!is_safe_relative(file.text))
+        throw input_error(
+            ip, name, no_offset,
+            "shard path \"" + file.text + "\" is not a plain relative path inside the checkpoint");
+      weight_map.emplace_back(name, file.text);
+      listed.insert(file.text);
+    }
+    if (listed.empty()) throw input_error(ip, "", no_offset, "\"weight_map\" names no shard");
+    for (const auto& rel : listed) {
+      if (!fs::is_regular_file(dir / rel, ec))
+        throw input_error(ip, "", no_offset,
+                          "shard \"" + rel + "\" named in weight_map is missing");
+      shard_paths.push_back(rel);
+    }
+    for (const auto& rel : found)
+      if (!listed.count(rel))
+        warn((dir / rel).string() + ": not named in " + std::string(index_name) + ", ignored");
+  } else {
+    if (found.empty())
+      throw input_error(dir.string(), "", no_offset, "no *.safetensors file in the directory");
+    for (const auto& rel : found)
+      if (rel.find('/') != std::string::npos)
+        warn((dir / rel).string() +
+             ": shard below the top level (no index); processed, output keeps its sub-directory");
+    shard_paths = found;
+  }
+  std::sort(shard_paths.begin(), shard_paths.end());
+
+  for (const auto& rel : shard_paths) {
+    source_shard s;
+    s.rel_path = rel;
+    s.path = dir / rel;
+    s.header = read_safetensors_header(s.path);
+    const auto index = static_cast<uint32_t>(ck.shards.size());
+    for (const auto& t : s.header.tensors) {
+      auto [it, inserted] = ck.tensor_shard.emplace(t.name, index);
+      if (!inserted)
+        throw input_error(s.path.string(), t.name, s.header.data_start + t.begin,
+                          "tensor also present in shard " + ck.shards[it->second].path.string());
+    }
+    ck.shards.push_back(std::move(s));
+  }
+
+  if (ck.has_index) {
+    const std::string ip = index_path.string();
+    std::set<std::string_view> mapped;
+    for (const auto& [name, rel] : weight_map) {
+      mapped.insert(name);
+      const source_shard* s = ck.shard_of(name);
+      if (!s || s->rel_path != rel)
+        throw input_error(ip, name, no_offset,
+                          "weight_map points to shard \"" + rel + "\", which does not contain it" +
+                              (s ? " (found in \"" + s->rel_path + "\")" : std::string{}));
+    }
+    for (const auto& s : ck.shards)
+      for (const auto& t : s.header.tensors)
+        if (!mapped.count(t.name))
+          warn(s.path.string() + ": tensor '" + t.name + "' is not in the index's weight_map" +
+               " (processed anyway)");
+  }
+  return ck;
+}
+
+void prepare_output_dir(const fs::path& source, const fs::path& output, output_mode mode) {
+  std::error_code ec;
+  const fs::path src = fs::canonical(source, ec);
+  if (ec) throw io_error(source.string(), "resolve source directory", ec.value());
+  const fs::path out = fs::weakly_canonical(fs::absolute(output), ec);
+  if (ec) throw io_error(output.string(), "resolve output directory", ec.value());
+  if (out == src)
+    throw usage_error("output directory " + output.string() + " is the source directory");
+  if (contains(src, out))
+    throw usage_error("output directory " + output.string() + " lies inside the source directory " +
+                      source.string());
+  if (contains(out, src))
+    throw usage_error("source directory " + source.string() + " lies inside the output directory " +
+                      output.string());
+  if (!fs::exists(output, ec)) {
+    fs::create_directories(output, ec);
+    if (ec) throw io_error(output.string(), "create directory", ec.value());
+    return;
+  }
+  if (!fs::is_directory(output, ec))
+    throw usage_error("output path " + output.string() + " exists and is not a directory");
+  const bool empty = fs::is_empty(output, ec);
+  if (ec) throw io_error(output.string(), "list directory", ec.value());
+  if (!empty && mode == output_mode::fresh)
+    throw usage_error("output directory " + output.string() +
+                      " is not empty; pass --overwrite to replace the files shardquant writes "
+                      "or --resume to continue an interrupted run (nothing is ever deleted)");
+}
+
+bool is_side_file(std::string_view rel) {
+  const size_t slash = rel.rfind('/');
+  const std::string_view name = slash == std::string_view::npos ? rel : rel.substr(slash + 1);
+  if (ends_with(name, ".safetensors")) return false;
+  if (slash == std::string_view::npos) {
+    const std::string l = lower(name);
+    if (ends_with(l, ".md") && l.find("readme") != std::string::npos) return false;
+    if (name == "config.json" || name == index_name) return false;
+  }
+  return true;
+}
+
+side_copy_stats copy_side_files(const fs::path& source, const fs::path& output,
+                                const warning_fn& warn) {
+  side_copy_stats stats;
+  tree_walker walker(warn);
+  for (const auto& e : walker.walk(source)) {
+    const fs::path dest = output / e.rel;
+    if (e.is_dir) {
+      std::error_code ec;
+      fs::create_directories(dest, ec);
+      if (ec) throw io_error(dest.string(), "create directory", ec.value());
+      ++stats.directories;
+    } else if (is_side_file(e.rel)) {
+      copy_one_file(e, dest);
+      ++stats.files;
+      stats.bytes += e.size;
+    }
+  }
+  return stats;
+}
+
+std::string make_index_json(std::vector<std::pair<std::string, std::string>> weight_map,
+                            uint64_t total_size) {
+  std::sort(weight_map.begin(), weight_map.end());
+  for (size_t i = 1; i < weight_map.size(); ++i)
+    if (weight_map[i].first == weight_map[i - 1].first)
+      throw std::logic_error("index: tensor '" + weight_map[i].first + "' listed twice");
+  json_value root;
+  root.type = json_value::kind::object;
+  json_value meta;
+  meta.type = json_value::kind::object;
+  json_value size;
+  size.type = json_value::kind::number;
+  size.text = std::to_string(total_size);
+  meta.members.emplace_back("total_size", std::move(size));
+  json_value wm;
+  wm.type = json_value::kind::object;
+  for (auto& [name, file] : weight_map) {
+    json_value f;
+    f.type = json_value::kind::string;
+    f.text = std::move(file);
+    wm.members.emplace_back(std::move(name), std::move(f));
+  }
+  root.members.emplace_back("metadata", std::move(meta));
+  root.members.emplace_back("weight_map", std::move(wm));
+  std::string out;
+  write_json_pretty(out, root);
+  out += '\n';
+  return out;
+}
+
+void write_index_json(const fs::path& output_dir,
+                      std::vector<std::pair<std::string, std::string>> weight_map,
+                      uint64_t total_size) {
+  write_file_atomic(output_dir / std::string(index_name),
+                    make_index_json(std::move(weight_map), total_size));
+}
+
+std::string rewrite_config_json(std::string_view source_text,
+                                const nlohmann::ordered_json& quantization_config,
+                                std::string_view source_path) {
+  json_value root = parse_json_object_text(source_text, source_path);
+  remove_quantization_config(root);
+  root.members.emplace_back("quantization_config", from_nlohmann(quantization_config));
+  std::string out;
+  write_json_pretty(out, root);
+  out += '\n';
+  return out;
+}
+
+void write_config_json(const fs::path& output_dir, std::string_view source_text,
+                       const nlohmann::ordered_json& quantization_config,
+                       std::string_view source_path) {
+  write_file_atomic(output_dir / "config.json",
+                    rewrite_config_json(source_text, quantization_config, source_path));
+}
+
+}  // namespace shardquant
