@@ -80,6 +80,6 @@ void copy_slice(std::span<const std::byte> source, const strided_view& view,
                 std::span<std::byte> out);
 
 // The template converters of Appendix A (gemma4, qwen3_5_moe, qwen4_exp, qwen4_exp_text).
-[[nodiscard]] std::vector<converter> fused_expert_converters();
+[[nodiscard]] std::vector<converter> template_expert_converters();
 
 }  // namespace shardquant

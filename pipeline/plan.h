@@ -219,6 +219,9 @@ struct plan {
 // Builds the whole plan. Throws input_error (file, tensor, offset) or usage_error.
 [[nodiscard]] plan make_plan(source_checkpoint source, plan_options options);
 
+// The `quantization_config` object to append to config.json (formats.md §6.2).
+[[nodiscard]] nlohmann::ordered_json exported_quantization_config(const plan& p);
+
 // Reads config.json, the index and every shard header (formats.md §3.1) into a
 // source_checkpoint. Reads no tensor data.
 [[nodiscard]] source_checkpoint open_source_checkpoint(const std::filesystem::path& dir);

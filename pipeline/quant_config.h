@@ -1,0 +1,48 @@
+// The exported Quark `quantization_config` (formats.md §6, §8.2): tensor-spec and layer objects
+// with their exact key order, exclude list, per-layer overrides, keep-original entries.
+// Builds JSON values only; the config.json text is written through io's rewrite helper.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/schemes.h"
+
+namespace shardquant {
+
+using ordered_json = nlohmann::ordered_json;
+
+// The layer object of a scheme (§6.2: input_tensors, output_tensors, weight, bias,
+// target_device; specs per §6.3).
+[[nodiscard]] ordered_json layer_config(scheme_id s);
+
+// Parameters of an FP8 block source needed for a keep-original layer entry (§8.2).
+struct fp8_keep_params {
+  uint64_t block_rows = 128, block_cols = 128;  // weight_block_size
+  bool e5m2 = false;                            // fmt e5m2
+  std::string weight_scale_type = "float32";    // "float8_e8m0fnu" for ue8m0/e8m0 scale_fmt
+  ordered_json source_overrides = ordered_json::object();  // ch_axis, group_size, round_method,
+                                                           // symmetric found in the source config
+};
+// Reads the §8.2 parameters from a source quantization config (quant_method "fp8") and checks
+// the prerequisites (activation_scheme dynamic, weight_block_size present, fmt spelling).
+// Throws input_error naming `config_path`.
+[[nodiscard]] fp8_keep_params fp8_keep_params_of(const ordered_json& source_qc,
+                                                 const std::string& config_path);
+[[nodiscard]] ordered_json keep_original_layer_config(const fp8_keep_params& p);
+
+struct quant_config_inputs {
+  scheme_id scheme = scheme_id::mxfp4;
+  std::vector<std::string> exclude;                          // resolved module names (§6.4)
+  std::vector<std::pair<std::string, scheme_id>> overrides;  // user order (§6.5)
+  std::vector<std::string> kept_modules;                     // §8, any order (sorted here)
+  fp8_keep_params keep;                                      // used when kept_modules not empty
+  std::string version = std::string("shardquant-") + SHARDQUANT_VERSION;
+};
+
+// The `Q` object of §6.2 with its keys in order.
+[[nodiscard]] ordered_json quantization_config(const quant_config_inputs& in);
+
+}  // namespace shardquant
