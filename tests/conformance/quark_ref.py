@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Run AMD Quark's file-to-file quantizer (the reference of formats.md §1.2) on one checkpoint.
+
+Owns: building Quark's config the way formats.md says (LLMTemplate.get(model_type).get_config(
+scheme=..., exclude_layers=..., layer_config=...)) and calling
+ModelQuantizer.direct_quantize_checkpoint (= quantize_model_per_safetensor) on a given device.
+Must not depend on shardquant (it is the reference the C++ is compared with).
+
+Quark deletes its save_path at start and on failure, so this script refuses an existing
+non-empty output directory unless --replace is given (then the directory is Quark's to delete).
+
+Usage:
+  quark_ref.py --model-dir IN --output-dir OUT --scheme S [--device cpu|cuda]
+               [--model-type T] [--exclude GLOB ...] [--no-exclude]
+               [--layer-config GLOB=SCHEME ...] [--keep-original] [--no-converters] [--replace]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+
+def build_config(model_dir: str, scheme: str, model_type: str | None = None,
+                 exclude: list[str] | None = None, layer_config: dict[str, str] | None = None):
+    """Returns (QConfig, template) exactly as formats.md §1.2 builds it."""
+    from quark.torch import LLMTemplate
+
+    if model_type is None:
+        with open(os.path.join(model_dir, "config.json")) as f:
+            cfg = json.load(f)
+        model_type = cfg.get("model_type") or (cfg.get("architectures") or [None])[0]
+    template = LLMTemplate.get(model_type)
+    config = template.get_config(scheme=scheme, exclude_layers=exclude, layer_config=layer_config or None)
+    return config, template
+
+
+def run_quark(model_dir: str, output_dir: str, scheme: str, device: str = "cpu",
+              model_type: str | None = None, exclude: list[str] | None = None,
+              layer_config: dict[str, str] | None = None, keep_original: bool = False,
+              use_converters: bool = True, replace: bool = False) -> float:
+    """Quantizes model_dir into output_dir with Quark F2F; returns the wall time in seconds."""
+    from quark.torch import ModelQuantizer
+
+    if os.path.realpath(output_dir) == os.path.realpath(model_dir):
+        raise SystemExit("quark_ref: output dir equals the model dir")
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not replace:
+        raise SystemExit(f"quark_ref: {output_dir} exists and is not empty; Quark would delete it "
+                         "(pass --replace to allow that)")
+    config, template = build_config(model_dir, scheme, model_type, exclude, layer_config)
+    converters = template.f2f_weight_converters if use_converters else None
+    quantizer = ModelQuantizer(config)
+    t0 = time.perf_counter()
+    quantizer.direct_quantize_checkpoint(
+        pretrained_model_path=model_dir,
+        save_path=output_dir,
+        keep_excluded_layers_as_original_model_state=keep_original,
+        weight_converters=converters,
+        device=device,
+    )
+    elapsed = time.perf_counter() - t0
+    if not os.path.isfile(os.path.join(output_dir, "config.json")):
+        # Quark logs an error and returns without output in some cases (e.g. FP8 source on CPU).
+        raise SystemExit(f"quark_ref: Quark wrote no config.json into {output_dir}")
+    return elapsed
+
+
+def quiet_quark() -> None:
+    """Quark logs every tensor at INFO; keep warnings and errors only."""
+    os.environ.setdefault("QUARK_LOG_LEVEL", "warning")
+    logging.getLogger("quark").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--scheme", required=True)
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--model-type", default=None, help="LLMTemplate name (default: config.json model_type)")
+    p.add_argument("--exclude", action="append", default=None, help="exclude glob (repeatable); "
+                   "default: the template's list")
+    p.add_argument("--no-exclude", action="store_true", help="explicitly empty exclude list")
+    p.add_argument("--layer-config", action="append", default=[], metavar="GLOB=SCHEME")
+    p.add_argument("--keep-original", action="store_true",
+                   help="keep_excluded_layers_as_original_model_state=True")
+    p.add_argument("--no-converters", action="store_true", help="do not pass the template's F2F converters")
+    p.add_argument("--replace", action="store_true", help="allow Quark to delete a non-empty output dir")
+    p.add_argument("--verbose", action="store_true")
+    a = p.parse_args(argv)
+    if not a.verbose:
+        quiet_quark()
+    exclude = [] if a.no_exclude else a.exclude
+    layer_config = {}
+    for item in a.layer_config:
+        glob, sep, scheme = item.rpartition("=")
+        if not sep or not glob:
+            p.error(f"--layer-config wants GLOB=SCHEME, got {item!r}")
+        layer_config[glob] = scheme
+    import torch
+
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        print("quark_ref: CUDA requested but torch.cuda.is_available() is False", file=sys.stderr)
+        return 2
+    elapsed = run_quark(a.model_dir, a.output_dir, a.scheme, a.device, a.model_type, exclude, layer_config,
+                        a.keep_original, not a.no_converters, a.replace)
+    print(f"quark_ref: {a.scheme} on {a.device}: {a.model_dir} -> {a.output_dir} in {elapsed:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
