@@ -18,17 +18,15 @@ SQ_HD uint8_t fp8_e4m3fn_encode(float y) {
   const uint32_t sign = (u >> 24) & 0x80u;
   uint32_t a = u & k_f32_abs_mask;
   a = a > k_fp8_max_bits ? k_fp8_max_bits : a;
-  uint32_t code;
-  if (a < 0x3C800000u) {  // |y| < 2^-6: subnormal, k = rne(|y| * 2^9), 0..8
-    // |y| * 512 is exact; adding 2^23 rounds it to an integer (half to even) in the low bits.
-    const float s = mul_rn(f32_from_bits(a), f32_from_bits(0x44000000u));
-    code = f32_bits(add_rn(s, f32_from_bits(0x4B000000u))) - 0x4B000000u;
-  } else {
-    // Round the 23-bit fraction to 3 bits, half to even, on exponent|fraction together so a
-    // mantissa carry increments the exponent; then rebias 127 -> 7.
-    const uint32_t r = (a + 0x7FFFFu + ((a >> 20) & 1u)) >> 20;
-    code = r - (120u << 3);
-  }
+  // Both paths are computed and one is selected, so loops over this function vectorize.
+  // Subnormal (|y| < 2^-6): k = rne(|y| * 2^9) in 0..8; |y| * 512 is exact and adding 2^23
+  // rounds it to an integer (half to even) in the low mantissa bits.
+  const float s = mul_rn(f32_from_bits(a), f32_from_bits(0x44000000u));
+  const uint32_t sub = f32_bits(add_rn(s, f32_from_bits(0x4B000000u))) - 0x4B000000u;
+  // Normal: round the 23-bit fraction to 3 bits, half to even, on exponent|fraction together so
+  // a mantissa carry increments the exponent; then rebias 127 -> 7 (120 << 3).
+  const uint32_t nrm = ((a + 0x7FFFFu + ((a >> 20) & 1u)) >> 20) - (120u << 3);
+  const uint32_t code = a < 0x3C800000u ? sub : nrm;
   return static_cast<uint8_t>(code | sign);
 }
 

@@ -79,24 +79,22 @@ SQ_HD uint32_t mx_encode_element(float y, mx_format f) {
   const uint32_t max_code = (1u << nbits) - 1u;
   // Smallest normal of the format: 2^(1 - bias).
   const uint32_t min_normal_bits = (128u - f.bias) << 23;
-  uint32_t code;
-  if (a < min_normal_bits) {
-    // Subnormal range: k = rne(|y| / 2^(1-bias-mbits)); the scaling by a power of two is exact,
-    // and adding 2^23 rounds the (< 2^(mbits+1)) result to an integer, half to even.
-    const float scaled =
-        mul_rn(f32_from_bits(a), f32_from_bits((127u + f.bias - 1u + f.mbits) << 23));
-    code = f32_bits(add_rn(scaled, f32_from_bits(0x4B000000u))) - 0x4B000000u;
-  } else {
-    // Normal range: round exponent|fraction to mbits fraction bits, half to even (a carry
-    // increments the exponent), rebias 127 -> bias, saturate.
-    const uint32_t drop = 23u - f.mbits;
-    const uint32_t r = (a + ((1u << (drop - 1u)) - 1u) + ((a >> drop) & 1u)) >> drop;
-    const uint32_t rebias = (127u - f.bias) << f.mbits;
-    code = r - rebias;
-    code = code > max_code ? max_code : code;
-  }
-  if (code == 0) return 0;
-  return code | ((u >> 31) << nbits);
+  // Both paths are computed and one is selected, so loops over this function vectorize.
+  // Subnormal range: k = rne(|y| / 2^(1-bias-mbits)); the scaling by a power of two is exact,
+  // and adding 2^23 rounds the (< 2^(mbits+1)) result to an integer, half to even.
+  const float scaled =
+      mul_rn(f32_from_bits(a), f32_from_bits((127u + f.bias - 1u + f.mbits) << 23));
+  const uint32_t sub = f32_bits(add_rn(scaled, f32_from_bits(0x4B000000u))) - 0x4B000000u;
+  // Normal range: round exponent|fraction to mbits fraction bits, half to even (a carry
+  // increments the exponent), rebias 127 -> bias, saturate. (Huge |y| cannot wrap: r <
+  // 2^(9+mbits).)
+  const uint32_t drop = 23u - f.mbits;
+  const uint32_t r = (a + ((1u << (drop - 1u)) - 1u) + ((a >> drop) & 1u)) >> drop;
+  uint32_t nrm = r - ((127u - f.bias) << f.mbits);
+  nrm = nrm > max_code ? max_code : nrm;
+  const uint32_t code = a < min_normal_bits ? sub : nrm;
+  // A zero result is +0: the sign bit only for non-zero codes.
+  return code | (code == 0 ? 0u : (u >> 31) << nbits);
 }
 
 // Value of a code of format f as fp32 (exact); for round-trip checks and decoders.
@@ -122,7 +120,7 @@ SQ_HD float e8m0_decode(uint8_t b) {
 }
 
 // Packed bytes of n codes (n even for FP4, n % 4 == 0 for FP6).
-SQ_HD uint32_t mx_packed_bytes(uint32_t n, mx_format f) {
+SQ_HD uint64_t mx_packed_bytes(uint64_t n, mx_format f) {
   return f.code_bits == 4 ? n / 2 : 3 * n / 4;
 }
 

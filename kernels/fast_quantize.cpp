@@ -1,0 +1,624 @@
+// The fast CPU quantizers (what the program runs): the same math headers as the reference, in
+// loops shaped for the vectorizer (no branches in the element paths, fixed 32-element MX blocks,
+// 8-row int4 word columns) and spread over cores with tbb::parallel_for. Hot loops are compiled
+// for AVX2 and a plain x86-64 fallback (target_clones); the result is the same bytes either way
+// because every step is an exactly specified IEEE or integer operation.
+// Must give the same bytes as kernels/reference_quantize.cpp; tested byte for byte.
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <vector>
+
+#include "kernels/fp8.h"
+#include "kernels/int4_fp8.h"
+#include "kernels/int_quant.h"
+#include "kernels/mx.h"
+#include "kernels/numeric.h"
+#include "kernels/quantize.h"
+#include "kernels/quantize_detail.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define SQ_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SQ_CLONES
+#endif
+
+namespace shardquant {
+namespace {
+
+using detail::ceil_div;
+using detail::error;
+using detail::view_geometry;
+using code = quant_status::code;
+
+// Elements per parallel task: large enough to amortize scheduling, small enough to balance.
+constexpr uint64_t k_grain_elems = 1 << 16;
+
+// The smallest index reported by any task (k_all_rows = none).
+struct first_index {
+  std::atomic<uint64_t> v{k_all_rows};
+  void offer(uint64_t i) {
+    uint64_t cur = v.load(std::memory_order_relaxed);
+    while (i < cur && !v.compare_exchange_weak(cur, i, std::memory_order_relaxed)) {
+    }
+  }
+  uint64_t get() const { return v.load(); }
+};
+
+// ---- leaf loops (vectorizable; instantiated per source kind, cloned per ISA) -------------------
+
+// Max of |x| bits over n elements (a non-finite element shows as >= 0x7F800000).
+template <src_kind D>
+inline uint32_t max_abs_bits(const void* src, uint64_t n) {
+  uint32_t m = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint32_t ab = abs_bits(load_src<D>(src, i));
+    m = ab > m ? ab : m;
+  }
+  return m;
+}
+
+template <src_kind D>
+uint64_t first_bad_in(const void* src, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i)
+    if (!is_finite(load_src<D>(src, i))) return i;
+  return n;
+}
+
+// fp8 encode of n elements; returns the max |x| bits seen (for the non-finite check).
+template <src_kind D>
+inline uint32_t fp8_run(const void* src, uint64_t n, float s_div, uint8_t* dst) {
+  uint32_t m = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    const float w = load_src<D>(src, i);
+    const uint32_t ab = abs_bits(w);
+    m = ab > m ? ab : m;
+    dst[i] = fp8_quantize_element<D>(w, s_div);
+  }
+  return m;
+}
+
+template <src_kind D>
+inline uint32_t int8_run(const void* src, uint64_t n, float inv, int8_t* dst) {
+  uint32_t m = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    const float w = load_src<D>(src, i);
+    const uint32_t ab = abs_bits(w);
+    m = ab > m ? ab : m;
+    dst[i] = static_cast<int8_t>(int8_code(w, inv));
+  }
+  return m;
+}
+
+// MX: `nblocks` consecutive full 32-element blocks; returns the max |x| bits seen.
+template <src_kind D, mx_element E>
+inline uint32_t mx_full_blocks(const void* src, uint64_t nblocks, uint8_t* packed,
+                               uint8_t* scales) {
+  constexpr mx_format f = E == mx_element::fp4_e2m1   ? mx_fp4_e2m1()
+                          : E == mx_element::fp6_e2m3 ? mx_fp6_e2m3()
+                                                      : mx_fp6_e3m2();
+  constexpr uint64_t bytes = f.code_bits == 4 ? 16 : 24;
+  uint32_t seen = 0;
+  for (uint64_t b = 0; b < nblocks; ++b) {
+    const char* s = static_cast<const char*>(src) + b * k_mx_block * src_bytes(D);
+    float x[k_mx_block];
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < k_mx_block; ++i) {
+      x[i] = load_src<D>(s, i);
+      const uint32_t ab = abs_bits(x[i]);
+      m = ab > m ? ab : m;
+    }
+    seen = m > seen ? m : seen;
+    const int32_t k = mx_shared_exponent(f32_from_bits(m), f);
+    scales[b] = mx_scale_byte(k);
+    uint8_t codes[k_mx_block];
+    if (k != -127) {
+      // x * 2^-k == RN32(x / 2^k) exactly for k in [-126, 127] (mx_scale_reciprocal).
+      const float r = mx_scale_reciprocal(k);
+      for (uint32_t i = 0; i < k_mx_block; ++i)
+        codes[i] = static_cast<uint8_t>(mx_encode_element(mul_rn(x[i], r), f));
+    } else {
+      const float d = mx_scale_divisor(k);
+      for (uint32_t i = 0; i < k_mx_block; ++i)
+        codes[i] = static_cast<uint8_t>(mx_encode_element(div_rn(x[i], d), f));
+    }
+    uint8_t* out = packed + b * bytes;
+    if constexpr (f.code_bits == 4) {
+      for (uint32_t i = 0; i < 16; ++i)
+        out[i] = static_cast<uint8_t>(codes[2 * i] | (codes[2 * i + 1] << 4));
+    } else {
+      mx_pack_codes(codes, k_mx_block, f, out);
+    }
+  }
+  return seen;
+}
+
+// Per-row amax bits of the fp8 values of stage 1 and the values themselves (int4_fp8).
+template <src_kind D>
+inline uint32_t int4_fp8_stage1_run(const void* src, uint64_t n, float s_div, float* f) {
+  uint32_t m = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    const float w = load_src<D>(src, i);
+    const uint32_t ab = abs_bits(w);
+    m = ab > m ? ab : m;
+    f[i] = int4_fp8_stage1_value<D>(w, s_div);
+  }
+  return m;
+}
+
+// int4/uint4 codes of one unit of n elements into q (int8 storage). Returns max |x| bits.
+template <src_kind D>
+inline uint32_t int4_unit_run(const void* src, uint64_t n, float* scale, int8_t* q) {
+  uint32_t m = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint32_t ab = abs_bits(load_src<D>(src, i));
+    m = ab > m ? ab : m;
+  }
+  const float s = int4_scale<D>(f32_from_bits(m));
+  const float inv = reciprocal_rn(s);
+  *scale = s;
+  for (uint64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(int4_code(load_src<D>(src, i), inv));
+  return m;
+}
+
+template <src_kind D>
+inline uint32_t uint4_unit_run(const void* src, uint64_t n, uint4_params* p, int8_t* q) {
+  float lo = 0.0f, hi = 0.0f;
+  uint32_t m = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    const float w = load_src<D>(src, i);
+    const uint32_t ab = abs_bits(w);
+    m = ab > m ? ab : m;
+    lo = min_f(lo, w);
+    hi = max_f(hi, w);
+  }
+  if (m >= k_f32_inf_bits) return m;  // min/max of NaN are meaningless; reported by the caller
+  *p = uint4_params_from_range<D>(lo, hi);
+  for (uint64_t i = 0; i < n; ++i)
+    q[i] = static_cast<int8_t>(uint4_code(load_src<D>(src, i), p->inv, p->zero_f));
+  return m;
+}
+
+// Packs 8 rows of codes (stride `in`, rows >= n_rows are 0) of columns [0, in) into words
+// w[j * ld] (one word column of the transposed output).
+inline void pack_column(const int8_t* q, uint64_t in, uint32_t n_rows, uint32_t* w, uint64_t ld) {
+  for (uint64_t j = 0; j < in; ++j) {
+    uint32_t word = 0;
+    for (uint32_t i = 0; i < n_rows; ++i)
+      word |= (static_cast<uint32_t>(static_cast<uint8_t>(q[i * in + j])) & 0xFu) << (4 * i);
+    std::memcpy(w + j * ld, &word, 4);
+  }
+}
+
+// Packs one row of n codes sequentially / in AWQ order into ceil(n/8) words.
+inline void pack_row(const int8_t* q, uint64_t n, nibble_order o, uint32_t* w) {
+  const uint64_t full = n / 8;
+  for (uint64_t c = 0; c < full; ++c) {
+    uint32_t word = 0;
+    for (uint32_t i = 0; i < 8; ++i)
+      word |= (static_cast<uint32_t>(static_cast<uint8_t>(q[8 * c + nibble_source(o, i)])) & 0xFu)
+              << (4 * i);
+    std::memcpy(w + c, &word, 4);
+  }
+  if (n % 8) {
+    int32_t tail[8] = {};
+    for (uint64_t i = 0; i < n % 8; ++i) tail[i] = q[8 * full + i];
+    const uint32_t word = pack_nibbles(tail, static_cast<uint32_t>(n % 8), o);
+    std::memcpy(w + full, &word, 4);
+  }
+}
+
+// ---- ISA-cloned entry points of the hot loops --------------------------------------------------
+
+#define SQ_KIND_WRAPPERS(NAME, RET, PARAMS, ARGS) \
+  SQ_CLONES RET NAME##_bf16 PARAMS {              \
+    return NAME<src_kind::bf16> ARGS;             \
+  }                                               \
+  SQ_CLONES RET NAME##_f16 PARAMS {               \
+    return NAME<src_kind::f16> ARGS;              \
+  }                                               \
+  SQ_CLONES RET NAME##_f32 PARAMS {               \
+    return NAME<src_kind::f32> ARGS;              \
+  }                                               \
+  template <src_kind D>                           \
+  RET NAME##_k PARAMS {                           \
+    if constexpr (D == src_kind::bf16)            \
+      return NAME##_bf16 ARGS;                    \
+    else if constexpr (D == src_kind::f16)        \
+      return NAME##_f16 ARGS;                     \
+    else                                          \
+      return NAME##_f32 ARGS;                     \
+  }
+
+SQ_KIND_WRAPPERS(max_abs_bits, uint32_t, (const void* src, uint64_t n), (src, n))
+SQ_KIND_WRAPPERS(fp8_run, uint32_t, (const void* src, uint64_t n, float s, uint8_t* d),
+                 (src, n, s, d))
+SQ_KIND_WRAPPERS(int8_run, uint32_t, (const void* src, uint64_t n, float s, int8_t* d),
+                 (src, n, s, d))
+SQ_KIND_WRAPPERS(int4_fp8_stage1_run, uint32_t, (const void* src, uint64_t n, float s, float* f),
+                 (src, n, s, f))
+SQ_KIND_WRAPPERS(int4_unit_run, uint32_t, (const void* src, uint64_t n, float* s, int8_t* q),
+                 (src, n, s, q))
+SQ_KIND_WRAPPERS(uint4_unit_run, uint32_t,
+                 (const void* src, uint64_t n, uint4_params* p, int8_t* q), (src, n, p, q))
+
+#define SQ_MX_WRAPPER(KIND, ELEM)                                                        \
+  SQ_CLONES uint32_t mx_blocks_##KIND##_##ELEM(const void* src, uint64_t nb, uint8_t* p, \
+                                               uint8_t* s) {                             \
+    return mx_full_blocks<src_kind::KIND, mx_element::ELEM>(src, nb, p, s);              \
+  }
+SQ_MX_WRAPPER(bf16, fp4_e2m1)
+SQ_MX_WRAPPER(bf16, fp6_e2m3)
+SQ_MX_WRAPPER(bf16, fp6_e3m2)
+SQ_MX_WRAPPER(f16, fp4_e2m1)
+SQ_MX_WRAPPER(f16, fp6_e2m3)
+SQ_MX_WRAPPER(f16, fp6_e3m2)
+SQ_MX_WRAPPER(f32, fp4_e2m1)
+SQ_MX_WRAPPER(f32, fp6_e2m3)
+SQ_MX_WRAPPER(f32, fp6_e3m2)
+
+using mx_blocks_fn = uint32_t (*)(const void*, uint64_t, uint8_t*, uint8_t*);
+mx_blocks_fn mx_blocks_for(src_kind d, mx_element e) {
+  switch (d) {
+    case src_kind::bf16:
+      return e == mx_element::fp4_e2m1   ? mx_blocks_bf16_fp4_e2m1
+             : e == mx_element::fp6_e2m3 ? mx_blocks_bf16_fp6_e2m3
+                                         : mx_blocks_bf16_fp6_e3m2;
+    case src_kind::f16:
+      return e == mx_element::fp4_e2m1   ? mx_blocks_f16_fp4_e2m1
+             : e == mx_element::fp6_e2m3 ? mx_blocks_f16_fp6_e2m3
+                                         : mx_blocks_f16_fp6_e3m2;
+    default:
+      return e == mx_element::fp4_e2m1   ? mx_blocks_f32_fp4_e2m1
+             : e == mx_element::fp6_e2m3 ? mx_blocks_f32_fp6_e2m3
+                                         : mx_blocks_f32_fp6_e3m2;
+  }
+}
+
+// ---- helpers
+// -------------------------------------------------------------------------------------
+
+const char* elem_ptr(const source_view& v, src_kind d, uint64_t i) {
+  return static_cast<const char*>(v.data) + i * src_bytes(d);
+}
+
+// First non-finite element of the whole view (flat index in the tensor) or k_all_rows.
+template <src_kind D>
+uint64_t scan_first_bad(const source_view& v, const view_geometry& g) {
+  first_index bad;
+  const uint64_t n = g.numel();
+  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, n, k_grain_elems), [&](const auto& r) {
+    const uint64_t len = r.end() - r.begin();
+    if (max_abs_bits_k<D>(elem_ptr(v, D, r.begin()), len) >= k_f32_inf_bits)
+      bad.offer(g.base() + r.begin() + first_bad_in<D>(elem_ptr(v, D, r.begin()), len));
+  });
+  return bad.get();
+}
+
+// Rows per task so that a task holds about k_grain_elems elements (a multiple of `mult`).
+uint64_t row_grain(uint64_t row_elems, uint64_t mult) {
+  uint64_t g = std::max<uint64_t>(1, k_grain_elems / std::max<uint64_t>(1, row_elems));
+  return ceil_div(g, mult) * mult;
+}
+
+void put_f32(void* p, uint64_t i, float x) {
+  std::memcpy(static_cast<char*>(p) + 4 * i, &x, 4);
+}
+void put_i32(void* p, uint64_t i, int32_t x) {
+  std::memcpy(static_cast<char*>(p) + 4 * i, &x, 4);
+}
+
+// ---- per-family fast paths
+// ------------------------------------------------------------------------- Each returns ok or an
+// error; a non-finite input found anywhere makes the caller rescan for the first bad element, so
+// the reported index equals the reference's.
+
+template <src_kind D>
+quant_status fp8_tensor(const source_view& v, const view_geometry& g, const quant_outputs& o,
+                        float a, bool* saw_bad) {
+  const float s = fp8_tensor_scale(a);
+  const float s_div = fp8_divisor<D>(s);
+  if (s_div == 0.0f) return error(code::scale_underflow, 0);
+  if (o.scale) put_f32(o.scale, 0, s);
+  std::atomic<bool> bad{false};
+  uint8_t* dst = static_cast<uint8_t*>(o.weight);
+  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, g.numel(), k_grain_elems), [&](const auto& r) {
+    const uint32_t m =
+        fp8_run_k<D>(elem_ptr(v, D, r.begin()), r.end() - r.begin(), s_div, dst + r.begin());
+    if (m >= k_f32_inf_bits) bad = true;
+  });
+  *saw_bad = bad;
+  return {};
+}
+
+template <src_kind D>
+quant_status int8_tensor(const source_view& v, const view_geometry& g, const quant_outputs& o,
+                         float a, bool* saw_bad) {
+  const float s = int8_scale<D>(a);
+  const float inv = reciprocal_rn(s);
+  if (o.scale) put_f32(o.scale, 0, s);
+  std::atomic<bool> bad{false};
+  int8_t* dst = static_cast<int8_t*>(o.weight);
+  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, g.numel(), k_grain_elems), [&](const auto& r) {
+    const uint32_t m =
+        int8_run_k<D>(elem_ptr(v, D, r.begin()), r.end() - r.begin(), inv, dst + r.begin());
+    if (m >= k_f32_inf_bits) bad = true;
+  });
+  *saw_bad = bad;
+  return {};
+}
+
+template <src_kind D>
+quant_status fp8_row(const source_view& v, const view_geometry& g, const quant_outputs& o,
+                     bool* saw_bad) {
+  std::atomic<bool> bad{false};
+  first_index underflow;
+  uint8_t* dst = static_cast<uint8_t*>(o.weight);
+  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, g.rows, row_grain(g.inner, 1)),
+                    [&](const auto& rr) {
+                      for (uint64_t r = rr.begin(); r < rr.end(); ++r) {
+                        const char* src = elem_ptr(v, D, r * g.inner);
+                        const uint32_t m = max_abs_bits_k<D>(src, g.inner);
+                        if (m >= k_f32_inf_bits) {
+                          bad = true;
+                          continue;
+                        }
+                        const float s = fp8_row_scale(f32_from_bits(m));
+                        const float s_div = fp8_divisor<D>(s);
+                        if (s_div == 0.0f) {
+                          underflow.offer(g.row_begin + r);
+                          continue;
+                        }
+                        put_f32(o.scale, r, s);
+                        fp8_run_k<D>(src, g.inner, s_div, dst + r * g.inner);
+                      }
+                    });
+  *saw_bad = bad;
+  if (underflow.get() != k_all_rows) return error(code::scale_underflow, underflow.get());
+  return {};
+}
+
+template <src_kind D>
+quant_status mx(const source_view& v, const view_geometry& g, const quant_outputs& o, mx_element e,
+                bool* saw_bad) {
+  const mx_format f = e == mx_element::fp4_e2m1   ? mx_fp4_e2m1()
+                      : e == mx_element::fp6_e2m3 ? mx_fp6_e2m3()
+                                                  : mx_fp6_e3m2();
+  const uint64_t in = g.last;
+  const uint64_t rows = g.numel() / in;
+  const uint64_t full = in / k_mx_block;
+  const uint64_t tail = in % k_mx_block;
+  const uint64_t bpr = full + (tail ? 1 : 0);
+  const uint64_t row_bytes = mx_packed_bytes(in, f);
+  const uint64_t block_bytes = mx_packed_bytes(k_mx_block, f);
+  const mx_blocks_fn blocks = mx_blocks_for(D, e);
+  uint8_t* packed = static_cast<uint8_t*>(o.weight);
+  uint8_t* scales = static_cast<uint8_t*>(o.scale);
+  std::atomic<bool> bad{false};
+  auto do_row_blocks = [&](uint64_t r, uint64_t b0, uint64_t b1) {
+    // Blocks [b0, b1) of row r; the tail block (index full) goes through the header's block
+    // encoder, which handles n < 32.
+    uint32_t m = 0;
+    const uint64_t fb1 = std::min(b1, full);
+    if (fb1 > b0)
+      m = blocks(elem_ptr(v, D, r * in + b0 * k_mx_block), fb1 - b0,
+                 packed + r * row_bytes + b0 * block_bytes, scales + r * bpr + b0);
+    if (tail && b1 == bpr) {
+      const char* src = elem_ptr(v, D, r * in + full * k_mx_block);
+      const uint32_t mt = max_abs_bits_k<D>(src, tail);
+      m = mt > m ? mt : m;
+      if (mt < k_f32_inf_bits)
+        scales[r * bpr + full] = mx_encode_block_src<D>(
+            src, static_cast<uint32_t>(tail), f, packed + r * row_bytes + full * block_bytes);
+    }
+    if (m >= k_f32_inf_bits) bad = true;
+  };
+  if (bpr * k_mx_block >= k_grain_elems || rows == 1) {
+    // Long rows: split each row into block ranges.
+    const uint64_t grain_blocks = std::max<uint64_t>(1, k_grain_elems / k_mx_block);
+    tbb::parallel_for(tbb::blocked_range<uint64_t>(0, rows * bpr, grain_blocks),
+                      [&](const auto& br) {
+                        uint64_t b = br.begin();
+                        while (b < br.end()) {
+                          const uint64_t r = b / bpr;
+                          const uint64_t b0 = b % bpr;
+                          const uint64_t b1 = std::min(bpr, b0 + (br.end() - b));
+                          do_row_blocks(r, b0, b1);
+                          b += b1 - b0;
+                        }
+                      });
+  } else {
+    tbb::parallel_for(tbb::blocked_range<uint64_t>(0, rows, row_grain(in, 1)), [&](const auto& rr) {
+      for (uint64_t r = rr.begin(); r < rr.end(); ++r) do_row_blocks(r, 0, bpr);
+    });
+  }
+  *saw_bad = bad;
+  return {};
+}
+
+// int4/uint4 per-group (transposed packing, 8-row tasks) and per-channel (row tasks).
+template <src_kind D>
+quant_status int_family(const source_view& v, const view_geometry& g, const quant_outputs& o,
+                        bool asym, bool grouped, uint64_t unit, bool* saw_bad) {
+  const uint64_t in = g.last;
+  const uint64_t units = in / unit;
+  std::atomic<bool> bad{false};
+  first_index overflow;
+  const uint64_t cols = ceil_div(g.rows, 8);
+  const uint64_t ld = o.weight_ld ? o.weight_ld : cols;
+  const uint64_t words_per_row = ceil_div(in, 8);
+  uint32_t* wout = static_cast<uint32_t*>(o.weight);
+  // One task = rows [8c, 8c + 8) for per-group (one word column), a row range otherwise.
+  const uint64_t tasks = grouped ? cols : g.rows;
+  const uint64_t grain = grouped ? std::max<uint64_t>(1, row_grain(in, 8) / 8) : row_grain(in, 1);
+  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, tasks, grain), [&](const auto& tr) {
+    std::vector<int8_t> q((grouped ? 8 : 1) * in);
+    for (uint64_t t = tr.begin(); t < tr.end(); ++t) {
+      const uint64_t r0 = grouped ? 8 * t : t;
+      const uint64_t nr = grouped ? std::min<uint64_t>(8, g.rows - r0) : 1;
+      bool row_bad = false;
+      for (uint64_t i = 0; i < nr; ++i) {
+        const uint64_t r = r0 + i;
+        for (uint64_t u = 0; u < units; ++u) {
+          const char* src = elem_ptr(v, D, r * in + u * unit);
+          int8_t* qu = q.data() + i * in + u * unit;
+          const uint64_t si = r * units + u;
+          uint32_t m;
+          if (!asym) {
+            float s;
+            m = int4_unit_run_k<D>(src, unit, &s, qu);
+            if (m < k_f32_inf_bits) put_f32(o.scale, si, s);
+          } else {
+            uint4_params p;
+            m = uint4_unit_run_k<D>(src, unit, &p, qu);
+            if (m < k_f32_inf_bits) {
+              if (!is_finite(p.scale)) overflow.offer((g.row_begin + r) * units + u);
+              put_f32(o.scale, si, p.scale);
+              put_i32(o.extra, si, p.zero);
+            }
+          }
+          if (m >= k_f32_inf_bits) row_bad = true;
+        }
+      }
+      if (row_bad) {
+        bad = true;
+        continue;
+      }
+      if (grouped)
+        pack_column(q.data(), in, static_cast<uint32_t>(nr), wout + t, ld);
+      else
+        pack_row(q.data(), in, nibble_order::sequential, wout + r0 * words_per_row);
+    }
+  });
+  *saw_bad = bad;
+  if (overflow.get() != k_all_rows) return error(code::non_finite_scale, overflow.get());
+  return {};
+}
+
+template <src_kind D>
+quant_status int4_fp8(const source_view& v, const view_geometry& g, const quant_outputs& o, float a,
+                      bool* saw_bad) {
+  const float s1 = fp8_tensor_scale(a);
+  const float s_div = fp8_divisor<D>(s1);
+  if (s_div == 0.0f) return error(code::scale_underflow, 0);
+  if (o.scale) put_f32(o.scale, 0, s1);
+  const uint64_t in = g.last;
+  const uint64_t words = ceil_div(in, 8);
+  std::atomic<bool> bad{false};
+  uint32_t* wout = static_cast<uint32_t*>(o.weight);
+  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, g.rows, row_grain(in, 1)), [&](const auto& rr) {
+    std::vector<float> f(in);
+    std::vector<int8_t> q(in);
+    for (uint64_t r = rr.begin(); r < rr.end(); ++r) {
+      const uint32_t m = int4_fp8_stage1_run_k<D>(elem_ptr(v, D, r * in), in, s_div, f.data());
+      if (m >= k_f32_inf_bits) {
+        bad = true;
+        continue;
+      }
+      float s2;
+      // Stage 2 is int4 per row with D = F32 on the values.
+      int4_unit_run_k<src_kind::f32>(f.data(), in, &s2, q.data());
+      put_f32(o.extra, r, s2);
+      pack_row(q.data(), in, nibble_order::int4_fp8, wout + r * words);
+    }
+  });
+  *saw_bad = bad;
+  return {};
+}
+
+template <src_kind D>
+quant_status run(scheme_id s, const source_view& v, const view_geometry& g, const quant_outputs& o,
+                 std::optional<float> tensor_amax) {
+  const scheme_info& si = info(s);
+  float a = 0.0f;
+  if (needs_tensor_amax(si.family)) {
+    if (quant_status st = detail::need_amax(g, tensor_amax); !st.ok()) return st;
+    if (tensor_amax) {
+      a = *tensor_amax;
+    } else {
+      const amax_result r = amax(v);
+      if (!r.finite()) return error(code::non_finite_input, r.first_bad);
+      a = r.amax;
+    }
+  }
+  bool saw_bad = false;
+  quant_status st;
+  switch (si.family) {
+    case scheme_family::fp8_tensor:
+      st = fp8_tensor<D>(v, g, o, a, &saw_bad);
+      break;
+    case scheme_family::fp8_row:
+      st = fp8_row<D>(v, g, o, &saw_bad);
+      break;
+    case scheme_family::int8_tensor:
+      st = int8_tensor<D>(v, g, o, a, &saw_bad);
+      break;
+    case scheme_family::int4_group:
+    case scheme_family::uint4_group:
+      st = int_family<D>(v, g, o, si.family == scheme_family::uint4_group, true, si.group_size,
+                         &saw_bad);
+      break;
+    case scheme_family::int4_channel:
+    case scheme_family::uint4_channel:
+      st = int_family<D>(v, g, o, si.family == scheme_family::uint4_channel, false, g.last,
+                         &saw_bad);
+      break;
+    case scheme_family::mx:
+      st = mx<D>(v, g, o, si.element, &saw_bad);
+      break;
+    case scheme_family::int4_fp8:
+      st = int4_fp8<D>(v, g, o, a, &saw_bad);
+      break;
+  }
+  // Errors are rare: on any, report what the reference reports (the first non-finite element
+  // wins over scale errors).
+  if (saw_bad || !st.ok()) {
+    if (const uint64_t bad = scan_first_bad<D>(v, g); bad != k_all_rows)
+      return error(code::non_finite_input, bad);
+  }
+  return st;
+}
+
+}  // namespace
+
+amax_result amax(const source_view& v) {
+  view_geometry g;
+  if (!detail::check_view(scheme_id::fp8, v, &g).ok()) return {0.0f, 0};
+  return detail::dispatch_kind(g.kind, [&]<src_kind D>() {
+    std::atomic<uint32_t> m{0};
+    std::atomic<bool> bad{false};
+    tbb::parallel_for(
+        tbb::blocked_range<uint64_t>(0, g.numel(), k_grain_elems), [&](const auto& r) {
+          const uint32_t x = max_abs_bits_k<D>(elem_ptr(v, D, r.begin()), r.end() - r.begin());
+          if (x >= k_f32_inf_bits) {
+            bad = true;
+            return;
+          }
+          uint32_t cur = m.load(std::memory_order_relaxed);
+          while (x > cur && !m.compare_exchange_weak(cur, x)) {
+          }
+        });
+    amax_result r;
+    if (bad) {
+      // The amax of the finite elements (as the reference reports it) and the first bad index.
+      r = reference::amax(v);
+      return r;
+    }
+    r.amax = f32_from_bits(m.load());
+    return r;
+  });
+}
+
+quant_status quantize(scheme_id s, const source_view& v, const quant_outputs& out,
+                      std::optional<float> tensor_amax) {
+  view_geometry g;
+  if (quant_status st = detail::check_view(s, v, &g); !st.ok()) return st;
+  return detail::dispatch_kind(g.kind,
+                               [&]<src_kind D>() { return run<D>(s, v, g, out, tensor_amax); });
+}
+
+}  // namespace shardquant
