@@ -52,6 +52,13 @@ std::string printable(std::string_view s) {
   return out;
 }
 
+// A JSON value as text for a message, cut short: hostile values can be megabytes long.
+std::string brief(simdjson::dom::element e) {
+  std::string s = simdjson::to_string(e);
+  if (s.size() > 40) s = s.substr(0, 37) + "...";
+  return s;
+}
+
 // The parse of one header: holds what the error messages need.
 class header_parser {
  public:
@@ -79,55 +86,63 @@ uint64_t header_parser::read_uint(simdjson::dom::element e, std::string_view ten
                                   std::string_view what) const {
   using simdjson::dom::element_type;
   switch (e.type()) {
-    case element_type::UINT64:
-      return e.get_uint64().value_unsafe();
+    case element_type::UINT64: {
+      uint64_t v = 0;
+      if (!e.get(v)) return v;
+      break;
+    }
     case element_type::INT64: {
-      const int64_t v = e.get_int64().value_unsafe();
+      int64_t v = 0;
+      if (e.get(v)) break;
       if (v < 0) fail(tensor, at, std::string(what) + " is negative (" + std::to_string(v) + ")");
       return static_cast<uint64_t>(v);
     }
     case element_type::DOUBLE:
-      fail(tensor, at, std::string(what) + " is not an integer (" + simdjson::to_string(e) + ")");
+      fail(tensor, at, std::string(what) + " is not an integer (" + brief(e) + ")");
     default:
-      fail(tensor, at, std::string(what) + " is not a number (" + simdjson::to_string(e) + ")");
+      break;
   }
+  fail(tensor, at, std::string(what) + " is not a number (" + brief(e) + ")");
 }
 
 void header_parser::check_no_duplicates(simdjson::dom::element e, std::string_view tensor,
                                         uint64_t at) const {
-  if (e.is_object()) {
+  simdjson::dom::object obj;
+  simdjson::dom::array arr;
+  if (!e.get(obj)) {
     std::unordered_set<std::string_view> seen;
-    for (auto field : e.get_object().value_unsafe()) {
+    for (auto field : obj) {
       if (!seen.insert(field.key).second)
         fail(tensor, at, "duplicate key " + printable(field.key) + " inside the entry");
       check_no_duplicates(field.value, tensor, at);
     }
-  } else if (e.is_array()) {
-    for (auto v : e.get_array().value_unsafe()) check_no_duplicates(v, tensor, at);
+  } else if (!e.get(arr)) {
+    for (auto v : arr) check_no_duplicates(v, tensor, at);
   }
 }
 
 void header_parser::parse_metadata(simdjson::dom::element e, uint64_t at,
                                    safetensors_header& h) const {
-  if (!e.is_object()) fail("", at, "__metadata__ is not a JSON object");
+  simdjson::dom::object obj;
+  if (e.get(obj)) fail("", at, "__metadata__ is not a JSON object");
   std::unordered_set<std::string_view> seen;
-  for (auto field : e.get_object().value_unsafe()) {
+  for (auto field : obj) {
     if (!seen.insert(field.key).second)
       fail("", at, "duplicate key " + printable(field.key) + " in __metadata__");
-    if (!field.value.is_string())
+    std::string_view value;
+    if (field.value.get(value))
       fail("", at,
            "__metadata__ value of key " + printable(field.key) + " is not a string (" +
-               simdjson::to_string(field.value) + ")");
-    h.metadata.emplace_back(std::string(field.key),
-                            std::string(field.value.get_string().value_unsafe()));
+               brief(field.value) + ")");
+    h.metadata.emplace_back(std::string(field.key), std::string(value));
   }
 }
 
 tensor_entry header_parser::parse_entry(std::string_view name, simdjson::dom::element e,
                                         uint64_t at) const {
-  if (!e.is_object()) fail(name, at, "tensor entry is not a JSON object");
+  simdjson::dom::object obj;
+  if (e.get(obj)) fail(name, at, "tensor entry is not a JSON object");
   check_no_duplicates(e, name, at);
-  simdjson::dom::object obj = e.get_object().value_unsafe();
   simdjson::dom::element dt, shape, offsets;
   if (obj["dtype"].get(dt)) fail(name, at, "tensor entry has no \"dtype\"");
   if (obj["shape"].get(shape)) fail(name, at, "tensor entry has no \"shape\"");
@@ -135,22 +150,24 @@ tensor_entry header_parser::parse_entry(std::string_view name, simdjson::dom::el
 
   tensor_entry t;
   t.name = std::string(name);
-  if (!dt.is_string()) fail(name, at, "\"dtype\" is not a string");
-  const std::string_view dts = dt.get_string().value_unsafe();
+  std::string_view dts;
+  if (dt.get(dts)) fail(name, at, "\"dtype\" is not a string");
   const auto parsed = parse_dtype(dts);
   if (!parsed) fail(name, at, "unknown dtype " + printable(dts));
   t.type = *parsed;
 
-  if (!shape.is_array()) fail(name, at, "\"shape\" is not an array");
-  for (auto d : shape.get_array().value_unsafe())
-    t.shape.push_back(read_uint(d, name, at, "shape dimension"));
+  simdjson::dom::array shape_arr;
+  if (shape.get(shape_arr)) fail(name, at, "\"shape\" is not an array");
+  for (auto d : shape_arr) t.shape.push_back(read_uint(d, name, at, "shape dimension"));
 
-  if (!offsets.is_array()) fail(name, at, "\"data_offsets\" is not an array");
-  auto arr = offsets.get_array().value_unsafe();
+  simdjson::dom::array arr;
+  if (offsets.get(arr)) fail(name, at, "\"data_offsets\" is not an array");
   if (arr.size() != 2)
     fail(name, at, "\"data_offsets\" has " + std::to_string(arr.size()) + " elements, expected 2");
-  t.begin = read_uint(arr.at(0).value_unsafe(), name, at, "data_offsets begin");
-  t.end = read_uint(arr.at(1).value_unsafe(), name, at, "data_offsets end");
+  simdjson::dom::element b, e2;
+  if (arr.at(0).get(b) || arr.at(1).get(e2)) fail(name, at, "\"data_offsets\" is unreadable");
+  t.begin = read_uint(b, name, at, "data_offsets begin");
+  t.end = read_uint(e2, name, at, "data_offsets end");
   return t;
 }
 
@@ -217,12 +234,14 @@ void header_parser::check_tiling(const safetensors_header& h) const {
          "data ends at data offset " + std::to_string(expected) +
              ", past the end of the file (data section is " + std::to_string(data_size) +
              " bytes, file size " + std::to_string(file_size_) + ")");
-  if (expected < data_size)
-    fail("", sat_add(h.data_start, expected),
-         std::to_string(data_size - expected) +
-             " trailing bytes after the last tensor's data (file size " +
-             std::to_string(file_size_) + ", tensors end at byte " +
-             std::to_string(h.data_start + expected) + ")");
+  if (expected < data_size) {
+    const uint64_t extra = data_size - expected;
+    fail("", h.data_start + expected,
+         "trailing bytes after the last tensor's data: " + std::to_string(extra) +
+             (extra == 1 ? " byte" : " bytes") + " from byte " +
+             std::to_string(h.data_start + expected) + " to the end of the file (file size " +
+             std::to_string(file_size_) + ")");
+  }
 }
 
 safetensors_header header_parser::parse(std::span<const std::byte> bytes) {
@@ -260,7 +279,7 @@ safetensors_header header_parser::parse(std::span<const std::byte> bytes) {
     fail("", 8, std::string("header does not start with '{' (first byte ") + hex + ")");
   }
   const json_object_scan scan = scan_json_object(text);
-  const size_t json_len = scan.closed ? scan.end : text.size();
+  const size_t json_len = scan.end;
   if (scan.closed) {
     for (size_t i = scan.end; i < text.size(); ++i)
       if (!is_json_whitespace(text[i]))
@@ -268,12 +287,12 @@ safetensors_header header_parser::parse(std::span<const std::byte> bytes) {
              "unexpected bytes after the header's JSON object (only whitespace may follow)");
   }
 
+  if (!scan.closed) fail("", 8, "header is not valid JSON: the top-level object is never closed");
   simdjson::dom::parser parser;
   const simdjson::padded_string padded(text.substr(0, json_len));
   simdjson::dom::element root;
   if (const auto err = parser.parse(padded).get(root))
     fail("", 8, std::string("header is not valid JSON: ") + simdjson::error_message(err));
-  if (!scan.closed) fail("", 8, "header JSON object is not terminated");
   simdjson::dom::object obj;
   if (root.get(obj)) fail("", 8, "header is not a JSON object");
 
