@@ -131,7 +131,6 @@ class planner {
     resolve_exclude();
     layouts();
     totals();
-    p_.warnings.insert(p_.warnings.begin(), p_.source.warnings.begin(), p_.source.warnings.end());
     return std::move(p_);
   }
 
@@ -158,19 +157,15 @@ class planner {
   }
 
   void facts() {
-    const json& c = p_.source.config;
+    const json c = p_.source.config_json();
     model_facts& f = p_.facts;
     if (c.contains("model_type") && c["model_type"].is_string())
       f.model_type = c["model_type"].get<std::string>();
     else if (c.contains("architectures") && c["architectures"].is_array() &&
              !c["architectures"].empty() && c["architectures"][0].is_string())
       f.model_type = c["architectures"][0].get<std::string>();
-    try {
-      f.model_dtype = model_dtype_of(c);
-      f.source_quant_config = source_quant_config_of(c);
-    } catch (const input_error& e) {
-      fail_config(e.message());
-    }
+    f.model_dtype = p_.source.model_dtype;
+    if (p_.source.quantization) f.source_quant_config = p_.source.quantization->json();
     if (!f.source_quant_config.is_null()) {
       const json& q = f.source_quant_config;
       if (!q.contains("quant_method") || !q["quant_method"].is_string())
@@ -419,7 +414,7 @@ class planner {
       if (l->shard != s)
         fail_tensor(l->shard, *l->entry,
                     "compressed-tensors companion is not in the shard of '" + scale_e.name + "' (" +
-                        p_.source.shards[s].relative_path + ")");
+                        p_.source.shards[s].rel_path + ")");
       return l->entry;
     };
     const tensor_entry* zp = companion(".weight_zero_point");
@@ -721,7 +716,7 @@ class planner {
       }
     for (uint32_t s = 0; s < n; ++s) {
       output_shard_plan o;
-      o.relative_path = p_.source.shards[s].relative_path;
+      o.relative_path = p_.source.shards[s].rel_path;
       o.source_shard = s;
       o.layout = shard_layout::make(o.relative_path, std::move(specs[s]));
       o.items = std::move(items[s]);
@@ -801,46 +796,6 @@ bool passes_name_rule(std::string_view n) noexcept {
   if (dot == std::string_view::npos || n.substr(dot + 1) != "weight") return false;
   const std::string_view module = n.substr(0, dot);
   return !module.ends_with("norm") && module.find("embed") == std::string_view::npos;
-}
-
-dtype model_dtype_of(const nlohmann::ordered_json& c) {
-  auto str = [](const json& o, const char* k) -> std::string {
-    if (o.is_object() && o.contains(k) && o[k].is_string()) return o[k].get<std::string>();
-    return "";
-  };
-  std::string v;
-  if (c.contains("text_config") && c["text_config"].is_object()) {
-    v = str(c["text_config"], "dtype");
-    if (v.empty()) v = str(c["text_config"], "torch_dtype");
-  }
-  if (v.empty()) v = str(c, "torch_dtype");
-  if (v.empty()) v = str(c, "dtype");
-  std::string lower = v;
-  for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  if (v.empty() || lower == "auto") return dtype::bf16;
-  if (v == "bfloat16") return dtype::bf16;
-  if (v == "float16" || v == "half") return dtype::f16;
-  if (v == "float32" || v == "float") return dtype::f32;
-  if (v == "float64" || v == "double") return dtype::f64;
-  throw input_error("config.json", "", input_error::no_offset,
-                    "unknown model dtype '" + v + "' (torch_dtype/dtype)");
-}
-
-nlohmann::ordered_json source_quant_config_of(const nlohmann::ordered_json& c) {
-  if (c.contains("quantization_config")) return c["quantization_config"];
-  const json* found = nullptr;
-  std::string found_key;
-  for (auto it = c.begin(); it != c.end(); ++it) {
-    if (it.value().is_object() && it.value().contains("quantization_config")) {
-      if (found)
-        throw input_error(
-            "config.json", "", input_error::no_offset,
-            "both '" + found_key + "' and '" + it.key() + "' hold a quantization_config");
-      found = &it.value()["quantization_config"];
-      found_key = it.key();
-    }
-  }
-  return found ? *found : json();
 }
 
 nlohmann::ordered_json exported_quantization_config(const plan& p) {

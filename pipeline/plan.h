@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "kernels/dtype.h"
 #include "kernels/schemes.h"
@@ -31,22 +32,7 @@
 
 namespace shardquant {
 
-// ---------------------------------------------------------------------------------------------
-// Input: a source checkpoint with every header parsed (formats.md §3.1).
-
-struct source_shard {
-  std::string relative_path;   // relative to the model directory, '/'-separated
-  std::filesystem::path path;  // full path, for reading
-  safetensors_header header;
-};
-
-struct source_checkpoint {
-  std::filesystem::path dir;
-  std::string config_text;            // config.json as read (the export rewrites it)
-  nlohmann::ordered_json config;      // parsed config.json (read-only use)
-  std::vector<source_shard> shards;   // in index order / sorted path order
-  std::vector<std::string> warnings;  // e.g. unlisted *.safetensors files
-};
+// Input: io's source_checkpoint (io/checkpoint.h): config.json, the shard set and every header.
 
 // ---------------------------------------------------------------------------------------------
 // Options (formats.md §1.6).
@@ -85,7 +71,7 @@ enum class tensor_action : uint8_t {
 
 // One source tensor's bytes on disk.
 struct source_ref {
-  uint32_t shard = 0;  // index into plan::sources
+  uint32_t shard = 0;  // index into plan::source.shards
   std::string name;
   dtype type = dtype::u8;
   std::vector<uint64_t> shape;
@@ -203,7 +189,7 @@ struct kept_module {
 
 struct plan {
   std::filesystem::path model_dir;
-  source_checkpoint source;  // owns the headers; sources[i] below is source.shards[i]
+  source_checkpoint source;  // owns the headers; source_ref::shard indexes source.shards
   model_facts facts;
   plan_options options;
   std::vector<converter> converters;  // effective list: user, then template
@@ -222,15 +208,7 @@ struct plan {
 // The `quantization_config` object to append to config.json (formats.md §6.2).
 [[nodiscard]] nlohmann::ordered_json exported_quantization_config(const plan& p);
 
-// Reads config.json, the index and every shard header (formats.md §3.1) into a
-// source_checkpoint. Reads no tensor data.
-[[nodiscard]] source_checkpoint open_source_checkpoint(const std::filesystem::path& dir);
-
 // §4.1 step 1: ".weight" suffix, module not ending in "norm", not containing "embed".
 [[nodiscard]] bool passes_name_rule(std::string_view tensor_name) noexcept;
-// §3.7 model dtype from a parsed config.json; throws input_error for an unknown dtype string.
-[[nodiscard]] dtype model_dtype_of(const nlohmann::ordered_json& config);
-// §3.7 the source quantization config (null when unquantized); throws on ambiguity.
-[[nodiscard]] nlohmann::ordered_json source_quant_config_of(const nlohmann::ordered_json& config);
 
 }  // namespace shardquant
