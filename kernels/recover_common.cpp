@@ -1,0 +1,71 @@
+// Argument checks of the recovery API (kernels/recover_tensors.h), shared by both implementations.
+#include <string>
+
+#include "kernels/recover_tensors.h"
+
+namespace shardquant {
+
+namespace {
+uint64_t cdiv(uint64_t a, uint64_t b) {
+  return (a + b - 1) / b;
+}
+std::string dims(uint64_t a, uint64_t b) {
+  return "[" + std::to_string(a) + ", " + std::to_string(b) + "]";
+}
+}  // namespace
+
+std::string check_fp8_block(const fp8_block_source& s) {
+  if (s.rows == 0 || s.cols == 0) return "FP8 weight has a 0 dimension";
+  if (s.block_rows == 0 || s.block_cols == 0) return "weight_block_size has a 0 entry";
+  const uint64_t cr = s.chunk_rows ? s.chunk_rows : s.rows;
+  if (s.rows % cr != 0)
+    return "presharded chunk rows " + std::to_string(cr) + " do not divide the " +
+           std::to_string(s.rows) + " weight rows";
+  const uint64_t nb = cdiv(cr, s.block_rows);
+  const uint64_t want_r = (s.rows / cr) * nb;
+  const uint64_t want_c = cdiv(s.cols, s.block_cols);
+  if (s.scale_rows != want_r || s.scale_cols != want_c)
+    return "scale shape " + dims(s.scale_rows, s.scale_cols) + " does not match weight " +
+           dims(s.rows, s.cols) + " with block " + dims(s.block_rows, s.block_cols) +
+           (s.chunk_rows ? " and chunk rows " + std::to_string(cr) : std::string()) +
+           " (expected " + dims(want_r, want_c) + ")";
+  const uint64_t end = s.row_end == k_all_rows ? s.rows : s.row_end;
+  if (s.row_begin >= end || end > s.rows) return "invalid row range";
+  if (s.weight == nullptr || s.scale == nullptr) return "missing weight or scale data";
+  return {};
+}
+
+std::string check_compressed(const ct_source& s) {
+  if (s.rows == 0 || s.cols == 0) return "compressed-tensors weight has a 0 dimension";
+  if (s.layout == ct_layout::pack_quantized && s.bits != 4 && s.bits != 8)
+    return "pack-quantized num_bits must be 4 or 8, got " + std::to_string(s.bits);
+  switch (s.strategy) {
+    case ct_strategy::group:
+      if (s.group_size == 0 && s.g_idx == nullptr) return "group strategy without group_size";
+      if (s.groups == 0) return "group strategy with an empty scale";
+      if (s.g_idx == nullptr && cdiv(s.cols, s.group_size) != s.groups)
+        return "scale has " + std::to_string(s.groups) + " groups, expected " +
+               std::to_string(cdiv(s.cols, s.group_size));
+      break;
+    case ct_strategy::block:
+      if (s.block_rows == 0 || s.block_cols == 0) return "block strategy without block_structure";
+      if (s.zero_point) return "asymmetric block strategy is not in the first version";
+      break;
+    case ct_strategy::tensor:
+      if (s.zero_point) return "asymmetric tensor strategy is not in the first version";
+      break;
+    case ct_strategy::channel:
+      break;
+  }
+  if (s.zero_point && s.layout == ct_layout::float_quantized)
+    return "zero points with a float format";
+  if (s.zero_point && s.layout == ct_layout::int_quantized && s.zero_point_type != dtype::i8 &&
+      s.zero_point_type != dtype::i32)
+    return "zero point dtype must be I8 or I32";
+  const uint64_t end = s.row_end == k_all_rows ? s.rows : s.row_end;
+  if (s.row_begin >= end || end > s.rows) return "invalid row range";
+  if (s.weight == nullptr || s.scale == nullptr) return "missing weight or scale data";
+  return {};
+}
+
+}  // namespace shardquant
