@@ -24,8 +24,10 @@ std::vector<uint8_t> bytes(std::initializer_list<int> v) {
 void check_golden(scheme_id s, const std::vector<uint64_t>& shape, const std::vector<uint16_t>& in,
                   const std::vector<std::vector<uint8_t>>& expect) {
   for (impl i : {impl::reference, impl::fast}) {
-    CAPTURE(impl_name(i));
-    CAPTURE(info(s).name);
+    const std::string impl_s = impl_name(i);
+    CAPTURE(impl_s);
+    const std::string scheme_s(info(s).name);
+    CAPTURE(scheme_s);
     const run_result r = run_scheme(i, s, dtype::bf16, shape, in.data());
     REQUIRE(r.status.ok());
     REQUIRE(r.tensors.size() == expect.size());
