@@ -47,6 +47,24 @@ std::shared_ptr<io_file> io_file::open(const std::filesystem::path& path, mode m
   return f;
 }
 
+std::shared_ptr<io_file> io_file::wrap_for_write(int fd, std::string path, bool try_direct) {
+  std::shared_ptr<io_file> f(new io_file());
+  f->path_ = std::move(path);
+  f->fd_ = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (f->fd_ < 0) throw io_error(f->path_, "dup", errno);
+  struct stat st {};
+  if (::fstat(f->fd_, &st) != 0) throw io_error(f->path_, "fstat", errno);
+  f->size_ = static_cast<uint64_t>(st.st_size);
+  if (try_direct) {
+    const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+    f->direct_fd_ = ::open(proc.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+    // EINVAL: no O_DIRECT on this file system; ENOENT: no /proc. Buffered writes then.
+    if (f->direct_fd_ < 0 && errno != EINVAL && errno != ENOENT)
+      throw io_error(f->path_, "open(O_DIRECT)", errno);
+  }
+  return f;
+}
+
 io_file::~io_file() {
   if (direct_fd_ >= 0) ::close(direct_fd_);
   if (fd_ >= 0) ::close(fd_);

@@ -52,6 +52,11 @@ class io_file {
   // mode::write creates or truncates the file and sets its size to `size` (sparse).
   [[nodiscard]] static std::shared_ptr<io_file> open(const std::filesystem::path& path, mode m,
                                                      bool try_direct, uint64_t size = 0);
+  // Shares an already open, writable descriptor (e.g. an atomic_file's temporary file): the
+  // buffered descriptor is a dup(), the direct one a reopen through /proc/self/fd. The size is
+  // the file's current size.
+  [[nodiscard]] static std::shared_ptr<io_file> wrap_for_write(int fd, std::string path,
+                                                               bool try_direct);
   ~io_file();
   io_file(const io_file&) = delete;
   io_file& operator=(const io_file&) = delete;

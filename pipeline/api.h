@@ -45,11 +45,15 @@ struct quantize_options {
   std::vector<std::pair<std::string, std::string>> overrides;  // (glob, scheme), first match wins
   std::vector<std::pair<std::string, uint64_t>> presharded;    // (glob, chunk rows), §7.2.4
   bool keep_excluded_original = false;                         // §8
-  bool no_template_converters = false;                         // skip Appendix A converters
+  // User converters "SRC=T1[,T2]:op(arg)" (pipeline/converters.h), tried before template ones.
+  std::vector<std::string> converters;
+  bool no_template_converters = false;  // skip the Appendix A converters of the model type
 
-  std::string device = "cpu";  // "cpu" | "cuda" | "cuda:N" | "cuda:N,M"
+  std::string device = "cpu";  // "cpu" | "cuda" (= cuda:0) | "cuda:N" | "cuda:N,M,..."
   uint64_t memory_budget = 0;  // bytes of host buffers; 0 = chosen from free memory
-  unsigned streams = 0;        // CUDA streams per GPU, or CPU quantize concurrency; 0 = default
+  // CUDA streams per GPU (default 4), or jobs quantized at once on the CPU (default 2; each
+  // job is itself TBB-parallel). 0 = default.
+  unsigned streams = 0;
   io_engine_kind io_engine = io_engine_kind::automatic;
   existing_output existing = existing_output::fail;
 

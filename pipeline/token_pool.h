@@ -11,13 +11,9 @@
 #include <memory>
 #include <vector>
 
-namespace shardquant {
+#include "stages/token.h"
 
-struct token {
-  std::byte* data = nullptr;
-  uint64_t size = 0;
-  uint32_t index = 0;
-};
+namespace shardquant {
 
 // Allocates and frees one host buffer (page-aligned; pinned when a GPU backend provides it).
 struct host_allocator {

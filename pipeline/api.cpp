@@ -1,0 +1,264 @@
+// quantize_checkpoint: options -> plan -> token pool, I/O engine, compute backend -> graph ->
+// output directory finalized -> report.
+#include "pipeline/api.h"
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <unordered_map>
+
+#include "io/checkpoint.h"
+#include "io/error.h"
+#include "io/file.h"
+#include "kernels/gpu_api.h"
+#include "pipeline/finalize.h"
+#include "pipeline/graph.h"
+#include "pipeline/jobs.h"
+#include "pipeline/journal.h"
+#include "pipeline/plan.h"
+#include "pipeline/progress.h"
+#include "pipeline/report.h"
+#include "pipeline/token_pool.h"
+
+namespace shardquant {
+
+io_engine_kind parse_io_engine(const std::string& s) {
+  if (s == "auto") return io_engine_kind::automatic;
+  if (s == "uring") return io_engine_kind::uring;
+  if (s == "pread") return io_engine_kind::pread;
+  throw usage_error("--io-engine must be auto, uring or pread, not '" + s + "'");
+}
+
+const char* io_engine_name(io_engine_kind k) noexcept {
+  switch (k) {
+    case io_engine_kind::uring:
+      return "uring";
+    case io_engine_kind::pread:
+      return "pread";
+    default:
+      return "auto";
+  }
+}
+
+uint64_t default_memory_budget() {
+  uint64_t avail = 0;
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit)
+    if (key == "MemAvailable:") {
+      avail = kib * 1024;
+      break;
+    }
+  const uint64_t lo = uint64_t{256} << 20, hi = uint64_t{16} << 30;
+  uint64_t b = avail / 2;
+  return b < lo ? lo : (b > hi ? hi : b);
+}
+
+namespace {
+
+scheme_id scheme_or_throw(const std::string& name) {
+  if (auto id = parse_scheme(name)) return *id;
+  if (auto why = unsupported_scheme_reason(name))
+    throw usage_error("scheme '" + name + "' is not supported: " + std::string(*why));
+  std::string known;
+  for (const auto& s : all_schemes()) known += (known.empty() ? "" : ", ") + std::string(s.name);
+  throw usage_error("unknown scheme '" + name + "' (known: " + known + ")");
+}
+
+std::vector<int> parse_devices(const std::string& d) {
+  if (d == "cpu") return {};
+  if (d == "cuda") return {0};
+  if (d.rfind("cuda:", 0) != 0) throw usage_error("--device must be cpu, cuda or cuda:N[,M...]");
+  std::vector<int> out;
+  std::stringstream ss(d.substr(5));
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      const int n = std::stoi(item, &used);
+      if (used != item.size() || n < 0) throw std::invalid_argument(item);
+      out.push_back(n);
+    } catch (const std::exception&) {
+      throw usage_error("--device: bad CUDA device number '" + item + "'");
+    }
+  }
+  if (out.empty()) throw usage_error("--device cuda: needs at least one device number");
+  return out;
+}
+
+// Pinned host memory through the GPU API, kept alive by the allocator's own table.
+host_allocator pinned_host_allocator() {
+  struct table {
+    std::mutex mutex;
+    std::unordered_map<std::byte*, gpu::pinned_buffer> buffers;
+  };
+  auto t = std::make_shared<table>();
+  return {[t](uint64_t n) {
+            gpu::pinned_buffer b(n);
+            auto* p = static_cast<std::byte*>(b.data());
+            std::memset(p, 0, n);
+            std::lock_guard lock(t->mutex);
+            t->buffers.emplace(p, std::move(b));
+            return p;
+          },
+          [t](std::byte* p, uint64_t) {
+            std::lock_guard lock(t->mutex);
+            t->buffers.erase(p);
+          }};
+}
+
+// What changes output bytes without changing the layout (part of each shard's resume key).
+std::string options_text(const quantize_options& o) {
+  std::string s = "scheme=" + o.scheme + ";";
+  if (o.excludes)
+    for (const auto& e : *o.excludes) s += "x=" + e + ";";
+  for (const auto& [g, sc] : o.overrides) s += "o=" + g + ":" + sc + ";";
+  for (const auto& [g, n] : o.presharded) s += "p=" + g + ":" + std::to_string(n) + ";";
+  for (const auto& c : o.converters) s += "c=" + c + ";";
+  s += o.keep_excluded_original ? "keep;" : "";
+  s += o.no_template_converters ? "notemplate;" : "";
+  s += "v=" SHARDQUANT_VERSION;
+  return s;
+}
+
+}  // namespace
+
+run_report quantize_checkpoint(const quantize_options& o) {
+  if (o.input.empty() || o.output.empty()) throw usage_error("input and output are required");
+  plan_options po;
+  po.scheme = scheme_or_throw(o.scheme);
+  po.exclude = o.excludes;
+  for (const auto& [glob, sc] : o.overrides)
+    po.layer_schemes.push_back({glob, scheme_or_throw(sc)});
+  for (const auto& c : o.converters) po.converters.push_back(parse_converter(c));
+  po.use_template_converters = !o.no_template_converters;
+  po.keep_excluded_as_original = o.keep_excluded_original;
+  po.presharded = o.presharded;
+
+  const std::vector<int> devices = parse_devices(o.device);
+  const uint64_t budget = o.memory_budget ? o.memory_budget : default_memory_budget();
+  const token_geometry geom = choose_token_geometry(budget);
+  // The plan reports splits and amax passes for inputs above about half a token (the rest of a
+  // token holds outputs and alignment); the job builder makes the exact cut.
+  po.token_bytes = geom.token_bytes / 2;
+  const bool talk = !o.quiet && o.progress_to_stderr;
+
+  prepare_output(o.input, o.output, o.existing);
+  std::vector<std::string> early_warnings;
+  plan p = make_plan(
+      open_source_checkpoint(o.input, [&](std::string w) { early_warnings.push_back(w); }), po);
+  if (talk) {
+    for (const auto& w : early_warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    for (const auto& w : p.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    std::fprintf(stderr, "memory budget %s: %llu buffers of %s%s\n", human_bytes(budget).c_str(),
+                 (unsigned long long)geom.count, human_bytes(geom.token_bytes).c_str(),
+                 o.memory_budget ? "" : " (chosen from free memory)");
+  }
+
+  std::unique_ptr<compute_backend> backend;
+  const unsigned streams = o.streams ? o.streams : (devices.empty() ? 2u : 4u);
+  if (devices.empty())
+    backend = make_cpu_backend(streams);
+  else
+    backend = make_gpu_backend(devices, streams, geom.token_bytes);
+  token_pool pool(geom, devices.empty() ? plain_host_allocator() : pinned_host_allocator());
+
+  std::unique_ptr<async_io> io;
+  const unsigned depth = 64;
+  if (o.io_engine == io_engine_kind::automatic)
+    io = async_io::make(true, depth);
+  else
+    io = async_io::make_exact(
+        o.io_engine == io_engine_kind::uring ? io_engine_type::uring : io_engine_type::pread,
+        depth);
+
+  resume_journal journal(o.output, o.existing == existing_output::resume);
+  const std::string opt_text = options_text(o);
+  job_builder builder(p, o.output, geom.token_bytes, true);
+  graph_run run;
+  run.p = &p;
+  run.builder = &builder;
+  run.pool = &pool;
+  run.io = io.get();
+  run.backend = backend.get();
+  graph_counters counters;
+  run.counters = &counters;
+  run_report rep;
+  uint64_t bytes_total = 0;
+  for (uint32_t s = 0; s < p.shards.size(); ++s) {
+    const auto& layout = p.shards[s].layout;
+    if (o.existing == existing_output::resume &&
+        journal.complete(p.shards[s].relative_path, shard_key(layout.header_bytes(), opt_text),
+                         layout.file_size())) {
+      ++rep.shards_skipped;
+      continue;
+    }
+    run.shards.push_back(s);
+    bytes_total += builder.shard_input_bytes(s);
+  }
+  uint64_t file_bytes = 0;
+  std::mutex file_bytes_mutex;
+  run.on_shard_committed = [&](const shard_state& s) {
+    const auto& layout = p.shards[s.index].layout;
+    journal.record(s.relative_path, shard_key(layout.header_bytes(), opt_text), layout.file_size());
+    std::lock_guard lock(file_bytes_mutex);
+    file_bytes += layout.file_size();
+  };
+
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    progress_reporter progress(counters, bytes_total, run.shards.size(), talk, o.on_progress);
+    run_graph(run);
+    progress.finish();
+  }
+
+  finalize_inputs fin;
+  fin.source = o.input;
+  fin.output = o.output;
+  fin.config_text = p.source.config_text;
+  fin.config_path = (o.input / "config.json").string();
+  fin.quantization_config = exported_quantization_config(p);
+  for (const auto& sh : p.shards) {
+    for (const auto& t : sh.layout.tensors()) {
+      fin.weight_map.emplace_back(t.name, sh.relative_path);
+      fin.total_size += t.byte_size();
+    }
+  }
+  fin.warn = [talk](std::string w) {
+    if (talk) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  };
+  finalize_output(fin);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  rep.bytes_in = counters.bytes_done.load();
+  rep.bytes_out = file_bytes;
+  rep.wall_seconds = wall;
+  rep.gb_per_s = wall > 0 ? double(rep.bytes_in) / wall / 1e9 : 0;
+  rep.busy.read = counters.read_ns.load() / 1e9;
+  rep.busy.quantize = counters.compute_ns.load() / 1e9;
+  rep.busy.write = counters.write_ns.load() / 1e9;
+  rep.peak_rss_bytes = peak_rss_bytes();
+  rep.peak_device_bytes = backend->peak_device_bytes();
+  rep.memory_budget = budget;
+  rep.token_bytes = geom.token_bytes;
+  rep.tokens = geom.count;
+  rep.peak_live_tokens = pool.peak_live();
+  rep.jobs = counters.jobs_done.load();
+  rep.shards_written = counters.shards_done.load();
+  rep.io_engine = io->name();
+  rep.direct_io = !p.source.shards.empty() &&
+                  io_file::open(p.source.shards[0].path, io_file::mode::read, true)->direct();
+  rep.device = devices.empty() ? "cpu" : o.device;
+  rep.streams = streams;
+  if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
+  if (talk) std::fputs(report_text(rep).c_str(), stderr);
+  return rep;
+}
+
+}  // namespace shardquant

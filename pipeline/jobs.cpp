@@ -1,0 +1,356 @@
+// Plan -> jobs: file ranges, row splits, output pieces and token layouts.
+#include "pipeline/jobs.h"
+
+#include <algorithm>
+#include <string>
+
+#include "io/error.h"
+#include "kernels/quantize.h"
+
+namespace shardquant {
+
+namespace {
+
+constexpr uint64_t k_align = io_alignment;
+
+uint64_t numel_of(const std::vector<uint64_t>& shape) {
+  uint64_t n = 1;
+  for (uint64_t d : shape) n *= d;
+  return n;
+}
+
+// A token position for bytes that go to file offset `file_offset`: the same offset modulo the
+// block size, so whole blocks are memory-aligned and can take the O_DIRECT path.
+uint64_t place_for_write(uint64_t cur, uint64_t file_offset) {
+  return align_up(cur, k_align) + file_offset % k_align;
+}
+
+std::string mib(uint64_t b) {
+  return std::to_string((b + (1 << 20) - 1) >> 20) + " MiB";
+}
+
+// The rows view of a part's input in the source file: contiguous rows, or `k` runs per row.
+struct rows_view {
+  uint64_t base = 0;  // absolute file offset of the view's first byte
+  uint64_t rows = 1;
+  uint64_t row_bytes = 0;     // contiguous: bytes per row
+  uint64_t runs_per_row = 0;  // > 0: strided
+  uint64_t run_bytes = 0, stride = 0;
+};
+
+rows_view make_rows_view(const source_ref& src, const plan_part& part, uint64_t rows) {
+  rows_view rv;
+  rv.rows = rows;
+  if (part.slice.is_whole()) {
+    rv.base = src.file_offset;
+    rv.row_bytes = rows ? src.bytes / rows : 0;
+    return rv;
+  }
+  const strided_view v = describe_slice(src.shape, bits(src.type), part.slice);
+  rv.base = src.file_offset + v.offset;
+  if (v.count <= 1) {
+    rv.row_bytes = rows ? v.bytes() / rows : 0;
+  } else {
+    rv.runs_per_row = v.count / rows;
+    rv.run_bytes = v.run_bytes;
+    rv.stride = v.stride;
+  }
+  return rv;
+}
+
+input_spec rows_input(const rows_view& rv, std::shared_ptr<io_file> f, uint64_t r0, uint64_t r1) {
+  input_spec in;
+  in.file = std::move(f);
+  if (rv.runs_per_row == 0) {
+    in.offset = rv.base + r0 * rv.row_bytes;
+    in.length = (r1 - r0) * rv.row_bytes;
+    return in;
+  }
+  in.runs = (r1 - r0) * rv.runs_per_row;
+  in.run_bytes = rv.run_bytes;
+  in.stride = rv.stride;
+  in.offset = rv.base + r0 * rv.runs_per_row * rv.stride;
+  in.length = in.runs ? (in.runs - 1) * in.stride + in.run_bytes : 0;
+  if (in.runs == 1) in.runs = 1;
+  return in;
+}
+
+// Read area, gather area and scale area of a job; returns the first free position.
+uint64_t layout_inputs(job& j) {
+  uint64_t pos = read_buffer_bound(j.input.length);
+  if (j.input.runs > 1) {
+    j.gather_pos = align_up(pos, 64);
+    pos = j.gather_pos + j.input.wanted_bytes();
+  }
+  if (j.fp8_block.enabled) {
+    j.scale_pos = align_up(pos, k_align);
+    pos = j.scale_pos + read_buffer_bound(j.fp8_block.scale.length);
+    j.work_pos = align_up(pos, 64);
+    pos = j.work_pos + j.rows * j.cols * 4;
+  }
+  return pos;
+}
+
+}  // namespace
+
+job_builder::job_builder(const plan& p, std::filesystem::path output_dir, uint64_t token_bytes,
+                         bool direct_io)
+    : plan_(p),
+      output_dir_(std::move(output_dir)),
+      token_bytes_(token_bytes),
+      direct_(direct_io),
+      sources_(p.source.shards.size()) {}
+
+std::shared_ptr<io_file> job_builder::source_file(uint32_t shard) {
+  auto& f = sources_.at(shard);
+  if (!f) f = io_file::open(plan_.source.shards[shard].path, io_file::mode::read, direct_);
+  return f;
+}
+
+uint64_t job_builder::shard_input_bytes(uint32_t s) const {
+  uint64_t n = 0;
+  for (uint32_t it : plan_.shards[s].items)
+    for (const auto& part : plan_.items[it].parts)
+      if (part.output_shard == s) n += part.input_bytes;
+  return n;
+}
+
+std::vector<std::unique_ptr<job>> job_builder::make_shard(uint32_t s, shard_state& state,
+                                                          uint64_t& seq) {
+  const output_shard_plan& sp = plan_.shards[s];
+  const std::filesystem::path final_path = output_dir_ / sp.relative_path;
+  std::filesystem::create_directories(final_path.parent_path());
+  state.index = s;
+  state.relative_path = sp.relative_path;
+  state.writer = std::make_unique<shard_writer>(sp.layout, final_path);
+  state.out = io_file::wrap_for_write(state.writer->fd(), final_path.string(), direct_);
+  state.input_bytes = 0;
+  std::vector<std::unique_ptr<job>> jobs;
+  for (uint32_t it : sp.items)
+    for (const auto& part : plan_.items[it].parts)
+      if (part.output_shard == s) {
+        state.input_bytes += part.input_bytes;
+        add_part_jobs(plan_.items[it], part, state, jobs, seq);
+      }
+  state.jobs_left = jobs.size();
+  return jobs;
+}
+
+void job_builder::add_part_jobs(const plan_item& item, const plan_part& part, shard_state& state,
+                                std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
+  uint64_t out_bytes = 0;
+  for (const auto& o : part.outputs) out_bytes += o.bytes;
+  if (out_bytes == 0 && part.input_bytes == 0) return;  // empty tensor: nothing to move
+  const recovery_kind rk = item.recovery.kind;
+  if (rk != recovery_kind::none && rk != recovery_kind::fp8_block)
+    throw input_error(plan_.source.shards[item.source.shard].path.string(), part.name,
+                      input_error::no_offset,
+                      "compressed-tensors recovery is not wired into the pipeline yet");
+  const bool flat =
+      rk == recovery_kind::none &&
+      (part.action == tensor_action::pass_through || part.action == tensor_action::keep_original ||
+       part.action == tensor_action::cast) &&
+      part.slice.is_whole();
+  if (flat)
+    add_flat_jobs(item, part, state, out, seq);
+  else
+    add_row_jobs(item, part, state, out, seq);
+}
+
+// Copies and casts of a whole contiguous tensor: byte / element ranges.
+void job_builder::add_flat_jobs(const plan_item& item, const plan_part& part, shard_state& state,
+                                std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
+  const source_ref& src = item.source;
+  const planned_output& o = part.outputs.at(0);
+  const bool cast = part.action == tensor_action::cast;
+  const uint64_t ib = cast ? bits(src.type) / 8 : 1, ob = cast ? bits(o.type) / 8 : 1;
+  if (cast && (ib == 0 || ob == 0))
+    throw input_error(plan_.source.shards[src.shard].path.string(), src.name,
+                      input_error::no_offset, "cannot cast sub-byte elements");
+  const uint64_t n_elems = src.bytes / ib;
+  // Elements per job: read area (+ 2 blocks of slack) and, for casts, the output area.
+  const uint64_t room = token_bytes_ - 3 * k_align;
+  uint64_t per = cast ? room / (ib + ob) : room;
+  per = std::max<uint64_t>(per / k_align * k_align, 1);
+  auto file = source_file(src.shard);
+  for (uint64_t e0 = 0; e0 < n_elems || (n_elems == 0 && e0 == 0); e0 += per) {
+    const uint64_t e1 = std::min(n_elems, e0 + per);
+    auto j = std::make_unique<job>();
+    j->seq = seq++;
+    j->kind = cast ? job_kind::cast : job_kind::copy;
+    j->tensor = part.name;
+    j->source = file->path();
+    j->in_type = src.type;
+    j->out_type = o.type;
+    j->input.file = file;
+    j->input.offset = src.file_offset + e0 * ib;
+    j->input.length = (e1 - e0) * ib;
+    j->shard = &state;
+    j->input_bytes = j->input.length;
+    write_piece w;
+    w.tensor = o.name;
+    w.tensor_offset = e0 * ob;
+    w.file_offset = o.file_offset + e0 * ob;
+    w.bytes = (e1 - e0) * ob;
+    j->output_bytes = w.bytes;
+    uint64_t pos = read_buffer_bound(j->input.length);
+    if (cast) {
+      w.token_pos = place_for_write(pos, w.file_offset);
+      pos = w.token_pos + w.bytes;
+    } else {
+      w.token_pos = w.file_offset % k_align;  // moved in place (arrange_input)
+      pos = std::max(pos, w.token_pos + w.bytes);
+    }
+    j->needed = pos;
+    j->outputs.push_back(std::move(w));
+    out.push_back(std::move(j));
+    if (n_elems == 0) break;
+  }
+}
+
+// Quantized tensors, recovered tensors and strided converter slices: row ranges.
+void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, shard_state& state,
+                               std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
+  const source_ref& src = item.source;
+  const bool recovered = item.recovery.kind == recovery_kind::fp8_block;
+  const bool quant =
+      part.action == tensor_action::quantize || part.action == tensor_action::recover_quantize;
+  const std::string src_path = plan_.source.shards[src.shard].path.string();
+  const std::vector<uint64_t>& shape = part.input_shape;
+  const uint64_t rows = shape.empty() ? 1 : shape[0];
+  const uint64_t cols = rows ? numel_of(shape) / rows : 0;
+  if (recovered && !part.slice.is_whole())
+    throw input_error(src_path, part.name, input_error::no_offset,
+                      "converters on block-FP8 recovered tensors are not supported");
+  const rows_view rv = make_rows_view(src, part, rows);
+  auto file = source_file(src.shard);
+
+  const scheme_family fam = quant ? info(*part.scheme).family : scheme_family::mx;
+  const uint64_t mult = quant ? std::max<uint32_t>(1, row_split_multiple(fam)) : 1;
+
+  fp8_block_spec fb;
+  if (recovered) {
+    const recovery_params& rp = item.recovery;
+    const source_ref& sc = rp.scale.value();
+    fb.enabled = true;
+    fb.scale.file = source_file(sc.shard);
+    fb.scale.offset = sc.file_offset;
+    fb.scale.length = sc.bytes;
+    fb.scale_type = sc.type;
+    fb.scale_rows = sc.shape.size() == 2 ? sc.shape[0] : 0;
+    fb.scale_cols = sc.shape.size() == 2 ? sc.shape[1] : 0;
+    fb.block_rows = rp.block_rows;
+    fb.block_cols = rp.block_cols;
+    fb.chunk_rows = rp.chunk_rows;
+  }
+
+  // Builds the job for rows [r0, r1) of `kind`; its layout is in job::needed.
+  auto make = [&](job_kind kind, uint64_t r0, uint64_t r1) {
+    auto j = std::make_unique<job>();
+    j->kind = kind;
+    j->tensor = part.name;
+    j->source = src_path;
+    j->in_type = recovered ? src.type : part.input_type;
+    j->out_type = part.outputs.at(0).type;
+    if (quant) j->scheme = *part.scheme;
+    j->shape = shape;
+    j->total_rows = rows;
+    j->cols = cols;
+    j->row_begin = r0;
+    j->rows = r1 - r0;
+    j->shard = &state;
+    j->fp8_block = fb;
+    j->input = rows_input(rv, file, r0, r1);
+    j->input_bytes = kind == job_kind::amax ? 0 : j->input.wanted_bytes();
+    uint64_t pos = layout_inputs(*j);
+    if (kind == job_kind::amax) {
+      j->needed = pos;
+      return j;
+    }
+    if (quant) {
+      std::string err;
+      const auto pieces = range_layout(*part.scheme, shape, r0, r1, &err);
+      if (!err.empty()) throw input_error(src_path, part.name, input_error::no_offset, err);
+      for (size_t i = 0; i < pieces.size() && i < part.outputs.size(); ++i) {
+        const planned_output& o = part.outputs[i];
+        const output_piece& p = pieces[i];
+        const bool per_tensor_scale = o.shape.empty();
+        if (per_tensor_scale && r0 != 0) continue;  // written once, by the first range
+        write_piece w;
+        w.tensor = o.name;
+        w.slot = static_cast<uint8_t>(i);
+        w.tensor_offset = p.offset;
+        w.file_offset = o.file_offset + p.offset;
+        w.bytes = p.run_bytes;
+        w.segments = p.count;
+        w.segment_stride = p.stride;
+        w.token_pos = place_for_write(pos, w.file_offset);
+        pos = w.token_pos + w.total_bytes();
+        j->output_bytes += w.total_bytes();
+        j->outputs.push_back(std::move(w));
+      }
+    } else {
+      // copy / cast of a strided slice or of recovered rows: one contiguous output range.
+      const planned_output& o = part.outputs.at(0);
+      const uint64_t orow = rows ? o.bytes / rows : 0;
+      write_piece w;
+      w.tensor = o.name;
+      w.tensor_offset = r0 * orow;
+      w.file_offset = o.file_offset + w.tensor_offset;
+      w.bytes = (r1 - r0) * orow;
+      w.token_pos = place_for_write(pos, w.file_offset);
+      pos = w.token_pos + w.bytes;
+      j->output_bytes = w.bytes;
+      j->outputs.push_back(std::move(w));
+    }
+    j->needed = pos;
+    return j;
+  };
+
+  job_kind main_kind = job_kind::quantize;
+  if (!quant)
+    main_kind = (part.action == tensor_action::cast || part.action == tensor_action::recover_cast)
+                    ? job_kind::cast
+                    : job_kind::copy;
+
+  // Rows per job: the most (a multiple of `mult`) whose layout fits one token.
+  uint64_t per = rows;
+  if (make(main_kind, 0, rows)->needed > token_bytes_) {
+    const uint64_t one = std::min(rows, mult);
+    const uint64_t need_one = make(main_kind, 0, one)->needed;
+    if (need_one > token_bytes_)
+      throw input_error(src_path, part.name, input_error::no_offset,
+                        std::to_string(one) + " row(s) need " + mib(need_one) +
+                            " of host buffer but one token holds " + mib(token_bytes_) +
+                            "; raise --memory-budget (tokens are budget/8, at most 256 MiB)");
+    per = std::max<uint64_t>(one, (token_bytes_ / std::max<uint64_t>(need_one, 1)) * one);
+    per = std::min(per / mult * mult, rows);
+    while (per > one && make(main_kind, 0, per)->needed > token_bytes_) per -= mult;
+    // Grow while it still fits (the per-row estimate is conservative).
+    while (per + mult <= rows && make(main_kind, 0, per + mult)->needed <= token_bytes_)
+      per += mult;
+  }
+  const bool split = per < rows;
+  std::shared_ptr<tensor_state> ts;
+  if (quant && split && needs_tensor_amax(fam)) {
+    ts = std::make_shared<tensor_state>();
+    ts->name = part.name;
+    ts->amax_jobs_left = (rows + per - 1) / per;
+    ts->quantize_jobs_left = (rows + per - 1) / per;
+    for (uint64_t r0 = 0; r0 < rows; r0 += per) {
+      auto j = make(job_kind::amax, r0, std::min(rows, r0 + per));
+      j->seq = seq++;
+      j->tensor_shared = ts;
+      out.push_back(std::move(j));
+    }
+  }
+  for (uint64_t r0 = 0; r0 < rows || (rows == 0 && r0 == 0); r0 += per) {
+    auto j = make(main_kind, r0, std::min(rows, r0 + per));
+    j->seq = seq++;
+    j->tensor_shared = ts;
+    out.push_back(std::move(j));
+    if (rows == 0) break;
+  }
+}
+
+}  // namespace shardquant

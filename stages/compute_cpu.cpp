@@ -1,0 +1,272 @@
+// CPU compute stage: gather, block-FP8 recovery, cast, amax and quantize of one job in its token.
+#include "stages/compute_cpu.h"
+
+#include "stages/compute_backend.h"
+
+#include <tbb/parallel_for.h>
+
+#include <cstring>
+#include <string>
+
+#include "io/error.h"
+#include "kernels/fp8.h"
+#include "kernels/numeric.h"
+#include "kernels/quantize.h"
+#include "kernels/recover.h"
+#include "kernels/recover_tensors.h"
+
+namespace shardquant {
+
+namespace {
+
+std::byte* at(job& j, uint64_t pos) {
+  return j.tok->data + pos;
+}
+
+[[noreturn]] void fail(const job& j, const std::string& message,
+                       uint64_t offset = input_error::no_offset) {
+  throw input_error(j.source, j.tensor, offset, message);
+}
+
+// Value of a float element as fp32: exact for every dtype but F64, which rounds to nearest even
+// (the F64 -> F32 -> target path of formats.md §4.3).
+float load_float(dtype t, const std::byte* p, uint64_t i) {
+  switch (t) {
+    case dtype::f32: {
+      float v;
+      std::memcpy(&v, p + 4 * i, 4);
+      return v;
+    }
+    case dtype::bf16: {
+      uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      return bf16_to_f32(h);
+    }
+    case dtype::f16: {
+      uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      return f16_to_f32(h);
+    }
+    case dtype::f64: {
+      double d;
+      std::memcpy(&d, p + 8 * i, 8);
+      return static_cast<float>(d);  // F64 -> F32 with round to nearest even (§4.3)
+    }
+    case dtype::f8_e4m3:
+      return fp8_e4m3fn_decode(static_cast<uint8_t>(p[i]));
+    default:  // f8_e5m2 (checked by the caller)
+      return fp8_e5m2_decode(static_cast<uint8_t>(p[i]));
+  }
+}
+
+void store_float(dtype t, std::byte* p, uint64_t i, float v) {
+  switch (t) {
+    case dtype::f32:
+      std::memcpy(p + 4 * i, &v, 4);
+      break;
+    case dtype::bf16: {
+      const uint16_t h = to_bf16_rne(v);
+      std::memcpy(p + 2 * i, &h, 2);
+      break;
+    }
+    case dtype::f16: {
+      const uint16_t h = to_f16_rne(v);
+      std::memcpy(p + 2 * i, &h, 2);
+      break;
+    }
+    default: {  // f64: exact widening
+      const double d = v;
+      std::memcpy(p + 8 * i, &d, 8);
+      break;
+    }
+  }
+}
+
+bool castable_from(dtype t) {
+  return t == dtype::f32 || t == dtype::bf16 || t == dtype::f16 || t == dtype::f64 ||
+         t == dtype::f8_e4m3 || t == dtype::f8_e5m2;
+}
+bool castable_to(dtype t) {
+  return t == dtype::f32 || t == dtype::bf16 || t == dtype::f16 || t == dtype::f64;
+}
+
+void cast_elements(const job& j, const std::byte* in, std::byte* out, uint64_t n) {
+  if (!castable_from(j.in_type) || !castable_to(j.out_type))
+    fail(j, std::string("cannot cast ") + std::string(name(j.in_type)) + " to " +
+                std::string(name(j.out_type)));
+  if (j.in_type == dtype::f64 && j.out_type == dtype::f64) {
+    std::memcpy(out, in, n * 8);
+    return;
+  }
+  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, n, 1 << 16), [&](const auto& r) {
+    for (uint64_t i = r.begin(); i != r.end(); ++i)
+      store_float(j.out_type, out, i, load_float(j.in_type, in, i));
+  });
+}
+
+scale_kind scale_kind_of(const job& j, dtype t) {
+  switch (t) {
+    case dtype::f32:
+      return scale_kind::f32;
+    case dtype::bf16:
+      return scale_kind::bf16;
+    case dtype::f16:
+      return scale_kind::f16;
+    case dtype::f8_e8m0:
+      return scale_kind::e8m0;
+    default:
+      fail(j, "block-FP8 scale of dtype " + std::string(name(t)) + " is not supported");
+  }
+}
+
+// formats.md §7.2.2 for rows [row_begin, row_begin + rows) into F32 at work_pos, through the
+// kernels' recovery API.
+void recover_fp8_block_rows(job& j) {
+  const fp8_block_spec& b = j.fp8_block;
+  if (j.in_type != dtype::f8_e4m3 && j.in_type != dtype::f8_e5m2)
+    fail(j, "block-FP8 weight of dtype " + std::string(name(j.in_type)));
+  fp8_block_source s;
+  s.weight_kind = j.in_type == dtype::f8_e4m3 ? fp8_kind::e4m3fn : fp8_kind::e5m2;
+  s.rows = j.total_rows;
+  s.cols = j.cols;
+  s.weight = reinterpret_cast<const uint8_t*>(at(j, j.data_pos));
+  s.row_begin = j.row_begin;
+  s.row_end = j.row_begin + j.rows;
+  s.scale_type = scale_kind_of(j, b.scale_type);
+  s.scale = at(j, j.scale_data_pos);
+  s.scale_rows = b.scale_rows;
+  s.scale_cols = b.scale_cols;
+  s.block_rows = b.block_rows;
+  s.block_cols = b.block_cols;
+  s.chunk_rows = b.chunk_rows;
+  if (std::string why = check_fp8_block(s); !why.empty()) fail(j, why);
+  const quant_status st = recover_fp8_block(s, reinterpret_cast<float*>(at(j, j.work_pos)));
+  if (!st.ok()) fail(j, st.message());
+}
+
+}  // namespace
+
+void arrange_input(job& j) {
+  const input_spec& in = j.input;
+  const uint64_t skip = aligned_read_extent(in.offset, in.length).skip;
+  if (in.runs > 1) {
+    for (uint64_t i = 0; i < in.runs; ++i)
+      std::memcpy(at(j, j.gather_pos + i * in.run_bytes), at(j, skip + i * in.stride),
+                  in.run_bytes);
+    j.data_pos = j.gather_pos;
+  } else {
+    j.data_pos = skip;
+  }
+  if (j.fp8_block.enabled)
+    j.scale_data_pos =
+        j.scale_pos + aligned_read_extent(j.fp8_block.scale.offset, j.fp8_block.scale.length).skip;
+  if (j.kind == job_kind::copy && !j.outputs.empty() && j.outputs[0].token_pos != j.data_pos) {
+    std::memmove(at(j, j.outputs[0].token_pos), at(j, j.data_pos), j.outputs[0].bytes);
+    j.data_pos = j.outputs[0].token_pos;
+  }
+}
+
+void run_cpu_compute(job& j) {
+  arrange_input(j);
+  if (j.kind == job_kind::copy) return;
+  if (j.kind == job_kind::cast && !j.fp8_block.enabled) {
+    const uint64_t n = j.outputs[0].bytes * 8 / bits(j.out_type);
+    cast_elements(j, at(j, j.data_pos), at(j, j.outputs[0].token_pos), n);
+    return;
+  }
+  // Everything else works on rows of the (recovered) input.
+  dtype src = j.in_type;
+  const std::byte* data = at(j, j.data_pos);
+  if (j.fp8_block.enabled) {
+    recover_fp8_block_rows(j);
+    src = dtype::f32;
+    data = at(j, j.work_pos);
+    if (j.kind == job_kind::cast) {
+      job tmp_view = j;  // only the dtypes differ for the element loop
+      tmp_view.in_type = dtype::f32;
+      cast_elements(tmp_view, data, at(j, j.outputs[0].token_pos), j.rows * j.cols);
+      return;
+    }
+  }
+  source_view v;
+  v.type = src;
+  v.shape = j.shape;
+  v.data = data;
+  v.row_begin = j.row_begin;
+  v.row_end = j.row_begin + j.rows;
+  if (j.kind == job_kind::amax) {
+    const amax_result a = amax(v);
+    if (!a.finite()) fail(j, "NaN or Inf in the weight at element " + std::to_string(a.first_bad));
+    j.range_amax = a.amax;
+    return;  // the graph folds it into the tensor (fold_amax)
+  }
+  quant_outputs out;
+  for (const auto& p : j.outputs) {
+    void* dst = at(j, p.token_pos);
+    if (p.slot == 0) out.weight = dst;
+    if (p.slot == 1) out.scale = dst;
+    if (p.slot == 2) out.extra = dst;
+  }
+  std::optional<float> ta;
+  if (j.tensor_shared) ta = tensor_amax_of(j);
+  const quant_status st = quantize(j.scheme, v, out, ta);
+  if (!st.ok()) fail(j, st.message());
+}
+
+std::vector<job*> fold_amax(job& j, float range_amax) {
+  tensor_state& t = *j.tensor_shared;
+  uint32_t bits_now = f32_bits(range_amax);
+  uint32_t cur = t.amax_bits.load();
+  while (bits_now > cur && !t.amax_bits.compare_exchange_weak(cur, bits_now)) {
+  }
+  if (t.amax_jobs_left.fetch_sub(1) != 1) return {};
+  std::lock_guard lock(t.mutex);
+  t.amax_ready = true;
+  return std::move(t.parked);
+}
+
+bool park_until_amax(job& j) {
+  tensor_state& t = *j.tensor_shared;
+  std::lock_guard lock(t.mutex);
+  if (t.amax_ready) return false;
+  t.parked.push_back(&j);
+  return true;
+}
+
+float tensor_amax_of(const job& j) {
+  return f32_from_bits(j.tensor_shared->amax_bits.load());
+}
+
+}  // namespace shardquant
+
+namespace shardquant {
+
+namespace {
+
+class cpu_backend final : public compute_backend {
+ public:
+  explicit cpu_backend(unsigned n) : n_(n ? n : 1) {}
+  void run(job& j, compute_done done) override {
+    std::exception_ptr e;
+    try {
+      run_cpu_compute(j);
+    } catch (...) {
+      e = std::current_exception();
+    }
+    done(e);
+  }
+  void drain() override {}
+  unsigned concurrency() const noexcept override { return n_; }
+  std::string name() const override { return "cpu"; }
+
+ private:
+  unsigned n_;
+};
+
+}  // namespace
+
+std::unique_ptr<compute_backend> make_cpu_backend(unsigned concurrency) {
+  return std::make_unique<cpu_backend>(concurrency);
+}
+
+}  // namespace shardquant

@@ -1,0 +1,34 @@
+// The CPU bodies of the recover / convert / quantize nodes: everything a job does to the bytes
+// in its token between read and write (gather a strided converter slice, recover block-FP8 rows
+// to F32, cast pass-through elements, fold an amax, quantize a row range through
+// kernels/quantize.h). Also the amax gate that holds a split per-tensor-scheme tensor's quantize
+// jobs until its amax is complete. No file I/O, no graph.
+#pragma once
+
+#include <vector>
+
+#include "stages/job.h"
+
+namespace shardquant {
+
+// Moves the read bytes to where the job's input lies contiguously (job.data_pos): gathers the
+// runs of a strided slice; a copy job moves its bytes to its write position. Sets data_pos and
+// scale_data_pos. Cheap; called first by every compute backend.
+void arrange_input(job& j);
+
+// Runs the job's CPU work (kinds copy, cast, amax, quantize) in its token and leaves every output
+// piece at its token_pos. Throws input_error naming the source file and tensor on bad data
+// (non-finite weights, NaN FP8 codes, bad scales).
+void run_cpu_compute(job& j);
+
+// Amax gate. After an amax job computed its range's amax: folds it into the tensor and, for the
+// last amax job of the tensor, returns the quantize jobs parked meanwhile (to be put back into
+// the graph). Throws input_error for a non-finite range.
+[[nodiscard]] std::vector<job*> fold_amax(job& j, float range_amax);
+// For a quantize job of a split per-tensor tensor: true when the amax is not complete yet; the
+// job is then parked and fold_amax() hands it back later.
+[[nodiscard]] bool park_until_amax(job& j);
+// The tensor's amax, once complete.
+[[nodiscard]] float tensor_amax_of(const job& j);
+
+}  // namespace shardquant

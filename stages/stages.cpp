@@ -1,2 +1,0 @@
-// Placeholder translation unit so the stages library exists before its first node lands.
-namespace shardquant {}
