@@ -17,11 +17,18 @@ Prints one line per difference (capped) and a summary line:
   SUMMARY <label> tensors_identical=<n>/<total> config=<ok|DIFF> files=<ok|DIFF>
 Exit status 0 when everything required is equal, 1 otherwise.
 
-Usage: compare.py REF_DIR CAND_DIR [--label NAME] [--max-report N] [--json OUT.json]
+REF_DIR may also be a manifest (JSON written by `compare.py --manifest DIR OUT.json`): per tensor its
+shard, dtype, shape and SHA-256, plus config.json, the index weight_map and side-file hashes. Then
+differing tensors are named but no element can be shown. Manifests carry a reference made elsewhere
+(e.g. Quark on the GPU machine) in a few kilobytes.
+
+Usage: compare.py REF_DIR|REF_MANIFEST.json CAND_DIR [--label NAME] [--max-report N] [--json OUT.json]
+       compare.py --manifest DIR OUT.json
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import struct
@@ -184,7 +191,93 @@ def json_diffs(a, b, path="") -> list[str]:
     return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
 
 
+def make_manifest(d: str) -> dict:
+    m = {"tensors": {}, "config": None, "weight_map": None, "side_files": {}}
+    for rel, path in shard_files(d).items():
+        for n, (dt, sh, b) in read_safetensors(path)[0].items():
+            m["tensors"][n] = [rel, dt, sh, hashlib.sha256(b).hexdigest()]
+    if os.path.isfile(os.path.join(d, "config.json")):
+        m["config"] = json.load(open(os.path.join(d, "config.json")))
+    if os.path.isfile(os.path.join(d, "model.safetensors.index.json")):
+        m["weight_map"] = json.load(open(os.path.join(d, "model.safetensors.index.json"))).get("weight_map", {})
+    for rel, path in side_files(d).items():
+        m["side_files"][rel] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    for marker in ("QUARK_ERROR.txt", "SQ_ERROR.txt"):
+        if os.path.isfile(os.path.join(d, marker)):
+            m["error"] = open(os.path.join(d, marker)).read()[:2000]
+    return m
+
+
+def compare_manifest(m: dict, cand: str, label: str = "", max_report: int = 20) -> dict:
+    c = make_manifest(cand)
+    lines: list[str] = []
+    res = {"label": label, "tensors_total": 0, "tensors_identical": 0, "config_ok": True, "files_ok": True,
+           "tensor_diffs": []}
+
+    def report(msg):
+        if len(lines) <= max_report:
+            lines.append(msg if len(lines) < max_report else "... (more differences not shown)")
+
+    ref_flat = all(os.sep not in v[0] for v in m["tensors"].values())
+    for name in sorted(m["tensors"]):
+        res["tensors_total"] += 1
+        rel, dt, sh, h = m["tensors"][name]
+        if name not in c["tensors"]:
+            report(f"{name}: missing in candidate")
+            res["tensor_diffs"].append({"name": name, "what": "missing"})
+            continue
+        crel, cdt, csh, ch = c["tensors"][name]
+        if ref_flat:
+            crel = os.path.basename(crel)
+        probs = []
+        if rel != crel:
+            probs.append(f"shard {rel} vs {crel}")
+        if dt != cdt:
+            probs.append(f"dtype {dt} vs {cdt}")
+        if sh != csh:
+            probs.append(f"shape {sh} vs {csh}")
+        if not probs and h != ch:
+            probs.append("data differs (reference is a manifest: no element shown)")
+        if probs:
+            report(f"{name}: " + "; ".join(probs))
+            res["tensor_diffs"].append({"name": name, "what": "; ".join(probs)})
+        else:
+            res["tensors_identical"] += 1
+    for name in sorted(set(c["tensors"]) - set(m["tensors"])):
+        if not name.endswith(".weight_zero_point"):
+            res["files_ok"] = False
+            report(f"{name}: only in candidate")
+    wa, wb = m.get("weight_map"), c.get("weight_map")
+    if (wa is None) != (wb is None):
+        res["files_ok"] = False
+        report("model.safetensors.index.json present on one side only")
+    elif wa is not None:
+        if ref_flat:
+            wb = {k: os.path.basename(v) for k, v in wb.items()}
+        wb = {k: v for k, v in wb.items() if not (k.endswith(".weight_zero_point") and k not in wa)}
+        if wa != wb:
+            res["files_ok"] = False
+            report("index weight_map differs")
+    if m.get("config") is None or c.get("config") is None:
+        res["config_ok"] = False
+        report("config.json missing on one side")
+    else:
+        for x in json_diffs(strip_config(m["config"]), strip_config(c["config"])):
+            res["config_ok"] = False
+            report(f"config.json {x}")
+    sa_, sb_ = m.get("side_files", {}), c.get("side_files", {})
+    for rel in sorted(set(sa_) | set(sb_)):
+        if sa_.get(rel) != sb_.get(rel):
+            res["files_ok"] = False
+            report(f"side file {rel}: differs or missing")
+    res["lines"] = lines
+    res["ok"] = (res["tensors_identical"] == res["tensors_total"]) and res["config_ok"] and res["files_ok"]
+    return res
+
+
 def compare_dirs(ref: str, cand: str, label: str = "", max_report: int = 20) -> dict:
+    if os.path.isfile(ref):
+        return compare_manifest(json.load(open(ref)), cand, label, max_report)
     lines: list[str] = []
     res = {"label": label, "tensors_total": 0, "tensors_identical": 0, "config_ok": True, "files_ok": True,
            "tensor_diffs": []}
@@ -291,6 +384,15 @@ def summary_line(r: dict) -> str:
 
 
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "--manifest":
+        if len(argv) != 3:
+            print("usage: compare.py --manifest DIR OUT.json", file=sys.stderr)
+            return 2
+        with open(argv[2], "w") as f:
+            json.dump(make_manifest(argv[1]), f)
+        return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ref")
     p.add_argument("cand")

@@ -247,15 +247,19 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if not a.verbose:
         quark_ref.quiet_quark()
+    import importlib.metadata as md
+
+    import quark_env
     import torch
 
-    import importlib.metadata as md
+    stubbed = quark_env.prepare()
 
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         print("golden_tc: CUDA requested but not available", file=sys.stderr)
         return 2
     env = {"device": a.device, "torch": torch.__version__, "amd-quark": md.version("amd-quark"),
-           "gpu": torch.cuda.get_device_name(0) if a.device.startswith("cuda") else None}
+           "gpu": torch.cuda.get_device_name(0) if a.device.startswith("cuda") else None,
+           "stubbed_optional_packages": stubbed}
     print(f"golden_tc: {env}")
     schemes = [s for s in a.schemes.split(",") if s]
     dtypes = [d for d in a.dtypes.split(",") if d]

@@ -13,6 +13,9 @@ Usage:
   quark_ref.py --model-dir IN --output-dir OUT --scheme S [--device cpu|cuda]
                [--model-type T] [--exclude GLOB ...] [--no-exclude]
                [--layer-config GLOB=SCHEME ...] [--keep-original] [--no-converters] [--replace]
+  quark_ref.py --jobs FILE [--device ...]   (one process for many runs: each line of FILE is
+               "MODEL_DIR SCHEME OUTPUT_DIR"; a failed run leaves OUTPUT_DIR/QUARK_ERROR.txt
+               with the exception and goes on; prints one "JOB ok|error ..." line per run)
 """
 from __future__ import annotations
 
@@ -74,11 +77,35 @@ def quiet_quark() -> None:
     logging.getLogger("quark").setLevel(logging.WARNING)
 
 
+def run_jobs(a, exclude, layer_config) -> int:
+    import traceback
+
+    failures = 0
+    with open(a.jobs) as f:
+        jobs = [line.split() for line in f if line.strip() and not line.startswith("#")]
+    for model_dir, scheme, out_dir in jobs:
+        try:
+            elapsed = run_quark(model_dir, out_dir, scheme, a.device, a.model_type, exclude, layer_config,
+                                a.keep_original, not a.no_converters, a.replace)
+            print(f"JOB ok {scheme} {model_dir} -> {out_dir} {elapsed:.2f}s", flush=True)
+        except BaseException as e:  # noqa: BLE001 - record Quark's failure as a result
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            failures += 1
+            os.makedirs(out_dir, exist_ok=True)
+            with open(os.path.join(out_dir, "QUARK_ERROR.txt"), "w") as g:
+                g.write(f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}")
+            print(f"JOB error {scheme} {model_dir} -> {out_dir}: {type(e).__name__}: {str(e)[:200]}", flush=True)
+    print(f"quark_ref: {len(jobs)} jobs, {failures} Quark errors")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-dir", required=True)
-    p.add_argument("--output-dir", required=True)
-    p.add_argument("--scheme", required=True)
+    p.add_argument("--model-dir")
+    p.add_argument("--output-dir")
+    p.add_argument("--scheme")
+    p.add_argument("--jobs", default=None, help="file of 'MODEL_DIR SCHEME OUTPUT_DIR' lines")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--model-type", default=None, help="LLMTemplate name (default: config.json model_type)")
     p.add_argument("--exclude", action="append", default=None, help="exclude glob (repeatable); "
@@ -100,11 +127,17 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not glob:
             p.error(f"--layer-config wants GLOB=SCHEME, got {item!r}")
         layer_config[glob] = scheme
+    import quark_env
     import torch
 
+    quark_env.prepare()
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         print("quark_ref: CUDA requested but torch.cuda.is_available() is False", file=sys.stderr)
         return 2
+    if a.jobs:
+        return run_jobs(a, exclude, layer_config)
+    if not (a.model_dir and a.output_dir and a.scheme):
+        p.error("--model-dir, --output-dir and --scheme are required (or --jobs)")
     elapsed = run_quark(a.model_dir, a.output_dir, a.scheme, a.device, a.model_type, exclude, layer_config,
                         a.keep_original, not a.no_converters, a.replace)
     print(f"quark_ref: {a.scheme} on {a.device}: {a.model_dir} -> {a.output_dir} in {elapsed:.2f} s")

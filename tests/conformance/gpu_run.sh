@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# One run on the GPU machine (no network; python3 there already holds torch 2.11 + CUDA):
+# installs the carried wheels (.whl/, amd-quark and the packages it imports that the image lacks),
+# runs golden_tc.py with Quark on CUDA (and on that host's CPU), and, when checkpoints were carried
+# in .conformance-ckpt/, runs Quark F2F on CUDA for every scheme on each of them and keeps a
+# manifest (per-tensor SHA-256, config.json, weight_map) of every output, so shardquant outputs
+# made anywhere can be compared with the CUDA reference (compare.py MANIFEST DIR).
+# Owns only /tmp/site, /tmp/qref and what it writes under $OUT.
+# Usage (device tool, repo root, carry [".whl", ".conformance-ckpt"]): bash tests/conformance/gpu_run.sh
+set -uo pipefail
+OUT="${OUT:-/tmp/gpu_run_out}"
+mkdir -p "$OUT"
+here="tests/conformance"
+# Local dry run: QDEV=cpu PY=.venv-conformance/bin/python SKIP_PIP=1 OUT=/tmp/x bash tests/conformance/gpu_run.sh
+QDEV="${QDEV:-cuda}"
+PY="${PY:-python3}"
+if [[ -z "${SKIP_PIP:-}" ]]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONUNBUFFERED=1 MAX_JOBS="${MAX_JOBS:-16}" TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
+{
+  nvidia-smi -L
+  "$PY" -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
+  "$PY" -m pip list 2>/dev/null | grep -iE '^(numpy|safetensors|transformers|huggingface.hub|pyarrow|onnx|typing.extensions|ninja) '
+} 2>&1
+
+t0=$(date +%s)
+"$PY" "$here/golden_tc.py" --device "$QDEV" --json "$OUT/golden_cuda.json" >"$OUT/golden_cuda.txt" 2>&1
+echo "golden_tc $QDEV: rc=$? in $(( $(date +%s) - t0 )) s"
+grep -E "STUBBED|Error" "$OUT/golden_cuda.txt" | head -5
+sed -n '/== Golden/,/per scheme\/dtype/p' "$OUT/golden_cuda.txt" | grep -vE '^ +[a-z0-9_]+ +(bf16|f16|f32) +[a-z]+ +0/[0-9]+ +(0/[0-9]+|-) +(0/[0-9]+|-)$' | head -150
+
+t0=$(date +%s)
+"$PY" "$here/golden_tc.py" --device cpu >"$OUT/golden_cpu_gpuhost.txt" 2>&1
+echo "golden_tc cpu (GPU host): rc=$? in $(( $(date +%s) - t0 )) s"
+grep -E "^  TC|goldens passing" "$OUT/golden_cpu_gpuhost.txt"
+
+if [[ -d .conformance-ckpt ]]; then
+  t0=$(date +%s)
+  jobs=/tmp/qref-jobs.txt
+  : >"$jobs"
+  schemes="$("$PY" -c "import sys; sys.path.insert(0, '$here'); import spec_ref; print(' '.join(spec_ref.SCHEMES))")"
+  for c in .conformance-ckpt/*/; do
+    c="$(basename "$c")"
+    for s in $schemes; do echo "$PWD/.conformance-ckpt/$c $s /tmp/qref/$c/$s" >>"$jobs"; done
+  done
+  "$PY" "$here/quark_ref.py" --jobs "$jobs" --device "$QDEV" --replace >"$OUT/quark_cuda_jobs.txt" 2>&1
+  echo "quark F2F cuda on $(wc -l <"$jobs") jobs: $(grep -c '^JOB ok' "$OUT/quark_cuda_jobs.txt") ok, $(grep -c '^JOB error' "$OUT/quark_cuda_jobs.txt") errors, $(( $(date +%s) - t0 )) s"
+  mkdir -p /tmp/qman
+  for c in /tmp/qref/*/; do
+    c="$(basename "$c")"
+    mkdir -p "/tmp/qman/$c"
+    for d in /tmp/qref/$c/*/; do
+      s="$(basename "$d")"
+      "$PY" "$here/compare.py" --manifest "$d" "/tmp/qman/$c/$s.manifest.json"
+    done
+  done
+  tar czf "$OUT/quark_cuda_manifests.tgz" -C /tmp/qman .
+  # full outputs of the smallest checkpoint, for element-level diffs, if they fit
+  small="$(du -s /tmp/qref/*/ | sort -n | head -1 | awk '{print $2}')"
+  tar czf "$OUT/quark_cuda_outputs_small.tgz" -C "$(dirname "$small")" "$(basename "$small")"
+  [[ $(stat -c %s "$OUT/quark_cuda_outputs_small.tgz") -lt 15000000 ]] || rm -f "$OUT/quark_cuda_outputs_small.tgz"
+fi
+ls -la "$OUT"

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# End-to-end conformance driver: synthetic checkpoints (shardquant make-checkpoint) -> Quark F2F
+# (the reference) and shardquant quantize, for every scheme shardquant supports -> compare.py
+# per (checkpoint, scheme) -> one table. Works from a build tree or an installed folder.
+# Owns nothing but its work directory; never deletes anything outside it.
+#
+# Usage: tests/conformance/run_all.sh [options]
+#   --sq-device cpu|cuda      device for shardquant quantize (default cpu; env SQ_DEVICE)
+#   --quark-device cpu|cuda   device for Quark (default: cuda if torch sees one, else cpu)
+#   --ref-root DIR            use Quark outputs already made (DIR/<ckpt>/<scheme>/, e.g. from the GPU
+#                             machine) instead of running Quark here; checkpoints must be DIR/../ckpt
+#   --schemes a,b,...         default: `shardquant schemes` (all supported)
+#   --matrix arch:dtype[:odd],...  checkpoints to make (default below)
+#   --size BYTES --shard-size BYTES   checkpoint size (default 6000000 / 2500000)
+#   --work DIR                work directory (default ./conformance-work; must be empty or absent,
+#                             or hold an earlier run of this script: its checkpoints are reused)
+#   --no-quark / --no-sq      skip one side (e.g. make only the references)
+# Env: SQ_BIN   shardquant binary (default <repo>/build/shardquant, then `shardquant` on PATH)
+#      PYTHON   Python with Quark (default <repo>/.venv-conformance/bin/python, then python3)
+# Exit status: 0 when every (checkpoint, scheme) pair is identical or both sides refused it.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+
+sq_device="${SQ_DEVICE:-cpu}"
+quark_device=""
+ref_root=""
+schemes=""
+matrix="llama:bf16,llama:fp16:odd,deepseek_v3:bf16,deepseek_v3:fp16:odd,qwen3_moe:fp32,qwen3_moe:bf16:odd"
+size=6000000
+shard_size=2500000
+work="$PWD/conformance-work"
+do_quark=1
+do_sq=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --sq-device) sq_device="$2"; shift 2 ;;
+    --quark-device) quark_device="$2"; shift 2 ;;
+    --ref-root) ref_root="$2"; shift 2 ;;
+    --schemes) schemes="$2"; shift 2 ;;
+    --matrix) matrix="$2"; shift 2 ;;
+    --size) size="$2"; shift 2 ;;
+    --shard-size) shard_size="$2"; shift 2 ;;
+    --work) work="$2"; shift 2 ;;
+    --no-quark) do_quark=0; shift ;;
+    --no-sq) do_sq=0; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) echo "run_all.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+sq="${SQ_BIN:-}"
+if [[ -z "$sq" ]]; then
+  if [[ -x "$repo/build/shardquant" ]]; then sq="$repo/build/shardquant"; else sq="$(command -v shardquant || true)"; fi
+fi
+[[ -n "$sq" && -x "$sq" ]] || { echo "run_all.sh: no shardquant binary (set SQ_BIN)" >&2; exit 2; }
+py="${PYTHON:-}"
+if [[ -z "$py" ]]; then
+  if [[ -x "$repo/.venv-conformance/bin/python" ]]; then py="$repo/.venv-conformance/bin/python"; else py=python3; fi
+fi
+if [[ -z "$quark_device" ]]; then
+  quark_device="$("$py" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null || echo cpu)"
+fi
+if [[ -z "$schemes" ]]; then
+  # `shardquant schemes` prints one scheme per line, name first.
+  schemes="$("$sq" schemes | awk 'NF && $1 !~ /^#/ {print $1}' | paste -sd, -)"
+fi
+[[ -n "$schemes" ]] || { echo "run_all.sh: no schemes" >&2; exit 2; }
+
+if [[ -e "$work" && ! -f "$work/.run_all" && -n "$(ls -A "$work" 2>/dev/null)" ]]; then
+  echo "run_all.sh: $work exists, is not empty and is not a run_all work dir" >&2; exit 2
+fi
+mkdir -p "$work/ckpt"
+touch "$work/.run_all"
+ckroot="$work/ckpt"
+if [[ -n "$ref_root" ]]; then
+  qroot="$ref_root"
+  ckroot="$(cd "$ref_root/.." && pwd)/ckpt"
+  do_quark=0
+else
+  qroot="$work/quark-$quark_device"
+fi
+sqroot="$work/sq-$sq_device"
+echo "run_all.sh: shardquant=$sq ($sq_device) python=$py quark_device=$quark_device work=$work"
+echo "run_all.sh: schemes=$schemes"
+
+# 1. checkpoints
+ckpts=()
+IFS=, read -ra entries <<<"$matrix"
+for e in "${entries[@]}"; do
+  IFS=: read -r arch dt odd <<<"$e"
+  name="$arch-$dt${odd:+-odd}"
+  ckpts+=("$name")
+  if [[ -z "$ref_root" && ! -f "$ckroot/$name/config.json" ]]; then
+    args=(make-checkpoint --arch "$arch" --size "$size" --dtype "$dt" --shard-size "$shard_size" --out "$ckroot/$name")
+    [[ -n "$odd" ]] && args+=(--odd-shapes)
+    "$sq" "${args[@]}" >"$work/make-$name.log" 2>&1 || { echo "make-checkpoint $name failed:"; cat "$work/make-$name.log"; exit 1; }
+  fi
+done
+
+IFS=, read -ra scheme_list <<<"$schemes"
+
+# 2. Quark (one Python process for all runs)
+if [[ $do_quark == 1 ]]; then
+  jobs="$work/quark-jobs.txt"
+  : >"$jobs"
+  for c in "${ckpts[@]}"; do
+    for s in "${scheme_list[@]}"; do
+      [[ -e "$qroot/$c/$s" ]] || echo "$ckroot/$c $s $qroot/$c/$s" >>"$jobs"
+    done
+  done
+  if [[ -s "$jobs" ]]; then
+    t0=$(date +%s)
+    "$py" "$here/quark_ref.py" --jobs "$jobs" --device "$quark_device" --replace >"$work/quark-jobs.log" 2>"$work/quark.log" || true
+    echo "run_all.sh: Quark ($quark_device): $(grep -c '^JOB ok' "$work/quark-jobs.log" || true) ok, $(grep -c '^JOB error' "$work/quark-jobs.log" || true) errors in $(( $(date +%s) - t0 )) s"
+  fi
+fi
+
+# 3. shardquant
+if [[ $do_sq == 1 ]]; then
+  t0=$(date +%s)
+  for c in "${ckpts[@]}"; do
+    for s in "${scheme_list[@]}"; do
+      out="$sqroot/$c/$s"
+      [[ -e "$out" ]] && continue
+      mkdir -p "$(dirname "$out")"
+      if ! "$sq" quantize --model-dir "$ckroot/$c" --output-dir "$out" --scheme "$s" --device "$sq_device" \
+          >"$out.log" 2>&1; then
+        mkdir -p "$out"
+        cp "$out.log" "$out/SQ_ERROR.txt"
+      fi
+    done
+  done
+  echo "run_all.sh: shardquant ($sq_device) done in $(( $(date +%s) - t0 )) s"
+fi
+
+# 4. compare
+status=0
+printf '\n%-22s %-22s %-12s %-8s %-6s %s\n' scheme checkpoint tensors config files note
+for s in "${scheme_list[@]}"; do
+  for c in "${ckpts[@]}"; do
+    q="$qroot/$c/$s"; o="$sqroot/$c/$s"
+    if [[ ! -e "$q" || ! -e "$o" ]]; then
+      printf '%-22s %-22s %-12s %-8s %-6s %s\n' "$s" "$c" - - - "not run"; continue
+    fi
+    qe=0; se=0
+    [[ -f "$q/QUARK_ERROR.txt" ]] && qe=1
+    [[ -f "$o/SQ_ERROR.txt" ]] && se=1
+    if [[ $qe == 1 || $se == 1 ]]; then
+      if [[ $qe == 1 && $se == 1 ]]; then note="both refused"; else note="ONLY $([[ $qe == 1 ]] && echo Quark || echo shardquant) failed"; status=1; fi
+      printf '%-22s %-22s %-12s %-8s %-6s %s\n' "$s" "$c" - - - "$note"; continue
+    fi
+    line="$("$py" "$here/compare.py" "$q" "$o" --label "$s/$c" --json "$o.compare.json" >"$o.compare.txt" 2>&1; tail -1 "$o.compare.txt")" || true
+    t="$(sed -n 's/.*tensors_identical=\([0-9/]*\).*/\1/p' <<<"$line")"
+    cf="$(sed -n 's/.*config=\([A-Za-z]*\).*/\1/p' <<<"$line")"
+    fl="$(sed -n 's/.*files=\([A-Za-z]*\).*/\1/p' <<<"$line")"
+    note=""
+    if [[ "${t%/*}" != "${t#*/}" || "$cf" != ok || "$fl" != ok ]]; then status=1; note="see $o.compare.txt"; fi
+    printf '%-22s %-22s %-12s %-8s %-6s %s\n' "$s" "$c" "${t:-?}" "${cf:-?}" "${fl:-?}" "$note"
+  done
+done
+exit $status
