@@ -1,6 +1,20 @@
-// shardquant command line (placeholder until the CLI lands).
-#include <cstdio>
-int main() {
-  std::puts("shardquant " SHARDQUANT_VERSION);
-  return 0;
+// The `shardquant` program: the one catch that turns errors into a message and an exit code
+// (design.md §5). Everything else lives in pipeline/cli.cpp.
+#include <exception>
+#include <iostream>
+
+#include "io/error.h"
+#include "pipeline/cli.h"
+
+int main(int argc, char** argv) {
+  using namespace shardquant;
+  try {
+    return run_cli(argc, argv, std::cout, std::cerr);
+  } catch (const usage_error& e) {
+    std::cerr << "shardquant: " << e.what() << "\n";
+    return k_exit_usage;
+  } catch (const std::exception& e) {  // input_error, io_error, anything else
+    std::cerr << "shardquant: error: " << e.what() << "\n";
+    return k_exit_input;
+  }
 }

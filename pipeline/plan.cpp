@@ -190,7 +190,7 @@ class planner {
     for (const auto& o : p_.options.layer_schemes)
       overrides_.emplace_back(glob_pattern(o.glob), o.scheme);
     p_.converters = p_.options.converters;
-    if (t)
+    if (t && p_.options.use_template_converters)
       for (auto& c2 : t->converters()) p_.converters.push_back(std::move(c2));
     if (p_.options.keep_excluded_as_original && method_ == "compressed-tensors")
       fail_config(

@@ -48,6 +48,7 @@ struct plan_options {
   std::optional<std::vector<std::string>> exclude;
   std::vector<layer_override> layer_schemes;  // first match wins (user order)
   std::vector<converter> converters;          // user converters, tried before template ones
+  bool use_template_converters = true;        // Appendix A "+ converters" of the model type
   bool keep_excluded_as_original = false;     // §8
   std::vector<std::pair<std::string, uint64_t>> presharded;  // §7.2.4 CLI globs -> chunk rows
   // Largest input a single job may hold (the pipeline's token size). A quantized tensor whose

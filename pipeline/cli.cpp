@@ -1,0 +1,543 @@
+// Command-line parsing and the commands' text output (CLI11 2.1.2).
+#include "pipeline/cli.h"
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <ostream>
+
+#include "io/checkpoint.h"
+#include "io/error.h"
+#include "io/file.h"
+#include "kernels/schemes.h"
+#include "pipeline/api.h"
+#include "pipeline/converters.h"
+#include "pipeline/inspect.h"
+#include "pipeline/make_checkpoint.h"
+#include "pipeline/templates.h"
+#include "pipeline/token_pool.h"
+
+namespace shardquant {
+namespace {
+
+std::string shape_str(std::span<const uint64_t> s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+scheme_id scheme_or_throw(const std::string& name) {
+  if (auto s = parse_scheme(name)) return *s;
+  if (auto why = unsupported_scheme_reason(name))
+    throw usage_error("scheme '" + name + "' is not in the first version: " + std::string(*why));
+  std::string known;
+  for (const auto& s : all_schemes()) known += (known.empty() ? "" : ", ") + std::string(s.name);
+  throw usage_error("unknown scheme '" + name + "'; known schemes: " + known);
+}
+
+const char* k_size_help = "sizes take K, M, G or T suffixes, binary (1 K = 1024 bytes)";
+
+// CLI11 with a zero-argument --exclude may store one empty string; fold it to "no patterns".
+std::vector<std::string> clean_list(const std::vector<std::string>& v) {
+  std::vector<std::string> r;
+  for (const auto& s : v)
+    if (!s.empty()) r.push_back(s);
+  return r;
+}
+
+// Shared by run_cli and parse_quantize_args: registers every quantize option on `q`.
+void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string>& exclude,
+                          std::vector<std::string>& layer, std::vector<std::string>& presharded,
+                          std::string& budget) {
+  q.add_option("--model-dir,--model_dir", a.model_dir, "source checkpoint directory")->required();
+  q.add_option("--output-dir,--output_dir", a.output_dir,
+               "output directory (created; must be empty unless --overwrite/--resume)");
+  q.add_option("--scheme,--quant_scheme", a.scheme,
+               "quantization scheme (see `shardquant schemes`)")
+      ->required();
+  q.add_option("--exclude,--exclude_layers", exclude,
+               "module globs left unquantized (Python fnmatch); given with no value: exclude "
+               "nothing; absent: the model type's template list")
+      ->expected(0, CLI::detail::expected_max_vector_size)
+      ->allow_extra_args();
+  q.add_option("--layer-scheme", layer,
+               "PATTERN SCHEME pairs: modules matching PATTERN use SCHEME (first match wins)")
+      ->expected(2, CLI::detail::expected_max_vector_size)
+      ->allow_extra_args();
+  q.add_option("--convert", a.converters,
+               "weight converter 'SRC=T1[,T2]:op(arg)' (op: rename, chunk(dim), "
+               "split_fused_experts(axis)) or a .json file of them");
+  q.add_flag("--no-template-converters", a.no_template_converters,
+             "do not apply the model type's converters");
+  q.add_option("--presharded", presharded,
+               "GLOB=ROWS: FP8 source tensors matching GLOB are TP chunks of ROWS rows");
+  q.add_option("--device", a.device, "cpu | cuda | cuda:N | cuda:N,M")->default_val("cpu");
+  q.add_option(
+      "--memory-budget", budget,
+      std::string("host buffer budget (default: half of available memory); ") + k_size_help);
+  q.add_option("--streams", a.streams, "CUDA streams per GPU / CPU quantize concurrency");
+  q.add_option("--io-engine", a.io_engine, "auto | uring | pread")->default_val("auto");
+  q.add_flag("--dry-run", a.dry_run, "print the plan and stop");
+  q.add_flag("--overwrite", a.overwrite, "replace files shardquant writes in a non-empty output");
+  q.add_flag("--resume", a.resume, "keep shards an earlier run completed");
+  q.add_flag("--keep-excluded-as-original", a.keep_original,
+             "excluded layers quantized in the source keep their source bytes (FP8)");
+  q.add_flag("--quiet", a.quiet, "no progress output");
+  q.add_option("--report", a.report, "write a JSON report to FILE");
+  q.add_flag("--file2file_quantization", a.ignored_file2file,
+             "accepted for Quark compatibility; ignored");
+  q.add_flag("--skip_evaluation", a.ignored_skip_evaluation,
+             "accepted for Quark compatibility; ignored");
+}
+
+void finish_quantize_args(CLI::App& q, quantize_args& a, const std::vector<std::string>& exclude,
+                          const std::vector<std::string>& layer,
+                          const std::vector<std::string>& presharded, const std::string& budget) {
+  if (q.count("--exclude") > 0) a.exclude = clean_list(exclude);
+  if (layer.size() % 2 != 0)
+    throw usage_error("--layer-scheme takes PATTERN SCHEME pairs; got an odd number of values");
+  for (size_t i = 0; i < layer.size(); i += 2) a.layer_schemes.emplace_back(layer[i], layer[i + 1]);
+  for (const auto& p : presharded) {
+    const size_t eq = p.rfind('=');
+    if (eq == std::string::npos) throw usage_error("--presharded takes GLOB=ROWS, got '" + p + "'");
+    const uint64_t rows = parse_size(p.substr(eq + 1));
+    if (rows == 0) throw usage_error("--presharded rows must be positive");
+    a.presharded.emplace_back(p.substr(0, eq), rows);
+  }
+  if (!budget.empty()) a.memory_budget = parse_size(budget);
+  if (a.overwrite && a.resume) throw usage_error("--overwrite and --resume exclude each other");
+  if (!a.dry_run && a.output_dir.empty()) throw usage_error("--output-dir is required");
+}
+
+std::string pct(uint64_t a, uint64_t b) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f%%", b ? 100.0 * static_cast<double>(a) / b : 0.0);
+  return buf;
+}
+
+uint64_t fallback_budget() {
+#if __has_include("pipeline/api.cpp")
+  return default_memory_budget();
+#else
+  // Same rule as pipeline/api.h documents: half of MemAvailable, clamped to [256 MiB, 16 GiB].
+  uint64_t avail = 0;
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  uint64_t kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit)
+    if (key == "MemAvailable:") avail = kb * 1024;
+  return std::clamp<uint64_t>(avail / 2, 256ull << 20, 16ull << 30);
+#endif
+}
+
+int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
+  if (a.dry_run) {
+    plan_options po = to_plan_options(a);
+    const uint64_t budget = a.memory_budget ? a.memory_budget : fallback_budget();
+    po.token_bytes = choose_token_geometry(budget).token_bytes;
+    source_checkpoint src = open_source_checkpoint(
+        a.model_dir, [&](std::string w) { err << "warning: " << w << "\n"; });
+    const plan p = make_plan(std::move(src), std::move(po));
+    for (const auto& w : p.warnings) err << "warning: " << w << "\n";
+    out << "memory budget " << format_size(budget) << ", token "
+        << format_size(choose_token_geometry(budget).token_bytes) << "\n";
+    print_plan(p, out);
+    if (!a.report.empty()) write_file_atomic(a.report, plan_json(p).dump(2) + "\n");
+    return 0;
+  }
+#if __has_include("pipeline/api.cpp")
+  quantize_options o;
+  o.input = a.model_dir;
+  o.output = a.output_dir;
+  o.scheme = a.scheme;
+  o.excludes = a.exclude;
+  o.overrides = a.layer_schemes;
+  o.presharded = a.presharded;
+  o.keep_excluded_original = a.keep_original;
+  o.no_template_converters = a.no_template_converters;
+  o.device = a.device;
+  o.memory_budget = a.memory_budget;
+  o.streams = a.streams;
+  o.io_engine = parse_io_engine(a.io_engine);
+  o.existing = a.overwrite ? existing_output::overwrite
+               : a.resume  ? existing_output::resume
+                           : existing_output::fail;
+  o.quiet = a.quiet;
+  o.report_json = a.report;
+  // Converter files are expanded to specs here, so the API sees one form.
+  for (const auto& c : to_plan_options(a).converters) o.converters.push_back(c.to_string());
+  const run_report r = quantize_checkpoint(o);
+  if (!a.quiet)
+    err << "quantized " << format_size(r.bytes_in) << " -> " << format_size(r.bytes_out) << " in "
+        << r.wall_seconds << " s (" << r.gb_per_s << " GB/s)\n";
+  (void)out;
+  return 0;
+#else
+  (void)out;
+  (void)err;
+  throw usage_error(
+      "quantization is not available in this build yet (the pipeline API is not implemented); "
+      "--dry-run prints the plan");
+#endif
+}
+
+void print_schemes(std::ostream& out) {
+  out << "schemes:\n";
+  for (const auto& s : all_schemes()) {
+    char line[160];
+    std::snprintf(line, sizeof line, "  %-22s %s\n", std::string(s.name).c_str(),
+                  std::string(s.help).c_str());
+    out << line;
+  }
+  out << "not in the first version:\n";
+  for (const char* n : {"nvfp4", "fp4_block16_scale_e4m3", "amdfp4", "amdfp4_g32",
+                        "amdfp4_global16", "amdfp4_global32", "mx6", "mx9", "bfp16"})
+    if (auto why = unsupported_scheme_reason(n)) {
+      char line[200];
+      std::snprintf(line, sizeof line, "  %-22s %s\n", n, std::string(*why).c_str());
+      out << line;
+    }
+}
+
+void print_templates(std::ostream& out) {
+  for (const auto& t : all_templates()) {
+    out << t.model_type << "\n  exclude:";
+    for (const auto& e : t.exclude) out << " " << e;
+    out << "\n";
+    for (const auto& c : t.converters()) out << "  convert: " << c.to_string() << "\n";
+  }
+}
+
+}  // namespace
+
+uint64_t parse_size(const std::string& s0) {
+  std::string s = s0;
+  for (const char* suf : {"iB", "B"})
+    if (s.size() > std::string(suf).size() && s.ends_with(suf)) {
+      s.resize(s.size() - std::string(suf).size());
+      break;
+    }
+  if (s.empty()) throw usage_error("empty size");
+  uint64_t mult = 1;
+  switch (s.back()) {
+    case 'K':
+    case 'k':
+      mult = 1ull << 10;
+      break;
+    case 'M':
+    case 'm':
+      mult = 1ull << 20;
+      break;
+    case 'G':
+    case 'g':
+      mult = 1ull << 30;
+      break;
+    case 'T':
+    case 't':
+      mult = 1ull << 40;
+      break;
+    default:
+      break;
+  }
+  if (mult != 1) s.pop_back();
+  if (s.empty() || !(std::isdigit(static_cast<unsigned char>(s[0])) || s[0] == '.'))
+    throw usage_error("bad size '" + s0 + "' (e.g. 2G, 500M, 64K; binary units)");
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::exception&) {
+    throw usage_error("bad size '" + s0 + "'");
+  }
+  if (used != s.size() || !(v >= 0) || v * static_cast<double>(mult) > 1.8e19)
+    throw usage_error("bad size '" + s0 + "' (e.g. 2G, 500M, 64K; binary units)");
+  if (s.find_first_of(".eE") == std::string::npos) {
+    const uint64_t n = std::stoull(s);
+    if (n > UINT64_MAX / mult) throw usage_error("size '" + s0 + "' is too large");
+    return n * mult;
+  }
+  return static_cast<uint64_t>(std::llround(v * static_cast<double>(mult)));
+}
+
+std::string format_size(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  if (u == 0)
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(b));
+  else
+    std::snprintf(buf, sizeof buf, "%.2f %s", v, units[u]);
+  return buf;
+}
+
+quantize_args parse_quantize_args(const std::vector<std::string>& args) {
+  CLI::App q{"quantize"};
+  quantize_args a;
+  std::vector<std::string> exclude, layer, presharded;
+  std::string budget;
+  add_quantize_options(q, a, exclude, layer, presharded, budget);
+  std::vector<std::string> rev(args.rbegin(), args.rend());
+  try {
+    q.parse(rev);
+  } catch (const CLI::Error& e) {
+    throw usage_error(e.what());
+  }
+  finish_quantize_args(q, a, exclude, layer, presharded, budget);
+  return a;
+}
+
+plan_options to_plan_options(const quantize_args& a) {
+  plan_options o;
+  o.scheme = scheme_or_throw(a.scheme);
+  o.exclude = a.exclude;
+  for (const auto& [g, s] : a.layer_schemes) o.layer_schemes.push_back({g, scheme_or_throw(s)});
+  for (const auto& c : a.converters) {
+    if (c.find('=') == std::string::npos && c.ends_with(".json")) {
+      for (auto& x : read_converter_file(c)) o.converters.push_back(std::move(x));
+    } else {
+      o.converters.push_back(parse_converter(c));
+    }
+  }
+  o.use_template_converters = !a.no_template_converters;
+  o.keep_excluded_as_original = a.keep_original;
+  o.presharded = a.presharded;
+  return o;
+}
+
+void print_plan(const plan& p, std::ostream& out) {
+  const auto& f = p.facts;
+  out << "model " << p.model_dir.string() << ": type "
+      << (f.model_type.empty() ? "?" : f.model_type) << ", dtype " << name(f.model_dtype)
+      << ", source " << (f.quant_method.empty() ? "unquantized" : f.quant_method) << "\n";
+  out << "scheme " << info(p.options.scheme).name << "; exclude"
+      << (f.exclude_from_template ? " (template)" : "") << ":";
+  if (f.exclude_globs.empty()) out << " (none)";
+  for (const auto& g : f.exclude_globs) out << " " << g;
+  out << "\n";
+  for (const auto& o : p.options.layer_schemes)
+    out << "override " << o.glob << " -> " << info(o.scheme).name << "\n";
+  for (const auto& c : p.converters) out << "converter " << c.to_string() << "\n";
+
+  for (const auto& sh : p.shards) {
+    const auto& src = p.source.shards[sh.source_shard];
+    uint64_t in = 0;
+    for (const auto& e : src.header.tensors) in += e.byte_size();
+    out << "\nshard " << sh.relative_path << ": " << src.header.tensors.size() << " tensors in ("
+        << format_size(in) << "), " << sh.layout.tensors().size() << " out ("
+        << format_size(sh.layout.data_size()) << ", file " << format_size(sh.layout.file_size())
+        << ")\n";
+    for (uint32_t ii : sh.items) {
+      const plan_item& it = p.items[ii];
+      for (const auto& pt : it.parts) {
+        if (pt.output_shard != sh.source_shard) continue;
+        std::string act(action_name(pt.action));
+        if (pt.scheme) act += " " + std::string(info(*pt.scheme).name);
+        if (pt.action == tensor_action::cast || pt.action == tensor_action::recover_cast)
+          act += " ->" + std::string(name(pt.cast_to));
+        char head[96];
+        std::snprintf(head, sizeof head, "  %-26s ", act.c_str());
+        out << head << pt.name << "  " << name(pt.input_type) << " " << shape_str(pt.input_shape)
+            << " " << pt.input_bytes;
+        if (it.source.name != pt.name || it.source.shard != pt.output_shard)
+          out << "  (from " << it.source.name
+              << (it.source.shard != pt.output_shard
+                      ? " in " + p.source.shards[it.source.shard].rel_path
+                      : "")
+              << ")";
+        if (it.recovery.kind != recovery_kind::none && pt.action != tensor_action::keep_original)
+          out << "  (recovered with " << it.recovery.scale->name << ")";
+        out << "\n";
+        for (const auto& o : pt.outputs)
+          out << "      -> " << o.name << "  " << name(o.type) << " " << shape_str(o.shape) << " "
+              << o.bytes << "\n";
+        if (pt.split_rows)
+          out << "      split into row ranges of " << pt.split_rows << " rows"
+              << (pt.amax_pass ? ", amax pass first" : "") << "\n";
+      }
+    }
+    for (const auto& c : p.consumed)
+      if (c.source.shard == sh.source_shard)
+        out << "  consumed                   " << c.source.name << "  " << name(c.source.type)
+            << " " << shape_str(c.source.shape) << " " << c.source.bytes << "  (" << c.reason
+            << ")\n";
+  }
+  const auto& t = p.totals;
+  out << "\ntotals: " << t.bytes_in << " bytes in (" << format_size(t.bytes_in) << "), "
+      << t.bytes_out << " bytes out (" << format_size(t.bytes_out) << ", "
+      << pct(t.bytes_out, t.bytes_in) << ")\n";
+  out << "  quantized " << t.quantized << ", passed " << t.passed << ", cast " << t.cast
+      << ", recovered " << t.recovered << ", kept original " << t.kept << ", consumed "
+      << t.consumed << "\n";
+  for (const auto& s : t.per_scheme)
+    out << "  " << info(s.scheme).name << ": " << s.tensors << " tensors, "
+        << format_size(s.bytes_in) << " -> " << format_size(s.bytes_out) << "\n";
+  if (t.amax_pass == 0) {
+    out << "  amax pass: none needed\n";
+  } else {
+    out << "  amax pass (split by the memory budget, per-tensor scale): " << t.amax_pass
+        << " tensors\n";
+    for (const auto& it : p.items)
+      for (const auto& pt : it.parts)
+        if (pt.amax_pass) out << "    " << pt.name << "\n";
+  }
+  out << "exclude (exported):";
+  if (p.exclude_resolved.empty()) out << " (none)";
+  for (const auto& m : p.exclude_resolved) out << " " << m;
+  out << "\n";
+}
+
+nlohmann::ordered_json plan_json(const plan& p) {
+  using json = nlohmann::ordered_json;
+  json r;
+  r["model_dir"] = p.model_dir.string();
+  r["model_type"] = p.facts.model_type;
+  r["scheme"] = std::string(info(p.options.scheme).name);
+  const auto& t = p.totals;
+  r["totals"] = {{"bytes_in", t.bytes_in}, {"bytes_out", t.bytes_out}, {"quantized", t.quantized},
+                 {"passed", t.passed},     {"cast", t.cast},           {"recovered", t.recovered},
+                 {"kept", t.kept},         {"consumed", t.consumed},   {"amax_pass", t.amax_pass}};
+  json per = json::object();
+  for (const auto& s : t.per_scheme)
+    per[std::string(info(s.scheme).name)] = {
+        {"tensors", s.tensors}, {"bytes_in", s.bytes_in}, {"bytes_out", s.bytes_out}};
+  r["per_scheme"] = per;
+  json parts = json::array();
+  for (const auto& it : p.items)
+    for (const auto& pt : it.parts) {
+      json o = json::array();
+      for (const auto& x : pt.outputs)
+        o.push_back({{"name", x.name},
+                     {"dtype", std::string(name(x.type))},
+                     {"shape", x.shape},
+                     {"bytes", x.bytes},
+                     {"offset", x.file_offset}});
+      json j = {{"name", pt.name},
+                {"source", it.source.name},
+                {"action", std::string(action_name(pt.action))},
+                {"scheme", pt.scheme ? json(std::string(info(*pt.scheme).name)) : json()},
+                {"dtype", std::string(name(pt.input_type))},
+                {"shape", pt.input_shape},
+                {"bytes", pt.input_bytes},
+                {"shard", p.shards[pt.output_shard].relative_path},
+                {"outputs", o}};
+      if (pt.amax_pass) j["amax_pass"] = true;
+      parts.push_back(std::move(j));
+    }
+  r["tensors"] = parts;
+  json cons = json::array();
+  for (const auto& c : p.consumed) cons.push_back({{"name", c.source.name}, {"reason", c.reason}});
+  r["consumed"] = cons;
+  r["exclude"] = p.exclude_resolved;
+  return r;
+}
+
+int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  CLI::App app{"shardquant " SHARDQUANT_VERSION
+               ": quantize LLM safetensors checkpoints file to file, bit-identical to AMD "
+               "Quark's file-to-file quantizer"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("shardquant ") + SHARDQUANT_VERSION);
+
+  // inspect
+  std::string inspect_path;
+  bool inspect_json = false;
+  CLI::App* ins =
+      app.add_subcommand("inspect",
+                         "list tensors, dtypes, shapes, bytes and the quantization_config of a "
+                         "safetensors file or checkpoint directory");
+  ins->add_option("PATH", inspect_path, "a .safetensors file or a checkpoint directory")
+      ->required();
+  ins->add_flag("--json", inspect_json, "machine-readable output");
+
+  // make-checkpoint
+  make_checkpoint_options mk;
+  std::string mk_size, mk_shard = "4G", mk_dtype = "bf16", mk_out;
+  CLI::App* mkc = app.add_subcommand(
+      "make-checkpoint",
+      std::string("write a synthetic checkpoint with a real architecture's names and shapes; ") +
+          k_size_help);
+  mkc->add_option("--arch", mk.arch, "llama | deepseek_v3 | qwen3_moe")
+      ->required()
+      ->check(CLI::IsMember(synthetic_architectures()));
+  mkc->add_option("--size", mk_size, "approximate total tensor bytes, e.g. 2G (binary units)")
+      ->required();
+  mkc->add_option("--dtype", mk_dtype, "bf16 | fp16 | fp32")
+      ->default_val("bf16")
+      ->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
+  mkc->add_option("--shard-size", mk_shard, "max tensor bytes per shard (binary units)")
+      ->default_val("4G");
+  mkc->add_option("--out", mk_out, "output directory")->required();
+  mkc->add_option("--seed", mk.seed, "PRNG seed (same seed, same bytes)")->default_val(0);
+  mkc->add_flag("--odd-shapes", mk.odd_shapes,
+                "intermediate sizes and LoRA ranks = 2 mod 4, odd vocabulary: per-group int4/uint4 "
+                "and mxfp6 schemes then reject down_proj (and DeepSeek q_b_proj/kv_b_proj)");
+
+  // quantize
+  quantize_args qa;
+  std::vector<std::string> q_exclude, q_layer, q_presharded;
+  std::string q_budget;
+  CLI::App* qc = app.add_subcommand(
+      "quantize",
+      "quantize a checkpoint directory (Quark spellings --model_dir, --output_dir, "
+      "--quant_scheme, --exclude_layers accepted)");
+  add_quantize_options(*qc, qa, q_exclude, q_layer, q_presharded, q_budget);
+
+  CLI::App* sc = app.add_subcommand("schemes", "list the quantization schemes");
+  CLI::App* tc = app.add_subcommand("templates",
+                                    "list model types with their default excludes "
+                                    "and converters");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help, --help-all, --version
+    return app.exit(e, out, err);
+  } catch (const CLI::ParseError& e) {
+    err << "shardquant: " << e.what() << "\n";
+    if (!app.get_subcommands().empty())
+      err << "run 'shardquant " << app.get_subcommands().front()->get_name()
+          << " --help' for usage\n";
+    else
+      err << "run 'shardquant --help' for usage\n";
+    return k_exit_usage;
+  }
+
+  if (ins->parsed()) {
+    print_inspect(inspect_path, inspect_json, out);
+    return 0;
+  }
+  if (mkc->parsed()) {
+    mk.size = parse_size(mk_size);
+    mk.shard_size = parse_size(mk_shard);
+    mk.type = mk_dtype == "bf16" ? dtype::bf16 : mk_dtype == "fp16" ? dtype::f16 : dtype::f32;
+    mk.out = mk_out;
+    const make_checkpoint_result r = make_checkpoint(mk);
+    out << "wrote " << r.tensors << " tensors, " << format_size(r.bytes) << " in "
+        << r.shards.size() << " shard(s) to " << mk_out << "\n";
+    return 0;
+  }
+  if (qc->parsed()) {
+    finish_quantize_args(*qc, qa, q_exclude, q_layer, q_presharded, q_budget);
+    return run_quantize(qa, out, err);
+  }
+  if (sc->parsed()) {
+    print_schemes(out);
+    return 0;
+  }
+  if (tc->parsed()) {
+    print_templates(out);
+    return 0;
+  }
+  return k_exit_usage;
+}
+
+}  // namespace shardquant

@@ -1,0 +1,575 @@
+// Synthetic checkpoint generator: architecture shapes, config.json, side files, weights.
+// Rows are generated from a counter-based PRNG keyed by (seed, tensor name, row), so the bytes
+// do not depend on thread count or on how a tensor is cut into blocks.
+#include "pipeline/make_checkpoint.h"
+
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string_view>
+
+#include "io/error.h"
+#include "io/file.h"
+#include "io/safetensors.h"
+#include "io/shard_writer.h"
+#include "kernels/numeric.h"
+
+namespace shardquant {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+uint64_t round_up(uint64_t x, uint64_t m) {
+  return (x + m - 1) / m * m;
+}
+// A size ≡ 2 (mod 4): even (mxfp4 accepts it) but not a multiple of 4, 32 or 128.
+uint64_t odd_size(uint64_t x) {
+  return x / 4 * 4 + 2;
+}
+
+uint64_t fnv1a(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (char c : s) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+uint64_t splitmix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// wyrand: one multiply per 64 random bits.
+struct rng {
+  uint64_t s;
+  uint64_t next() {
+    s += 0xa0761d6478bd642full;
+    const __uint128_t m = static_cast<__uint128_t>(s) * (s ^ 0xe7037ed1a0b428dbull);
+    return static_cast<uint64_t>(m >> 64) ^ static_cast<uint64_t>(m);
+  }
+  // Approximately standard normal: Irwin-Hall sum of four 16-bit uniforms, variance scaled to 1.
+  float normal() {
+    const uint64_t r = next();
+    const uint32_t sum = static_cast<uint32_t>((r & 0xFFFF) + ((r >> 16) & 0xFFFF) +
+                                               ((r >> 32) & 0xFFFF) + (r >> 48));
+    return (static_cast<float>(sum) * (1.0f / 65536.0f) - 2.0f) * 1.7320508f;
+  }
+  float uniform() { return static_cast<float>(next() >> 40) * (1.0f / 16777216.0f); }
+};
+
+void store(dtype t, float v, std::byte* p) {
+  switch (t) {
+    case dtype::bf16: {
+      const uint16_t h = to_bf16_rne(v);
+      std::memcpy(p, &h, 2);
+      break;
+    }
+    case dtype::f16: {
+      const uint16_t h = to_f16_rne(v);
+      std::memcpy(p, &h, 2);
+      break;
+    }
+    default:
+      std::memcpy(p, &v, 4);
+  }
+}
+
+struct builder {
+  dtype type;
+  std::vector<synthetic_tensor> t;
+  void add(std::string name, std::vector<uint64_t> shape, synthetic_kind k) {
+    t.push_back(
+        {std::move(name), std::move(shape), k == synthetic_kind::bias ? dtype::f32 : type, k});
+  }
+  void linear(const std::string& n, uint64_t out, uint64_t in) {
+    add(n + ".weight", {out, in}, synthetic_kind::linear);
+  }
+  void norm(const std::string& n, uint64_t d) { add(n + ".weight", {d}, synthetic_kind::norm); }
+};
+
+const std::vector<uint64_t> k_hidden_ladder{256,  512,  768,  1024, 1536, 2048,
+                                            3072, 4096, 5120, 6144, 7168, 8192};
+
+// ---- llama ----
+struct llama_dims {
+  uint64_t H, I, V, heads, kv, hd;
+};
+llama_dims llama_for(uint64_t H, bool odd) {
+  llama_dims d;
+  d.H = H;
+  d.hd = H <= 1024 ? 64 : 128;
+  d.heads = H / d.hd;
+  d.kv = std::max<uint64_t>(1, d.heads / 4);
+  d.I = odd ? odd_size(H * 8 / 3) : round_up(H * 8 / 3, 256);
+  d.V = H >= 2048 ? 128256 : 32000;
+  if (odd) d.V += 1;
+  return d;
+}
+uint64_t llama_layer(const llama_dims& d) {
+  return 2 * d.H * d.H + 2 * d.kv * d.hd * d.H + 3 * d.H * d.I + 2 * d.H;
+}
+uint64_t llama_fixed(const llama_dims& d) {
+  return 2 * d.V * d.H + d.H;
+}
+
+synthetic_model llama_model(const llama_dims& d, uint64_t L, dtype type) {
+  builder b{type, {}};
+  b.add("model.embed_tokens.weight", {d.V, d.H}, synthetic_kind::embedding);
+  for (uint64_t i = 0; i < L; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    b.norm(p + "input_layernorm", d.H);
+    b.linear(p + "self_attn.q_proj", d.heads * d.hd, d.H);
+    b.linear(p + "self_attn.k_proj", d.kv * d.hd, d.H);
+    b.linear(p + "self_attn.v_proj", d.kv * d.hd, d.H);
+    b.linear(p + "self_attn.o_proj", d.H, d.heads * d.hd);
+    b.norm(p + "post_attention_layernorm", d.H);
+    b.linear(p + "mlp.gate_proj", d.I, d.H);
+    b.linear(p + "mlp.up_proj", d.I, d.H);
+    b.linear(p + "mlp.down_proj", d.H, d.I);
+  }
+  b.norm("model.norm", d.H);
+  b.linear("lm_head", d.V, d.H);
+  json c;
+  c["architectures"] = {"LlamaForCausalLM"};
+  c["attention_bias"] = false;
+  c["attention_dropout"] = 0.0;
+  c["bos_token_id"] = 1;
+  c["eos_token_id"] = 2;
+  c["head_dim"] = d.hd;
+  c["hidden_act"] = "silu";
+  c["hidden_size"] = d.H;
+  c["initializer_range"] = 0.02;
+  c["intermediate_size"] = d.I;
+  c["max_position_embeddings"] = 8192;
+  c["mlp_bias"] = false;
+  c["model_type"] = "llama";
+  c["num_attention_heads"] = d.heads;
+  c["num_hidden_layers"] = L;
+  c["num_key_value_heads"] = d.kv;
+  c["pretraining_tp"] = 1;
+  c["rms_norm_eps"] = 1e-05;
+  c["rope_scaling"] = nullptr;
+  c["rope_theta"] = 500000.0;
+  c["tie_word_embeddings"] = false;
+  c["use_cache"] = true;
+  c["vocab_size"] = d.V;
+  return {std::move(c), std::move(b.t)};
+}
+
+// ---- deepseek_v3 ----
+struct dsv3_dims {
+  uint64_t H, I, moe_I, V, heads, q_lora, kv_lora, nope, rope, vdim, E, shared;
+};
+dsv3_dims dsv3_for(uint64_t H, bool odd) {
+  dsv3_dims d;
+  d.H = H;
+  const bool big = H >= 2048;
+  d.nope = big ? 128 : 64;
+  d.rope = big ? 64 : 32;
+  d.vdim = big ? 128 : 64;
+  d.heads = std::max<uint64_t>(2, H / 128);
+  d.q_lora = odd ? odd_size(H / 2) : round_up(H / 2, 64);
+  d.kv_lora = odd ? odd_size(H / 4) : round_up(H / 4, 64);
+  d.I = odd ? odd_size(H * 8 / 3) : round_up(H * 8 / 3, 256);
+  d.moe_I = odd ? odd_size(H / 2) : round_up(H / 2, 64);
+  d.E = H >= 4096 ? 32 : H >= 1024 ? 16 : 8;
+  d.shared = 1;
+  d.V = big ? 129280 : 32000;
+  if (odd) d.V += 1;
+  return d;
+}
+uint64_t dsv3_attn(const dsv3_dims& d) {
+  return d.H * d.q_lora + d.q_lora + d.q_lora * d.heads * (d.nope + d.rope) +
+         d.H * (d.kv_lora + d.rope) + d.kv_lora + d.kv_lora * d.heads * (d.nope + d.vdim) +
+         d.heads * d.vdim * d.H + 2 * d.H;
+}
+uint64_t dsv3_moe_layer(const dsv3_dims& d) {
+  return dsv3_attn(d) + d.E * d.H + d.E + (d.E + d.shared) * 3 * d.moe_I * d.H;
+}
+uint64_t dsv3_fixed(const dsv3_dims& d) {
+  return 2 * d.V * d.H + d.H + dsv3_attn(d) + 3 * d.H * d.I;  // + the dense first layer
+}
+
+synthetic_model dsv3_model(const dsv3_dims& d, uint64_t moe_layers, dtype type) {
+  builder b{type, {}};
+  b.add("model.embed_tokens.weight", {d.V, d.H}, synthetic_kind::embedding);
+  const uint64_t L = moe_layers + 1;
+  for (uint64_t i = 0; i < L; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    b.norm(p + "input_layernorm", d.H);
+    b.linear(p + "self_attn.q_a_proj", d.q_lora, d.H);
+    b.norm(p + "self_attn.q_a_layernorm", d.q_lora);
+    b.linear(p + "self_attn.q_b_proj", d.heads * (d.nope + d.rope), d.q_lora);
+    b.linear(p + "self_attn.kv_a_proj_with_mqa", d.kv_lora + d.rope, d.H);
+    b.norm(p + "self_attn.kv_a_layernorm", d.kv_lora);
+    b.linear(p + "self_attn.kv_b_proj", d.heads * (d.nope + d.vdim), d.kv_lora);
+    b.linear(p + "self_attn.o_proj", d.H, d.heads * d.vdim);
+    b.norm(p + "post_attention_layernorm", d.H);
+    if (i == 0) {
+      b.linear(p + "mlp.gate_proj", d.I, d.H);
+      b.linear(p + "mlp.up_proj", d.I, d.H);
+      b.linear(p + "mlp.down_proj", d.H, d.I);
+      continue;
+    }
+    b.linear(p + "mlp.gate", d.E, d.H);
+    b.add(p + "mlp.gate.e_score_correction_bias", {d.E}, synthetic_kind::bias);
+    for (uint64_t e = 0; e < d.E; ++e) {
+      const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
+      b.linear(x + "gate_proj", d.moe_I, d.H);
+      b.linear(x + "up_proj", d.moe_I, d.H);
+      b.linear(x + "down_proj", d.H, d.moe_I);
+    }
+    b.linear(p + "mlp.shared_experts.gate_proj", d.moe_I * d.shared, d.H);
+    b.linear(p + "mlp.shared_experts.up_proj", d.moe_I * d.shared, d.H);
+    b.linear(p + "mlp.shared_experts.down_proj", d.H, d.moe_I * d.shared);
+  }
+  b.norm("model.norm", d.H);
+  b.linear("lm_head", d.V, d.H);
+  json c;
+  c["architectures"] = {"DeepseekV3ForCausalLM"};
+  c["attention_bias"] = false;
+  c["attention_dropout"] = 0.0;
+  c["auto_map"] = {{"AutoConfig", "configuration_deepseek.DeepseekV3Config"},
+                   {"AutoModel", "modeling_deepseek.DeepseekV3Model"},
+                   {"AutoModelForCausalLM", "modeling_deepseek.DeepseekV3ForCausalLM"}};
+  c["bos_token_id"] = 0;
+  c["eos_token_id"] = 1;
+  c["ep_size"] = 1;
+  c["first_k_dense_replace"] = 1;
+  c["hidden_act"] = "silu";
+  c["hidden_size"] = d.H;
+  c["initializer_range"] = 0.02;
+  c["intermediate_size"] = d.I;
+  c["kv_lora_rank"] = d.kv_lora;
+  c["max_position_embeddings"] = 163840;
+  c["model_type"] = "deepseek_v3";
+  c["moe_intermediate_size"] = d.moe_I;
+  c["moe_layer_freq"] = 1;
+  c["n_group"] = 1;
+  c["n_routed_experts"] = d.E;
+  c["n_shared_experts"] = d.shared;
+  c["norm_topk_prob"] = true;
+  c["num_attention_heads"] = d.heads;
+  c["num_experts_per_tok"] = std::min<uint64_t>(8, d.E / 2);
+  c["num_hidden_layers"] = L;
+  c["num_key_value_heads"] = d.heads;
+  c["num_nextn_predict_layers"] = 0;
+  c["q_lora_rank"] = d.q_lora;
+  c["qk_nope_head_dim"] = d.nope;
+  c["qk_rope_head_dim"] = d.rope;
+  c["rms_norm_eps"] = 1e-06;
+  c["rope_theta"] = 10000;
+  c["routed_scaling_factor"] = 2.5;
+  c["scoring_func"] = "sigmoid";
+  c["tie_word_embeddings"] = false;
+  c["topk_group"] = 1;
+  c["topk_method"] = "noaux_tc";
+  c["use_cache"] = true;
+  c["v_head_dim"] = d.vdim;
+  c["vocab_size"] = d.V;
+  return {std::move(c), std::move(b.t)};
+}
+
+// ---- qwen3_moe ----
+struct qwen_dims {
+  uint64_t H, moe_I, V, heads, kv, hd, E;
+};
+qwen_dims qwen_for(uint64_t H, bool odd) {
+  qwen_dims d;
+  d.H = H;
+  d.hd = H <= 1024 ? 64 : 128;
+  d.heads = 2 * H / d.hd;  // Qwen3-MoE projects to more heads than hidden/head_dim
+  d.kv = std::max<uint64_t>(1, d.heads / 8);
+  d.moe_I = odd ? odd_size(H * 3 / 8) : round_up(H * 3 / 8, 64);
+  d.E = H >= 4096 ? 64 : H >= 1024 ? 32 : 16;
+  d.V = H >= 2048 ? 151936 : 32000;
+  if (odd) d.V += 1;
+  return d;
+}
+uint64_t qwen_layer(const qwen_dims& d) {
+  const uint64_t q = d.heads * d.hd, kv = d.kv * d.hd;
+  return 2 * q * d.H + 2 * kv * d.H + 2 * d.hd + 2 * d.H + d.E * d.H + d.E * 3 * d.moe_I * d.H;
+}
+uint64_t qwen_fixed(const qwen_dims& d) {
+  return 2 * d.V * d.H + d.H;
+}
+
+synthetic_model qwen_model(const qwen_dims& d, uint64_t L, dtype type) {
+  builder b{type, {}};
+  b.add("model.embed_tokens.weight", {d.V, d.H}, synthetic_kind::embedding);
+  for (uint64_t i = 0; i < L; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    b.norm(p + "input_layernorm", d.H);
+    b.linear(p + "self_attn.q_proj", d.heads * d.hd, d.H);
+    b.linear(p + "self_attn.k_proj", d.kv * d.hd, d.H);
+    b.linear(p + "self_attn.v_proj", d.kv * d.hd, d.H);
+    b.linear(p + "self_attn.o_proj", d.H, d.heads * d.hd);
+    b.norm(p + "self_attn.q_norm", d.hd);
+    b.norm(p + "self_attn.k_norm", d.hd);
+    b.norm(p + "post_attention_layernorm", d.H);
+    b.linear(p + "mlp.gate", d.E, d.H);
+    for (uint64_t e = 0; e < d.E; ++e) {
+      const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
+      b.linear(x + "gate_proj", d.moe_I, d.H);
+      b.linear(x + "up_proj", d.moe_I, d.H);
+      b.linear(x + "down_proj", d.H, d.moe_I);
+    }
+  }
+  b.norm("model.norm", d.H);
+  b.linear("lm_head", d.V, d.H);
+  json c;
+  c["architectures"] = {"Qwen3MoeForCausalLM"};
+  c["attention_bias"] = false;
+  c["attention_dropout"] = 0.0;
+  c["bos_token_id"] = 151643;
+  c["decoder_sparse_step"] = 1;
+  c["eos_token_id"] = 151645;
+  c["head_dim"] = d.hd;
+  c["hidden_act"] = "silu";
+  c["hidden_size"] = d.H;
+  c["initializer_range"] = 0.02;
+  c["intermediate_size"] = d.moe_I * 8;
+  c["max_position_embeddings"] = 40960;
+  c["max_window_layers"] = L;
+  c["mlp_only_layers"] = json::array();
+  c["model_type"] = "qwen3_moe";
+  c["moe_intermediate_size"] = d.moe_I;
+  c["norm_topk_prob"] = true;
+  c["num_attention_heads"] = d.heads;
+  c["num_experts"] = d.E;
+  c["num_experts_per_tok"] = std::min<uint64_t>(8, d.E / 2);
+  c["num_hidden_layers"] = L;
+  c["num_key_value_heads"] = d.kv;
+  c["output_router_logits"] = false;
+  c["rms_norm_eps"] = 1e-06;
+  c["rope_scaling"] = nullptr;
+  c["rope_theta"] = 1000000.0;
+  c["router_aux_loss_coef"] = 0.001;
+  c["sliding_window"] = nullptr;
+  c["tie_word_embeddings"] = false;
+  c["use_cache"] = true;
+  c["use_sliding_window"] = false;
+  c["vocab_size"] = d.V;
+  return {std::move(c), std::move(b.t)};
+}
+
+// Largest hidden size whose fixed part leaves room for about four layers, then as many layers
+// as fill the target.
+template <class Dims, class For, class Fixed, class Layer>
+std::pair<Dims, uint64_t> fit(uint64_t target, bool odd, For dims_for, Fixed fixed, Layer layer) {
+  Dims best = dims_for(k_hidden_ladder.front(), odd);
+  for (uint64_t H : k_hidden_ladder) {
+    const Dims d = dims_for(H, odd);
+    if (fixed(d) + 4 * layer(d) <= target) best = d;
+  }
+  const uint64_t f = fixed(best), l = layer(best);
+  const uint64_t n = target > f ? std::max<uint64_t>(1, (target - f + l / 2) / l) : 1;
+  return {best, n};
+}
+
+std::string dtype_config_name(dtype t) {
+  return t == dtype::bf16 ? "bfloat16" : t == dtype::f16 ? "float16" : "float32";
+}
+
+}  // namespace
+
+uint64_t synthetic_tensor::bytes() const {
+  uint64_t n = 1;
+  for (uint64_t d : shape) n *= d;
+  return n * bits(type) / 8;
+}
+
+uint64_t synthetic_model::bytes() const {
+  uint64_t b = 0;
+  for (const auto& t : tensors) b += t.bytes();
+  return b;
+}
+
+const std::vector<std::string>& synthetic_architectures() {
+  static const std::vector<std::string> a{"llama", "deepseek_v3", "qwen3_moe"};
+  return a;
+}
+
+synthetic_model design_model(const make_checkpoint_options& o) {
+  if (o.type != dtype::bf16 && o.type != dtype::f16 && o.type != dtype::f32)
+    throw usage_error("--dtype must be bf16, fp16 or fp32");
+  const uint64_t elems = o.size / (bits(o.type) / 8);
+  synthetic_model m;
+  if (o.arch == "llama") {
+    auto [d, L] = fit<llama_dims>(elems, o.odd_shapes, llama_for, llama_fixed, llama_layer);
+    m = llama_model(d, L, o.type);
+  } else if (o.arch == "deepseek_v3") {
+    auto [d, L] = fit<dsv3_dims>(elems, o.odd_shapes, dsv3_for, dsv3_fixed, dsv3_moe_layer);
+    m = dsv3_model(d, L, o.type);
+  } else if (o.arch == "qwen3_moe") {
+    auto [d, L] = fit<qwen_dims>(elems, o.odd_shapes, qwen_for, qwen_fixed, qwen_layer);
+    m = qwen_model(d, L, o.type);
+  } else {
+    throw usage_error("unknown --arch '" + o.arch + "' (llama, deepseek_v3, qwen3_moe)");
+  }
+  m.config["torch_dtype"] = dtype_config_name(o.type);
+  m.config["transformers_version"] = "4.51.0";
+  return m;
+}
+
+void generate_rows(const synthetic_tensor& t, uint64_t seed, uint64_t row_begin, uint64_t rows,
+                   std::byte* out) {
+  const uint64_t cols = t.shape.size() >= 2 ? t.shape.back() : (t.shape.empty() ? 1 : t.shape[0]);
+  const uint64_t eb = bits(t.type) / 8;
+  const uint64_t key = splitmix(seed ^ fnv1a(t.name));
+  if (t.shape.size() < 2) {  // rank 0/1: one "row" holds the whole vector
+    rng r{splitmix(key)};
+    for (uint64_t c = 0; c < cols; ++c) {
+      float v = t.kind == synthetic_kind::norm   ? 1.0f + 0.05f * r.normal()
+                : t.kind == synthetic_kind::bias ? 0.01f * r.normal()
+                                                 : 0.02f * r.normal();
+      store(t.type, v, out + c * eb);
+    }
+    return;
+  }
+  const float base = t.kind == synthetic_kind::embedding
+                         ? 0.02f
+                         : 1.0f / std::sqrt(static_cast<float>(t.shape.back()));
+  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, rows, 64), [&](const auto& range) {
+    for (uint64_t i = range.begin(); i < range.end(); ++i) {
+      const uint64_t row = row_begin + i;
+      rng r{splitmix(key + row * 0x9e3779b97f4a7c15ull)};
+      std::byte* o = out + i * cols * eb;
+      const uint64_t h = r.next();
+      if (t.kind == synthetic_kind::linear && (h & 511) == 7) {  // ~1/512 rows all zero
+        std::memset(o, 0, cols * eb);
+        continue;
+      }
+      const float scale = base * std::exp(0.35f * r.normal());  // per-row spread
+      for (uint64_t c = 0; c < cols; ++c) store(t.type, scale * r.normal(), o + c * eb);
+      if (t.kind == synthetic_kind::linear && ((h >> 9) & 31) == 0) {  // ~1/32 rows: outliers
+        const int n = 1 + static_cast<int>((h >> 14) & 3);
+        for (int k = 0; k < n; ++k) {
+          const uint64_t c = r.next() % cols;
+          const float mag = scale * (10.0f + 20.0f * r.uniform());
+          store(t.type, (r.next() & 1) ? mag : -mag, o + c * eb);
+        }
+      }
+    }
+  });
+}
+
+make_checkpoint_result make_checkpoint(const make_checkpoint_options& o) {
+  namespace fs = std::filesystem;
+  if (o.out.empty()) throw usage_error("--out is required");
+  if (o.size == 0) throw usage_error("--size must be positive");
+  const synthetic_model m = design_model(o);
+  fs::create_directories(o.out);
+  if (fs::exists(o.out / "config.json"))
+    throw usage_error(o.out.string() + " already holds a config.json; pick an empty directory");
+  const uint64_t shard_max = o.shard_size ? o.shard_size : UINT64_MAX;
+
+  // Greedy sharding in model order, like Hugging Face's save_pretrained.
+  std::vector<std::vector<const synthetic_tensor*>> shards(1);
+  uint64_t cur = 0;
+  for (const auto& t : m.tensors) {
+    if (cur > 0 && cur + t.bytes() > shard_max) {
+      shards.emplace_back();
+      cur = 0;
+    }
+    shards.back().push_back(&t);
+    cur += t.bytes();
+  }
+  make_checkpoint_result res;
+  const size_t n = shards.size();
+  auto shard_name = [&](size_t i) {
+    if (n == 1) return std::string("model.safetensors");
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", i + 1, n);
+    return std::string(buf);
+  };
+  nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
+  std::vector<std::byte> buf;
+  constexpr uint64_t k_block = 16ull << 20;  // bytes generated per write
+  for (size_t i = 0; i < n; ++i) {
+    const std::string rel = shard_name(i);
+    std::vector<tensor_spec> specs;
+    for (const auto* t : shards[i]) specs.push_back({t->name, t->type, t->shape});
+    shard_writer w(shard_layout::make(rel, std::move(specs)), o.out / rel);
+    for (const auto* t : shards[i]) {
+      const uint64_t rows = t->shape.size() >= 2 ? t->shape[0] : 1;
+      const uint64_t row_bytes = rows ? t->bytes() / rows : 0;
+      if (t->bytes() == 0) continue;
+      const uint64_t per = std::max<uint64_t>(1, k_block / std::max<uint64_t>(1, row_bytes));
+      for (uint64_t r = 0; r < rows; r += per) {
+        const uint64_t k = std::min(per, rows - r);
+        buf.resize(k * row_bytes);
+        generate_rows(*t, o.seed, r, k, buf.data());
+        w.write_at(t->name, r * row_bytes, buf);
+      }
+      weight_map[t->name] = rel;
+      ++res.tensors;
+      res.bytes += t->bytes();
+    }
+    w.commit();
+    res.shards.push_back(rel);
+  }
+  if (n > 1) {
+    nlohmann::ordered_json idx;
+    idx["metadata"] = {{"total_size", res.bytes}};
+    idx["weight_map"] = weight_map;
+    write_file_atomic(o.out / "model.safetensors.index.json", idx.dump(2) + "\n");
+  }
+
+  // Side files (formats.md §3.3 copies every one of them byte for byte).
+  const auto& cfg = m.config;
+  write_file_atomic(o.out / "generation_config.json",
+                    nlohmann::ordered_json{{"bos_token_id", cfg["bos_token_id"]},
+                                           {"do_sample", true},
+                                           {"eos_token_id", cfg["eos_token_id"]},
+                                           {"temperature", 0.6},
+                                           {"top_p", 0.9},
+                                           {"transformers_version", "4.51.0"}}
+                            .dump(2) +
+                        "\n");
+  const std::string chat =
+      "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}"
+      "<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}";
+  write_file_atomic(o.out / "chat_template.jinja", chat + "\n");
+  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
+  for (int i = 0; i < 256; ++i) vocab["<0x" + std::to_string(i) + ">"] = i;
+  write_file_atomic(
+      o.out / "tokenizer.json",
+      nlohmann::ordered_json{
+          {"version", "1.0"},
+          {"added_tokens", nlohmann::ordered_json::array()},
+          {"model",
+           {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::ordered_json::array()}}}}
+              .dump(2) +
+          "\n");
+  write_file_atomic(o.out / "tokenizer_config.json",
+                    nlohmann::ordered_json{{"bos_token", "<s>"},
+                                           {"eos_token", "</s>"},
+                                           {"model_max_length", 8192},
+                                           {"tokenizer_class", "PreTrainedTokenizerFast"},
+                                           {"chat_template", chat}}
+                            .dump(2) +
+                        "\n");
+  fs::create_directories(o.out / "original");
+  write_file_atomic(o.out / "original" / "params.json",
+                    nlohmann::ordered_json{{"dim", cfg["hidden_size"]},
+                                           {"n_layers", cfg["num_hidden_layers"]},
+                                           {"vocab_size", cfg["vocab_size"]}}
+                            .dump() +
+                        "\n");
+  write_file_atomic(o.out / "README.md", "# synthetic " + o.arch +
+                                             " checkpoint\n\nGenerated by `shardquant "
+                                             "make-checkpoint` (seed " +
+                                             std::to_string(o.seed) +
+                                             "); random weights, not a usable model.\n");
+  write_file_atomic(o.out / "config.json", m.config.dump(2) + "\n");
+  return res;
+}
+
+}  // namespace shardquant
