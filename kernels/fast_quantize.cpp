@@ -22,9 +22,9 @@
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
     !defined(__SANITIZE_ADDRESS__)
-#define SQ_CLONES __attribute__((target_clones("avx2", "default")))
+#define SQ_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default"), flatten))
 #else
-#define SQ_CLONES
+#define SQ_CLONES __attribute__((flatten))
 #endif
 
 namespace shardquant {
@@ -137,6 +137,83 @@ inline uint32_t mx_full_blocks(const void* src, uint64_t nblocks, uint8_t* packe
   return seen;
 }
 
+// Elements 2i and 2i+1 of a source buffer as fp32. For bf16 the pair is one 32-bit word whose
+// halves widen by a shift and a mask, so the FP4 loop below needs no shuffles.
+template <src_kind D>
+inline void load_pair(const void* src, uint32_t i, float* even, float* odd) {
+  if constexpr (D == src_kind::f32) {
+    *even = static_cast<const float*>(src)[2 * i];
+    *odd = static_cast<const float*>(src)[2 * i + 1];
+  } else {
+    uint32_t p;
+    std::memcpy(&p, static_cast<const char*>(src) + 4 * i, 4);
+    if constexpr (D == src_kind::bf16) {
+      *even = f32_from_bits(p << 16);
+      *odd = f32_from_bits(p & 0xFFFF0000u);
+    } else {
+      *even = f16_to_f32(static_cast<uint16_t>(p & 0xFFFFu));
+      *odd = f16_to_f32(static_cast<uint16_t>(p >> 16));
+    }
+  }
+}
+
+// MXFP4 full blocks, pairwise (byte i of a block = code(2i) | code(2i+1) << 4), in batches of
+// k_fp4_batch blocks: first every block's amax and multiplier, then one long encode loop over the
+// whole batch, so the vectorizer uses full-width vectors instead of one 16-byte block at a time.
+// Blocks with k = -127 (divisor 0x003FFFFF, not a power of two) are redone with a true division.
+constexpr uint32_t k_fp4_batch = 8;
+
+template <src_kind D>
+inline uint32_t mx_fp4_full_blocks(const void* src, uint64_t nblocks, uint8_t* packed,
+                                   uint8_t* scales) {
+  constexpr mx_format f = mx_fp4_e2m1();
+  constexpr uint32_t pairs = k_mx_block / 2;
+  uint32_t seen = 0;
+  for (uint64_t b0 = 0; b0 < nblocks; b0 += k_fp4_batch) {
+    const uint32_t nb = static_cast<uint32_t>(std::min<uint64_t>(k_fp4_batch, nblocks - b0));
+    const char* s = static_cast<const char*>(src) + b0 * k_mx_block * src_bytes(D);
+    uint8_t* out = packed + b0 * pairs;
+    float mult[k_fp4_batch * pairs];
+    int32_t ks[k_fp4_batch];
+    for (uint32_t b = 0; b < nb; ++b) {
+      const char* sb = s + b * k_mx_block * src_bytes(D);
+      uint32_t m = 0;
+      for (uint32_t i = 0; i < pairs; ++i) {
+        float e, o;
+        load_pair<D>(sb, i, &e, &o);
+        const uint32_t ae = abs_bits(e), ao = abs_bits(o);
+        m = ae > m ? ae : m;
+        m = ao > m ? ao : m;
+      }
+      seen = m > seen ? m : seen;
+      ks[b] = mx_shared_exponent(f32_from_bits(m), f);
+      scales[b0 + b] = mx_scale_byte(ks[b]);
+      // x * 2^-k == RN32(x / 2^k) exactly for k in [-126, 127] (mx_scale_reciprocal).
+      const float r = mx_scale_reciprocal(ks[b] == -127 ? 0 : ks[b]);
+      for (uint32_t i = 0; i < pairs; ++i) mult[b * pairs + i] = r;
+    }
+    const uint32_t n = nb * pairs;
+    for (uint32_t i = 0; i < n; ++i) {
+      float e, o;
+      load_pair<D>(s, i, &e, &o);
+      out[i] = static_cast<uint8_t>(mx_encode_element(mul_rn(e, mult[i]), f) |
+                                    (mx_encode_element(mul_rn(o, mult[i]), f) << 4));
+    }
+    for (uint32_t b = 0; b < nb; ++b) {
+      if (ks[b] != -127) continue;
+      const float d = mx_scale_divisor(-127);
+      const char* sb = s + b * k_mx_block * src_bytes(D);
+      for (uint32_t i = 0; i < pairs; ++i) {
+        float e, o;
+        load_pair<D>(sb, i, &e, &o);
+        out[b * pairs + i] = static_cast<uint8_t>(mx_encode_element(div_rn(e, d), f) |
+                                                  (mx_encode_element(div_rn(o, d), f) << 4));
+      }
+    }
+  }
+  return seen;
+}
+
 // Per-row amax bits of the fp8 values of stage 1 and the values themselves (int4_fp8).
 template <src_kind D>
 inline uint32_t int4_fp8_stage1_run(const void* src, uint64_t n, float s_div, float* f) {
@@ -177,15 +254,29 @@ inline uint32_t uint4_unit_run(const void* src, uint64_t n, uint4_params* p, int
     hi = max_f(hi, w);
   }
   if (m >= k_f32_inf_bits) return m;  // min/max of NaN are meaningless; reported by the caller
-  *p = uint4_params_from_range<D>(lo, hi);
+  const uint4_params u = uint4_params_from_range<D>(lo, hi);
+  *p = u;
+  // Local copies: q is int8_t, which may alias *p, and would force reloads in the loop.
+  const float inv = u.inv, zf = u.zero_f;
   for (uint64_t i = 0; i < n; ++i)
-    q[i] = static_cast<int8_t>(uint4_code(load_src<D>(src, i), p->inv, p->zero_f));
+    q[i] = static_cast<int8_t>(uint4_code(load_src<D>(src, i), inv, zf));
   return m;
 }
 
 // Packs 8 rows of codes (stride `in`, rows >= n_rows are 0) of columns [0, in) into words
 // w[j * ld] (one word column of the transposed output).
 inline void pack_column(const int8_t* q, uint64_t in, uint32_t n_rows, uint32_t* w, uint64_t ld) {
+  if (n_rows == 8) {  // the common case, unrolled so the loop over j vectorizes
+    const int8_t *q0 = q, *q1 = q + in, *q2 = q + 2 * in, *q3 = q + 3 * in, *q4 = q + 4 * in,
+                 *q5 = q + 5 * in, *q6 = q + 6 * in, *q7 = q + 7 * in;
+    auto nib = [](int8_t x, uint32_t i) {
+      return (static_cast<uint32_t>(static_cast<uint8_t>(x)) & 0xFu) << (4 * i);
+    };
+    for (uint64_t j = 0; j < in; ++j)
+      w[j * ld] = nib(q0[j], 0) | nib(q1[j], 1) | nib(q2[j], 2) | nib(q3[j], 3) | nib(q4[j], 4) |
+                  nib(q5[j], 5) | nib(q6[j], 6) | nib(q7[j], 7);
+    return;
+  }
   for (uint64_t j = 0; j < in; ++j) {
     uint32_t word = 0;
     for (uint32_t i = 0; i < n_rows; ++i)
@@ -249,7 +340,10 @@ SQ_KIND_WRAPPERS(uint4_unit_run, uint32_t,
 #define SQ_MX_WRAPPER(KIND, ELEM)                                                        \
   SQ_CLONES uint32_t mx_blocks_##KIND##_##ELEM(const void* src, uint64_t nb, uint8_t* p, \
                                                uint8_t* s) {                             \
-    return mx_full_blocks<src_kind::KIND, mx_element::ELEM>(src, nb, p, s);              \
+    if constexpr (mx_element::ELEM == mx_element::fp4_e2m1)                              \
+      return mx_fp4_full_blocks<src_kind::KIND>(src, nb, p, s);                          \
+    else                                                                                 \
+      return mx_full_blocks<src_kind::KIND, mx_element::ELEM>(src, nb, p, s);            \
   }
 SQ_MX_WRAPPER(bf16, fp4_e2m1)
 SQ_MX_WRAPPER(bf16, fp6_e2m3)

@@ -144,8 +144,8 @@ SQ_HD int32_t rne_clamp_i(float x, int32_t lo, int32_t hi) {
 
 SQ_HD uint16_t to_bf16_rne(float x) {
   const uint32_t u = f32_bits(x);
-  if ((u & k_f32_abs_mask) > k_f32_inf_bits) return 0x7FC0u;
-  return static_cast<uint16_t>(((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16) & 0xFFFFu);
+  const uint32_t r = ((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16) & 0xFFFFu;
+  return static_cast<uint16_t>((u & k_f32_abs_mask) > k_f32_inf_bits ? 0x7FC0u : r);
 }
 
 SQ_HD float bf16_to_f32(uint16_t h) {
@@ -154,38 +154,34 @@ SQ_HD float bf16_to_f32(uint16_t h) {
 
 // ---- f16: IEEE binary16, round-to-nearest-even, subnormals, overflow (>= 65520) -> Inf ----------
 
+// Every path is computed and one selected (no branches), so loops over these vectorize.
 SQ_HD uint16_t to_f16_rne(float x) {
   uint32_t u = f32_bits(x);
   const uint32_t sign = u & 0x80000000u;
   u ^= sign;
-  uint32_t o;
-  if (u >= (143u << 23)) {  // >= 65536 (or Inf/NaN): Inf, or a quiet NaN
-    o = u > k_f32_inf_bits ? 0x7E00u : 0x7C00u;
-  } else if (u < (113u << 23)) {  // below 2^-14: an f16 subnormal (or zero)
-    // Adding 0.5 makes the fp32 ulp exactly the f16 subnormal step 2^-24, so the hardware
-    // addition rounds to nearest even; the low bits then hold the f16 mantissa.
-    const uint32_t magic = 126u << 23;
-    o = f32_bits(add_rn(f32_from_bits(u), f32_from_bits(magic))) - magic;
-  } else {  // normal range: rebias the exponent and round the 13 dropped bits to nearest even
-    const uint32_t odd = (u >> 13) & 1u;
-    u += 0xC8000FFFu;  // ((15 - 127) << 23) + 0xFFF, mod 2^32
-    u += odd;
-    o = u >> 13;  // a carry into the exponent past 30 gives 0x7C00 = Inf (x >= 65520)
-  }
+  // >= 65536 (or Inf/NaN): Inf, or a quiet NaN.
+  const uint32_t big = u > k_f32_inf_bits ? 0x7E00u : 0x7C00u;
+  // Below 2^-14, an f16 subnormal (or zero): adding 0.5 makes the fp32 ulp exactly the f16
+  // subnormal step 2^-24, so the hardware addition rounds to nearest even; the low bits then hold
+  // the f16 mantissa.
+  const uint32_t magic = 126u << 23;
+  const uint32_t sub = f32_bits(add_rn(f32_from_bits(u), f32_from_bits(magic))) - magic;
+  // Normal range: rebias the exponent ((15 - 127) << 23, mod 2^32) and round the 13 dropped bits to
+  // nearest even; a carry past exponent 30 gives 0x7C00 = Inf (x >= 65520).
+  const uint32_t nrm = (u + 0xC8000FFFu + ((u >> 13) & 1u)) >> 13;
+  const uint32_t o = u >= (143u << 23) ? big : (u < (113u << 23) ? sub : nrm);
   return static_cast<uint16_t>(o | (sign >> 16));
 }
 
 SQ_HD float f16_to_f32(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t em = h & 0x7FFFu;
-  uint32_t o;
-  if (em >= 0x7C00u) {  // Inf / NaN
-    o = 0x7F800000u | (em & 0x3FFu) << 13;
-  } else if (em >= 0x0400u) {  // normal
-    o = (em << 13) + (112u << 23);
-  } else {  // subnormal or zero: em * 2^-24, exact in fp32
-    o = f32_bits(mul_rn(static_cast<float>(em), f32_from_bits(0x33800000u)));
-  }
+  const uint32_t special = 0x7F800000u | (em & 0x3FFu) << 13;  // Inf / NaN
+  const uint32_t nrm = (em << 13) + (112u << 23);
+  // Subnormal or zero: em * 2^-24, exact in fp32.
+  const uint32_t sub =
+      f32_bits(mul_rn(static_cast<float>(static_cast<int32_t>(em)), f32_from_bits(0x33800000u)));
+  const uint32_t o = em >= 0x7C00u ? special : (em >= 0x0400u ? nrm : sub);
   return f32_from_bits(o | sign);
 }
 
