@@ -1,8 +1,8 @@
 // The fast CPU quantizers (what the program runs): the same math headers as the reference, in
 // loops shaped for the vectorizer (no branches in the element paths, fixed 32-element MX blocks,
 // 8-row int4 word columns) and spread over cores with tbb::parallel_for. Hot loops are compiled
-// for AVX2 and a plain x86-64 fallback (target_clones); the result is the same bytes either way
-// because every step is an exactly specified IEEE or integer operation.
+// for AVX-512, AVX2 and a plain x86-64 fallback (kernels/cpu_isa.h); the result is the same bytes
+// either way because every step is an exactly specified IEEE or integer operation.
 // Must give the same bytes as kernels/reference_quantize.cpp; tested byte for byte.
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu_isa.h"
 #include "kernels/fp8.h"
 #include "kernels/int4_fp8.h"
 #include "kernels/int_quant.h"
@@ -20,12 +21,14 @@
 #include "kernels/quantize.h"
 #include "kernels/quantize_detail.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__SANITIZE_ADDRESS__)
-#define SQ_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default"), flatten))
-#else
-#define SQ_CLONES __attribute__((flatten))
+// Each hot loop is compiled for three instruction-set levels and picked at run time
+// (kernels/cpu_isa.h); flatten inlines the whole element math into each variant.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SQ_MULTI_ISA 1
+#define SQ_ISA_V4 __attribute__((target("arch=x86-64-v4,prefer-vector-width=512"), flatten))
+#define SQ_ISA_V3 __attribute__((target("arch=x86-64-v3"), flatten))
 #endif
+#define SQ_ISA_V1 __attribute__((flatten))
 
 namespace shardquant {
 namespace {
@@ -157,6 +160,25 @@ inline void load_pair(const void* src, uint32_t i, float* even, float* odd) {
   }
 }
 
+// fp32 bits of the amax of one full 32-element block. 16-bit sources reduce their own |bits|
+// (ordered like the values, NaN/Inf above all finite ones), half the vector work of widening.
+template <src_kind D>
+inline uint32_t block_amax_bits(const char* src) {
+  if constexpr (D == src_kind::f32) {
+    return max_abs_bits<D>(src, k_mx_block);
+  } else {
+    uint16_t h[k_mx_block];
+    std::memcpy(h, src, sizeof h);
+    uint16_t m = 0;
+    for (uint32_t i = 0; i < k_mx_block; ++i) {
+      const uint16_t a = static_cast<uint16_t>(h[i] & 0x7FFFu);
+      m = a > m ? a : m;
+    }
+    if constexpr (D == src_kind::bf16) return static_cast<uint32_t>(m) << 16;
+    return f32_bits(f16_to_f32(m));
+  }
+}
+
 // MXFP4 full blocks, pairwise (byte i of a block = code(2i) | code(2i+1) << 4), in batches of
 // k_fp4_batch blocks: first every block's amax and multiplier, then one long encode loop over the
 // whole batch, so the vectorizer uses full-width vectors instead of one 16-byte block at a time.
@@ -176,15 +198,7 @@ inline uint32_t mx_fp4_full_blocks(const void* src, uint64_t nblocks, uint8_t* p
     float mult[k_fp4_batch * pairs];
     int32_t ks[k_fp4_batch];
     for (uint32_t b = 0; b < nb; ++b) {
-      const char* sb = s + b * k_mx_block * src_bytes(D);
-      uint32_t m = 0;
-      for (uint32_t i = 0; i < pairs; ++i) {
-        float e, o;
-        load_pair<D>(sb, i, &e, &o);
-        const uint32_t ae = abs_bits(e), ao = abs_bits(o);
-        m = ae > m ? ae : m;
-        m = ao > m ? ao : m;
-      }
+      const uint32_t m = block_amax_bits<D>(s + b * k_mx_block * src_bytes(D));
       seen = m > seen ? m : seen;
       ks[b] = mx_shared_exponent(f32_from_bits(m), f);
       scales[b0 + b] = mx_scale_byte(ks[b]);
@@ -305,24 +319,48 @@ inline void pack_row(const int8_t* q, uint64_t n, nibble_order o, uint32_t* w) {
 
 // ---- ISA-cloned entry points of the hot loops --------------------------------------------------
 
-#define SQ_KIND_WRAPPERS(NAME, RET, PARAMS, ARGS) \
-  SQ_CLONES RET NAME##_bf16 PARAMS {              \
-    return NAME<src_kind::bf16> ARGS;             \
-  }                                               \
-  SQ_CLONES RET NAME##_f16 PARAMS {               \
-    return NAME<src_kind::f16> ARGS;              \
-  }                                               \
-  SQ_CLONES RET NAME##_f32 PARAMS {               \
-    return NAME<src_kind::f32> ARGS;              \
-  }                                               \
-  template <src_kind D>                           \
-  RET NAME##_k PARAMS {                           \
-    if constexpr (D == src_kind::bf16)            \
-      return NAME##_bf16 ARGS;                    \
-    else if constexpr (D == src_kind::f16)        \
-      return NAME##_f16 ARGS;                     \
-    else                                          \
-      return NAME##_f32 ARGS;                     \
+// NAME(PARAMS) calling CALL, compiled per ISA level and dispatched on active_cpu_isa().
+#if defined(SQ_MULTI_ISA)
+#define SQ_DISPATCHED(RET, NAME, PARAMS, ARGS, CALL) \
+  SQ_ISA_V4 RET NAME##_v4 PARAMS {                   \
+    return CALL;                                     \
+  }                                                  \
+  SQ_ISA_V3 RET NAME##_v3 PARAMS {                   \
+    return CALL;                                     \
+  }                                                  \
+  SQ_ISA_V1 RET NAME##_v1 PARAMS {                   \
+    return CALL;                                     \
+  }                                                  \
+  RET NAME PARAMS {                                  \
+    switch (active_cpu_isa()) {                      \
+      case cpu_isa::avx512:                          \
+        return NAME##_v4 ARGS;                       \
+      case cpu_isa::avx2:                            \
+        return NAME##_v3 ARGS;                       \
+      default:                                       \
+        return NAME##_v1 ARGS;                       \
+    }                                                \
+  }
+#else
+#define SQ_DISPATCHED(RET, NAME, PARAMS, ARGS, CALL) \
+  SQ_ISA_V1 RET NAME PARAMS {                        \
+    return CALL;                                     \
+  }
+#endif
+
+// NAME_k<D>(...) -> NAME_bf16 / NAME_f16 / NAME_f32, each dispatched per ISA.
+#define SQ_KIND_WRAPPERS(NAME, RET, PARAMS, ARGS)                          \
+  SQ_DISPATCHED(RET, NAME##_bf16, PARAMS, ARGS, NAME<src_kind::bf16> ARGS) \
+  SQ_DISPATCHED(RET, NAME##_f16, PARAMS, ARGS, NAME<src_kind::f16> ARGS)   \
+  SQ_DISPATCHED(RET, NAME##_f32, PARAMS, ARGS, NAME<src_kind::f32> ARGS)   \
+  template <src_kind D>                                                    \
+  RET NAME##_k PARAMS {                                                    \
+    if constexpr (D == src_kind::bf16)                                     \
+      return NAME##_bf16 ARGS;                                             \
+    else if constexpr (D == src_kind::f16)                                 \
+      return NAME##_f16 ARGS;                                              \
+    else                                                                   \
+      return NAME##_f32 ARGS;                                              \
   }
 
 SQ_KIND_WRAPPERS(max_abs_bits, uint32_t, (const void* src, uint64_t n), (src, n))
@@ -337,14 +375,18 @@ SQ_KIND_WRAPPERS(int4_unit_run, uint32_t, (const void* src, uint64_t n, float* s
 SQ_KIND_WRAPPERS(uint4_unit_run, uint32_t,
                  (const void* src, uint64_t n, uint4_params* p, int8_t* q), (src, n, p, q))
 
+template <src_kind D, mx_element E>
+uint32_t mx_blocks(const void* src, uint64_t nb, uint8_t* p, uint8_t* s) {
+  if constexpr (E == mx_element::fp4_e2m1)
+    return mx_fp4_full_blocks<D>(src, nb, p, s);
+  else
+    return mx_full_blocks<D, E>(src, nb, p, s);
+}
+
 #define SQ_MX_WRAPPER(KIND, ELEM)                                                        \
-  SQ_CLONES uint32_t mx_blocks_##KIND##_##ELEM(const void* src, uint64_t nb, uint8_t* p, \
-                                               uint8_t* s) {                             \
-    if constexpr (mx_element::ELEM == mx_element::fp4_e2m1)                              \
-      return mx_fp4_full_blocks<src_kind::KIND>(src, nb, p, s);                          \
-    else                                                                                 \
-      return mx_full_blocks<src_kind::KIND, mx_element::ELEM>(src, nb, p, s);            \
-  }
+  SQ_DISPATCHED(uint32_t, mx_blocks_##KIND##_##ELEM,                                     \
+                (const void* src, uint64_t nb, uint8_t* p, uint8_t* s), (src, nb, p, s), \
+                (mx_blocks<src_kind::KIND, mx_element::ELEM>(src, nb, p, s)))
 SQ_MX_WRAPPER(bf16, fp4_e2m1)
 SQ_MX_WRAPPER(bf16, fp6_e2m3)
 SQ_MX_WRAPPER(bf16, fp6_e3m2)

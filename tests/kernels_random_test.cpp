@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cpu_isa.h"
 #include "kernels/fp8.h"
 #include "kernels/int_quant.h"
 #include "kernels/mx.h"
@@ -318,12 +319,18 @@ TEST_CASE("fast and reference quantizers agree byte for byte on random tensors o
           continue;
         }
         const run_result ref2 = run_poisoned(impl::reference, si.id, d, shape, in.data(), 0x32);
-        const run_result fast = run_poisoned(impl::fast, si.id, d, shape, in.data(), 0xCD);
-        const run_result fast2 = run_poisoned(impl::fast, si.id, d, shape, in.data(), 0x32);
-        REQUIRE(fast.status.ok());
-        CHECK(same_bytes(ref, ref2));    // every byte written by the reference
-        CHECK(same_bytes(fast, fast2));  // and by the fast path
-        CHECK(same_bytes(ref, fast));
+        CHECK(same_bytes(ref, ref2));  // every byte written by the reference
+        // The fast path at every instruction-set level this CPU has.
+        for (cpu_isa isa : {cpu_isa::baseline, cpu_isa::avx2, cpu_isa::avx512}) {
+          force_cpu_isa(isa);
+          const std::string isa_s = cpu_isa_name(active_cpu_isa());
+          CAPTURE(isa_s);
+          const run_result fast = run_poisoned(impl::fast, si.id, d, shape, in.data(), 0xCD);
+          const run_result fast2 = run_poisoned(impl::fast, si.id, d, shape, in.data(), 0x32);
+          REQUIRE(fast.status.ok());
+          CHECK(same_bytes(fast, fast2));  // every byte written by the fast path
+          CHECK(same_bytes(ref, fast));
+        }
         CHECK(round_trip_violations(si.id, d, shape, in, ref) == 0);
         ++cases;
       }
@@ -479,10 +486,15 @@ TEST_CASE("fast and reference agree on tensors large enough to split into many p
       for (uint64_t x : b.shape) numel *= x;
       const std::vector<uint8_t> in = make_input(rng, d, numel, b.shape.back(), flavour::mixed);
       const run_result ref = run_poisoned(impl::reference, b.s, d, b.shape, in.data(), 0xCD);
-      const run_result fast = run_poisoned(impl::fast, b.s, d, b.shape, in.data(), 0x32);
       REQUIRE(ref.status.ok());
-      REQUIRE(fast.status.ok());
-      CHECK(same_bytes(ref, fast));
+      for (cpu_isa isa : {cpu_isa::baseline, cpu_isa::avx2, cpu_isa::avx512}) {
+        force_cpu_isa(isa);
+        const std::string isa_s = cpu_isa_name(active_cpu_isa());
+        CAPTURE(isa_s);
+        const run_result fast = run_poisoned(impl::fast, b.s, d, b.shape, in.data(), 0x32);
+        REQUIRE(fast.status.ok());
+        CHECK(same_bytes(ref, fast));
+      }
     }
   }
 }
