@@ -160,23 +160,29 @@ inline void load_pair(const void* src, uint32_t i, float* even, float* odd) {
   }
 }
 
-// fp32 bits of the amax of one full 32-element block. 16-bit sources reduce their own |bits|
-// (ordered like the values, NaN/Inf above all finite ones), half the vector work of widening.
+// fp32 bits of the amax of n source elements (NaN/Inf show as >= 0x7F800000). 16-bit sources
+// reduce their own |bits| (ordered like the values, NaN/Inf above every finite value): half the
+// vector work of widening first.
 template <src_kind D>
-inline uint32_t block_amax_bits(const char* src) {
+inline uint32_t amax_bits_n(const char* src, uint64_t n) {
   if constexpr (D == src_kind::f32) {
-    return max_abs_bits<D>(src, k_mx_block);
+    return max_abs_bits<D>(src, n);
   } else {
-    uint16_t h[k_mx_block];
-    std::memcpy(h, src, sizeof h);
     uint16_t m = 0;
-    for (uint32_t i = 0; i < k_mx_block; ++i) {
-      const uint16_t a = static_cast<uint16_t>(h[i] & 0x7FFFu);
+    for (uint64_t i = 0; i < n; ++i) {
+      uint16_t h;
+      std::memcpy(&h, src + 2 * i, 2);
+      const uint16_t a = static_cast<uint16_t>(h & 0x7FFFu);
       m = a > m ? a : m;
     }
     if constexpr (D == src_kind::bf16) return static_cast<uint32_t>(m) << 16;
     return f32_bits(f16_to_f32(m));
   }
+}
+
+template <src_kind D>
+inline uint32_t block_amax_bits(const char* src) {
+  return amax_bits_n<D>(src, k_mx_block);
 }
 
 // MXFP4 full blocks, pairwise (byte i of a block = code(2i) | code(2i+1) << 4), in batches of
@@ -256,25 +262,125 @@ inline uint32_t int4_unit_run(const void* src, uint64_t n, float* scale, int8_t*
   return m;
 }
 
-template <src_kind D>
-inline uint32_t uint4_unit_run(const void* src, uint64_t n, uint4_params* p, int8_t* q) {
-  float lo = 0.0f, hi = 0.0f;
-  uint32_t m = 0;
-  for (uint64_t i = 0; i < n; ++i) {
-    const float w = load_src<D>(src, i);
-    const uint32_t ab = abs_bits(w);
-    m = ab > m ? ab : m;
-    lo = min_f(lo, w);
-    hi = max_f(hi, w);
+// An int32 key ordered like the finite float values, with -0 mapped to +0 (so min(x, 0) and
+// max(x, 0) of the keys give the same value as the reference's float comparisons).
+inline int32_t order_key(float x) {
+  uint32_t u = f32_bits(x);
+  u = u == 0x80000000u ? 0u : u;
+  const uint32_t flip = static_cast<uint32_t>(static_cast<int32_t>(u) >> 31) & 0x7FFFFFFFu;
+  return static_cast<int32_t>(u ^ flip);
+}
+inline float from_order_key(int32_t k) {
+  const uint32_t u = static_cast<uint32_t>(k);
+  const uint32_t flip = static_cast<uint32_t>(k >> 31) & 0x7FFFFFFFu;
+  return f32_from_bits(u ^ flip);
+}
+
+// int4 (ASYM = false) or uint4 (ASYM = true) codes of `units` consecutive units of a row, each of
+// U elements (U = 0: un elements, known only at run time). Writes each unit's scale (and zero
+// point) to scales[u] / zps[u] (unaligned F32 / I32 storage) and its codes to q. Returns the max
+// |x| bits seen; units holding NaN/Inf are skipped (the caller reports them); the first unit whose
+// scale is not finite is stored in *overflow (left alone if none).
+template <src_kind D, bool ASYM, uint32_t U>
+inline uint32_t int_row_units(const char* src, uint64_t units, uint64_t un, char* scales, char* zps,
+                              int8_t* q, uint64_t* overflow) {
+  const uint64_t n = U ? U : un;
+  // Units go in chunks of k_chunk: first every unit's reductions, then all scales in one loop
+  // (vectorized across units, so the divisions overlap), then the codes.
+  constexpr uint64_t k_chunk = 64;
+  uint32_t seen = 0;
+  for (uint64_t u0 = 0; u0 < units; u0 += k_chunk) {
+    const uint64_t cu = std::min<uint64_t>(k_chunk, units - u0);
+    uint32_t m[k_chunk];
+    int32_t lo[k_chunk], hi[k_chunk];
+    for (uint64_t u = 0; u < cu; ++u) {
+      const char* s = src + (u0 + u) * n * src_bytes(D);
+      if constexpr (!ASYM) {
+        m[u] = amax_bits_n<D>(s, n);
+      } else {
+        // min/max as integer reductions on order-preserving keys (float min/max reductions do
+        // not vectorize without -ffinite-math-only); both start at the key of +0 (§5.5 step 1).
+        int32_t l = 0, h = 0;
+        uint32_t mm = 0;
+        for (uint64_t i = 0; i < n; ++i) {
+          const float w = load_src<D>(s, i);
+          const uint32_t ab = abs_bits(w);
+          mm = ab > mm ? ab : mm;
+          const int32_t k = order_key(w);
+          l = k < l ? k : l;
+          h = k > h ? k : h;
+        }
+        m[u] = mm;
+        lo[u] = l;
+        hi[u] = h;
+      }
+    }
+    float sc[k_chunk], inv[k_chunk], zf[k_chunk];
+    int32_t zp[k_chunk];
+    for (uint64_t u = 0; u < cu; ++u) {
+      if constexpr (!ASYM) {
+        sc[u] = int4_scale<D>(f32_from_bits(m[u]));
+        inv[u] = reciprocal_rn(sc[u]);
+      } else {
+        const uint4_params p =
+            uint4_params_from_range<D>(from_order_key(lo[u]), from_order_key(hi[u]));
+        sc[u] = p.scale;
+        inv[u] = p.inv;
+        zf[u] = p.zero_f;
+        zp[u] = p.zero;
+      }
+    }
+    for (uint64_t u = 0; u < cu; ++u) {
+      seen = m[u] > seen ? m[u] : seen;
+      if (m[u] >= k_f32_inf_bits) continue;  // reported by the caller
+      const char* s = src + (u0 + u) * n * src_bytes(D);
+      int8_t* qu = q + (u0 + u) * n;
+      std::memcpy(scales + 4 * (u0 + u), &sc[u], 4);
+      const float iv = inv[u];
+      if constexpr (!ASYM) {
+        for (uint64_t i = 0; i < n; ++i)
+          qu[i] = static_cast<int8_t>(int4_code(load_src<D>(s, i), iv));
+      } else {
+        if (!is_finite(sc[u]) && *overflow == k_all_rows) *overflow = u0 + u;
+        std::memcpy(zps + 4 * (u0 + u), &zp[u], 4);
+        const float z = zf[u];
+        for (uint64_t i = 0; i < n; ++i)
+          qu[i] = static_cast<int8_t>(uint4_code(load_src<D>(s, i), iv, z));
+      }
+    }
   }
-  if (m >= k_f32_inf_bits) return m;  // min/max of NaN are meaningless; reported by the caller
-  const uint4_params u = uint4_params_from_range<D>(lo, hi);
-  *p = u;
-  // Local copies: q is int8_t, which may alias *p, and would force reloads in the loop.
-  const float inv = u.inv, zf = u.zero_f;
-  for (uint64_t i = 0; i < n; ++i)
-    q[i] = static_cast<int8_t>(uint4_code(load_src<D>(src, i), inv, zf));
-  return m;
+  return seen;
+}
+
+// One row of int4/uint4 units, with the common group sizes as compile-time trip counts.
+template <src_kind D>
+inline uint32_t int_row(const void* src, uint64_t units, uint64_t unit, bool asym, void* scales,
+                        void* zps, int8_t* q, uint64_t* overflow) {
+  const char* s = static_cast<const char*>(src);
+  char* sc = static_cast<char*>(scales);
+  char* zp = static_cast<char*>(zps);
+  if (asym) {
+    switch (unit) {
+      case 32:
+        return int_row_units<D, true, 32>(s, units, unit, sc, zp, q, overflow);
+      case 64:
+        return int_row_units<D, true, 64>(s, units, unit, sc, zp, q, overflow);
+      case 128:
+        return int_row_units<D, true, 128>(s, units, unit, sc, zp, q, overflow);
+      default:
+        return int_row_units<D, true, 0>(s, units, unit, sc, zp, q, overflow);
+    }
+  }
+  switch (unit) {
+    case 32:
+      return int_row_units<D, false, 32>(s, units, unit, sc, zp, q, overflow);
+    case 64:
+      return int_row_units<D, false, 64>(s, units, unit, sc, zp, q, overflow);
+    case 128:
+      return int_row_units<D, false, 128>(s, units, unit, sc, zp, q, overflow);
+    default:
+      return int_row_units<D, false, 0>(s, units, unit, sc, zp, q, overflow);
+  }
 }
 
 // Packs 8 rows of codes (stride `in`, rows >= n_rows are 0) of columns [0, in) into words
@@ -372,8 +478,10 @@ SQ_KIND_WRAPPERS(int4_fp8_stage1_run, uint32_t, (const void* src, uint64_t n, fl
                  (src, n, s, f))
 SQ_KIND_WRAPPERS(int4_unit_run, uint32_t, (const void* src, uint64_t n, float* s, int8_t* q),
                  (src, n, s, q))
-SQ_KIND_WRAPPERS(uint4_unit_run, uint32_t,
-                 (const void* src, uint64_t n, uint4_params* p, int8_t* q), (src, n, p, q))
+SQ_KIND_WRAPPERS(int_row, uint32_t,
+                 (const void* src, uint64_t units, uint64_t unit, bool asym, void* scales,
+                  void* zps, int8_t* q, uint64_t* overflow),
+                 (src, units, unit, asym, scales, zps, q, overflow))
 
 template <src_kind D, mx_element E>
 uint32_t mx_blocks(const void* src, uint64_t nb, uint8_t* p, uint8_t* s) {
@@ -442,9 +550,6 @@ uint64_t row_grain(uint64_t row_elems, uint64_t mult) {
 }
 
 void put_f32(void* p, uint64_t i, float x) {
-  std::memcpy(static_cast<char*>(p) + 4 * i, &x, 4);
-}
-void put_i32(void* p, uint64_t i, int32_t x) {
   std::memcpy(static_cast<char*>(p) + 4 * i, &x, 4);
 }
 
@@ -599,26 +704,12 @@ quant_status int_family(const source_view& v, const view_geometry& g, const quan
       bool row_bad = false;
       for (uint64_t i = 0; i < nr; ++i) {
         const uint64_t r = r0 + i;
-        for (uint64_t u = 0; u < units; ++u) {
-          const char* src = elem_ptr(v, D, r * in + u * unit);
-          int8_t* qu = q.data() + i * in + u * unit;
-          const uint64_t si = r * units + u;
-          uint32_t m;
-          if (!asym) {
-            float s;
-            m = int4_unit_run_k<D>(src, unit, &s, qu);
-            if (m < k_f32_inf_bits) put_f32(o.scale, si, s);
-          } else {
-            uint4_params p;
-            m = uint4_unit_run_k<D>(src, unit, &p, qu);
-            if (m < k_f32_inf_bits) {
-              if (!is_finite(p.scale)) overflow.offer((g.row_begin + r) * units + u);
-              put_f32(o.scale, si, p.scale);
-              put_i32(o.extra, si, p.zero);
-            }
-          }
-          if (m >= k_f32_inf_bits) row_bad = true;
-        }
+        uint64_t ovf = k_all_rows;
+        const uint32_t m = int_row_k<D>(
+            elem_ptr(v, D, r * in), units, unit, asym, static_cast<char*>(o.scale) + 4 * r * units,
+            asym ? static_cast<char*>(o.extra) + 4 * r * units : nullptr, q.data() + i * in, &ovf);
+        if (ovf != k_all_rows) overflow.offer((g.row_begin + r) * units + ovf);
+        if (m >= k_f32_inf_bits) row_bad = true;
       }
       if (row_bad) {
         bad = true;
