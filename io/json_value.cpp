@@ -22,6 +22,14 @@ class tree_builder {
   [[noreturn]] void fail(uint64_t offset, const std::string& msg) const {
     throw input_error(std::string(path_), "", offset, msg);
   }
+  void set_document(od::document* doc) noexcept { doc_ = doc; }
+  // Where the iterator stopped, for errors met while stepping between values.
+  const char* current_location() noexcept {
+    const char* at = nullptr;
+    if (doc_ && !doc_->current_location().get(at)) return at;
+    return nullptr;
+  }
+
   [[noreturn]] void fail_json(simdjson::error_code e, const char* where) const {
     fail(where ? base_offset_ + static_cast<uint64_t>(where - base_) : input_error::no_offset,
          std::string("invalid JSON: ") + simdjson::error_message(e));
@@ -32,7 +40,7 @@ class tree_builder {
     std::unordered_set<std::string> seen;
     for (auto field_result : obj) {
       od::field field;
-      if (auto e = std::move(field_result).get(field)) fail_json(e, nullptr);
+      if (auto e = std::move(field_result).get(field)) fail_json(e, current_location());
       const char* key_pos = field.key().raw() - 1;  // the opening quote
       std::string_view key;
       if (auto e = field.unescaped_key().get(key)) fail_json(e, key_pos);
@@ -50,7 +58,7 @@ class tree_builder {
     out.type = json_value::kind::array;
     for (auto item : arr) {
       od::value v;
-      if (auto e = item.get(v)) fail_json(e, nullptr);
+      if (auto e = item.get(v)) fail_json(e, current_location());
       json_value child;
       value(v, child);
       out.items.push_back(std::move(child));
@@ -119,6 +127,7 @@ class tree_builder {
   std::string_view path_;
   const char* base_;
   uint64_t base_offset_;
+  od::document* doc_ = nullptr;
 };
 
 void indent(std::string& out, int depth) {
@@ -158,6 +167,7 @@ json_value parse_json_object_text(std::string_view text, std::string_view path) 
   od::document doc;
   tree_builder b(path, padded.data(), start);
   if (auto e = parser.iterate(padded).get(doc)) b.fail_json(e, padded.data());
+  b.set_document(&doc);
   od::object obj;
   if (auto e = doc.get_object().get(obj)) b.fail_json(e, padded.data());
   json_value root;
