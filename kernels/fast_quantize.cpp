@@ -97,49 +97,6 @@ inline uint32_t int8_run(const void* src, uint64_t n, float inv, int8_t* dst) {
   return m;
 }
 
-// MX: `nblocks` consecutive full 32-element blocks; returns the max |x| bits seen.
-template <src_kind D, mx_element E>
-inline uint32_t mx_full_blocks(const void* src, uint64_t nblocks, uint8_t* packed,
-                               uint8_t* scales) {
-  constexpr mx_format f = E == mx_element::fp4_e2m1   ? mx_fp4_e2m1()
-                          : E == mx_element::fp6_e2m3 ? mx_fp6_e2m3()
-                                                      : mx_fp6_e3m2();
-  constexpr uint64_t bytes = f.code_bits == 4 ? 16 : 24;
-  uint32_t seen = 0;
-  for (uint64_t b = 0; b < nblocks; ++b) {
-    const char* s = static_cast<const char*>(src) + b * k_mx_block * src_bytes(D);
-    float x[k_mx_block];
-    uint32_t m = 0;
-    for (uint32_t i = 0; i < k_mx_block; ++i) {
-      x[i] = load_src<D>(s, i);
-      const uint32_t ab = abs_bits(x[i]);
-      m = ab > m ? ab : m;
-    }
-    seen = m > seen ? m : seen;
-    const int32_t k = mx_shared_exponent(f32_from_bits(m), f);
-    scales[b] = mx_scale_byte(k);
-    uint8_t codes[k_mx_block];
-    if (k != -127) {
-      // x * 2^-k == RN32(x / 2^k) exactly for k in [-126, 127] (mx_scale_reciprocal).
-      const float r = mx_scale_reciprocal(k);
-      for (uint32_t i = 0; i < k_mx_block; ++i)
-        codes[i] = static_cast<uint8_t>(mx_encode_element(mul_rn(x[i], r), f));
-    } else {
-      const float d = mx_scale_divisor(k);
-      for (uint32_t i = 0; i < k_mx_block; ++i)
-        codes[i] = static_cast<uint8_t>(mx_encode_element(div_rn(x[i], d), f));
-    }
-    uint8_t* out = packed + b * bytes;
-    if constexpr (f.code_bits == 4) {
-      for (uint32_t i = 0; i < 16; ++i)
-        out[i] = static_cast<uint8_t>(codes[2 * i] | (codes[2 * i + 1] << 4));
-    } else {
-      mx_pack_codes(codes, k_mx_block, f, out);
-    }
-  }
-  return seen;
-}
-
 // Elements 2i and 2i+1 of a source buffer as fp32. For bf16 the pair is one 32-bit word whose
 // halves widen by a shift and a mask, so the FP4 loop below needs no shuffles.
 template <src_kind D>
@@ -229,6 +186,53 @@ inline uint32_t mx_fp4_full_blocks(const void* src, uint64_t nblocks, uint8_t* p
         out[b * pairs + i] = static_cast<uint8_t>(mx_encode_element(div_rn(e, d), f) |
                                                   (mx_encode_element(div_rn(o, d), f) << 4));
       }
+    }
+  }
+  return seen;
+}
+
+// MXFP6 full blocks in batches (like the FP4 encoder): amax and multiplier per block, one encode
+// loop over the batch into codes, k = -127 blocks redone with a true division, then the 4-codes-
+// into-3-bytes packing (word values first, a vectorizable loop, then the byte stores).
+template <src_kind D, mx_element E>
+inline uint32_t mx_fp6_full_blocks(const void* src, uint64_t nblocks, uint8_t* packed,
+                                   uint8_t* scales) {
+  constexpr mx_format f = E == mx_element::fp6_e2m3 ? mx_fp6_e2m3() : mx_fp6_e3m2();
+  constexpr uint32_t batch = 8;
+  constexpr uint32_t bytes = 24;  // per block
+  uint32_t seen = 0;
+  for (uint64_t b0 = 0; b0 < nblocks; b0 += batch) {
+    const uint32_t nb = static_cast<uint32_t>(std::min<uint64_t>(batch, nblocks - b0));
+    const char* s = static_cast<const char*>(src) + b0 * k_mx_block * src_bytes(D);
+    float mult[batch * k_mx_block];
+    int32_t ks[batch];
+    for (uint32_t b = 0; b < nb; ++b) {
+      const uint32_t m = block_amax_bits<D>(s + b * k_mx_block * src_bytes(D));
+      seen = m > seen ? m : seen;
+      ks[b] = mx_shared_exponent(f32_from_bits(m), f);
+      scales[b0 + b] = mx_scale_byte(ks[b]);
+      const float r = mx_scale_reciprocal(ks[b] == -127 ? 0 : ks[b]);
+      for (uint32_t i = 0; i < k_mx_block; ++i) mult[b * k_mx_block + i] = r;
+    }
+    const uint32_t n = nb * k_mx_block;
+    uint8_t codes[batch * k_mx_block];
+    for (uint32_t i = 0; i < n; ++i)
+      codes[i] = static_cast<uint8_t>(mx_encode_element(mul_rn(load_src<D>(s, i), mult[i]), f));
+    for (uint32_t b = 0; b < nb; ++b) {
+      if (ks[b] != -127) continue;
+      const float d = mx_scale_divisor(-127);
+      for (uint32_t i = b * k_mx_block; i < (b + 1) * k_mx_block; ++i)
+        codes[i] = static_cast<uint8_t>(mx_encode_element(div_rn(load_src<D>(s, i), d), f));
+    }
+    uint32_t words[batch * k_mx_block / 4];
+    for (uint32_t g = 0; g < n / 4; ++g)
+      words[g] = static_cast<uint32_t>(codes[4 * g]) | (codes[4 * g + 1] << 6) |
+                 (codes[4 * g + 2] << 12) | (codes[4 * g + 3] << 18);
+    uint8_t* out = packed + b0 * bytes;
+    for (uint32_t g = 0; g < n / 4; ++g) {
+      out[3 * g] = static_cast<uint8_t>(words[g] & 0xFFu);
+      out[3 * g + 1] = static_cast<uint8_t>((words[g] >> 8) & 0xFFu);
+      out[3 * g + 2] = static_cast<uint8_t>((words[g] >> 16) & 0xFFu);
     }
   }
   return seen;
@@ -405,22 +409,35 @@ inline void pack_column(const int8_t* q, uint64_t in, uint32_t n_rows, uint32_t*
   }
 }
 
-// Packs one row of n codes sequentially / in AWQ order into ceil(n/8) words.
-inline void pack_row(const int8_t* q, uint64_t n, nibble_order o, uint32_t* w) {
+// Packs one row of n codes sequentially / in AWQ order into ceil(n/8) words (unaligned storage).
+template <nibble_order O>
+inline void pack_row(const int8_t* q, uint64_t n, uint32_t* w) {
   const uint64_t full = n / 8;
   for (uint64_t c = 0; c < full; ++c) {
     uint32_t word = 0;
     for (uint32_t i = 0; i < 8; ++i)
-      word |= (static_cast<uint32_t>(static_cast<uint8_t>(q[8 * c + nibble_source(o, i)])) & 0xFu)
+      word |= (static_cast<uint32_t>(static_cast<uint8_t>(q[8 * c + nibble_source(O, i)])) & 0xFu)
               << (4 * i);
     std::memcpy(w + c, &word, 4);
   }
   if (n % 8) {
     int32_t tail[8] = {};
     for (uint64_t i = 0; i < n % 8; ++i) tail[i] = q[8 * full + i];
-    const uint32_t word = pack_nibbles(tail, static_cast<uint32_t>(n % 8), o);
+    const uint32_t word = pack_nibbles(tail, static_cast<uint32_t>(n % 8), O);
     std::memcpy(w + full, &word, 4);
   }
+}
+
+// One int4_fp8 row: stage 1 (fp8 codes -> values f), stage 2 (int4 per row on f, D = F32), AWQ
+// packing. Returns the max |x| bits of the source row (NaN/Inf: nothing else is meaningful).
+template <src_kind D>
+inline uint32_t int4_fp8_row(const void* src, uint64_t in, float s_div, float* f, int8_t* q,
+                             uint32_t* words, float* s2) {
+  const uint32_t m = int4_fp8_stage1_run<D>(src, in, s_div, f);
+  if (m >= k_f32_inf_bits) return m;
+  int4_unit_run<src_kind::f32>(f, in, s2, q);
+  pack_row<nibble_order::int4_fp8>(q, in, words);
+  return m;
 }
 
 // ---- ISA-cloned entry points of the hot loops --------------------------------------------------
@@ -474,10 +491,10 @@ SQ_KIND_WRAPPERS(fp8_run, uint32_t, (const void* src, uint64_t n, float s, uint8
                  (src, n, s, d))
 SQ_KIND_WRAPPERS(int8_run, uint32_t, (const void* src, uint64_t n, float s, int8_t* d),
                  (src, n, s, d))
-SQ_KIND_WRAPPERS(int4_fp8_stage1_run, uint32_t, (const void* src, uint64_t n, float s, float* f),
-                 (src, n, s, f))
-SQ_KIND_WRAPPERS(int4_unit_run, uint32_t, (const void* src, uint64_t n, float* s, int8_t* q),
-                 (src, n, s, q))
+SQ_KIND_WRAPPERS(int4_fp8_row, uint32_t,
+                 (const void* src, uint64_t in, float s_div, float* f, int8_t* q, uint32_t* w,
+                  float* s2),
+                 (src, in, s_div, f, q, w, s2))
 SQ_KIND_WRAPPERS(int_row, uint32_t,
                  (const void* src, uint64_t units, uint64_t unit, bool asym, void* scales,
                   void* zps, int8_t* q, uint64_t* overflow),
@@ -488,7 +505,7 @@ uint32_t mx_blocks(const void* src, uint64_t nb, uint8_t* p, uint8_t* s) {
   if constexpr (E == mx_element::fp4_e2m1)
     return mx_fp4_full_blocks<D>(src, nb, p, s);
   else
-    return mx_full_blocks<D, E>(src, nb, p, s);
+    return mx_fp6_full_blocks<D, E>(src, nb, p, s);
 }
 
 #define SQ_MX_WRAPPER(KIND, ELEM)                                                        \
@@ -718,7 +735,7 @@ quant_status int_family(const source_view& v, const view_geometry& g, const quan
       if (grouped)
         pack_column(q.data(), in, static_cast<uint32_t>(nr), wout + t, ld);
       else
-        pack_row(q.data(), in, nibble_order::sequential, wout + r0 * words_per_row);
+        pack_row<nibble_order::sequential>(q.data(), in, wout + r0 * words_per_row);
     }
   });
   *saw_bad = bad;
@@ -741,16 +758,14 @@ quant_status int4_fp8(const source_view& v, const view_geometry& g, const quant_
     std::vector<float> f(in);
     std::vector<int8_t> q(in);
     for (uint64_t r = rr.begin(); r < rr.end(); ++r) {
-      const uint32_t m = int4_fp8_stage1_run_k<D>(elem_ptr(v, D, r * in), in, s_div, f.data());
+      float s2;
+      const uint32_t m = int4_fp8_row_k<D>(elem_ptr(v, D, r * in), in, s_div, f.data(), q.data(),
+                                           wout + r * words, &s2);
       if (m >= k_f32_inf_bits) {
         bad = true;
         continue;
       }
-      float s2;
-      // Stage 2 is int4 per row with D = F32 on the values.
-      int4_unit_run_k<src_kind::f32>(f.data(), in, &s2, q.data());
       put_f32(o.extra, r, s2);
-      pack_row(q.data(), in, nibble_order::int4_fp8, wout + r * words);
     }
   });
   *saw_bad = bad;

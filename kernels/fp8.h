@@ -40,14 +40,11 @@ SQ_HD float fp8_e4m3fn_decode(uint8_t c) {
   const uint32_t sign = static_cast<uint32_t>(c & 0x80u) << 24;
   const uint32_t e = (c >> 3) & 15u;
   const uint32_t m = c & 7u;
-  uint32_t o;
-  if (fp8_e4m3fn_is_nan(c)) {
-    o = 0x7FC00000u;
-  } else if (e == 0) {  // m * 2^-9, exact
-    o = f32_bits(mul_rn(static_cast<float>(m), f32_from_bits(0x3B000000u)));
-  } else {
-    o = ((e + 120u) << 23) | (m << 20);
-  }
+  // Every path computed, one selected (vectorizable): normal, subnormal m * 2^-9 (exact), NaN.
+  const uint32_t nrm = ((e + 120u) << 23) | (m << 20);
+  const uint32_t sub =
+      f32_bits(mul_rn(static_cast<float>(static_cast<int32_t>(m)), f32_from_bits(0x3B000000u)));
+  const uint32_t o = fp8_e4m3fn_is_nan(c) ? 0x7FC00000u : (e == 0 ? sub : nrm);
   return f32_from_bits(o | sign);
 }
 
