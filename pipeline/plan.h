@@ -27,6 +27,7 @@
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "kernels/dtype.h"
+#include "kernels/recover_tensors.h"
 #include "kernels/schemes.h"
 #include "pipeline/converters.h"
 
@@ -88,7 +89,7 @@ enum class recovery_kind : uint8_t {
   ct_int,     // §7.3 naive-quantized / int-quantized: I8 codes (- zp) x scale
 };
 
-enum class ct_strategy : uint8_t { tensor, channel, group, block };
+// ct_strategy (tensor, channel, group, block) comes from kernels/recover_tensors.h.
 
 // Everything the recover stage needs besides the weight bytes. Recovered weights are F32 with
 // shape `recovered_shape`.
