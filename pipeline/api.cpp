@@ -14,7 +14,6 @@
 #include "io/checkpoint.h"
 #include "io/error.h"
 #include "io/file.h"
-#include "kernels/gpu_api.h"
 #include "pipeline/finalize.h"
 #include "pipeline/graph.h"
 #include "pipeline/jobs.h"
@@ -90,27 +89,6 @@ std::vector<int> parse_devices(const std::string& d) {
   }
   if (out.empty()) throw usage_error("--device cuda: needs at least one device number");
   return out;
-}
-
-// Pinned host memory through the GPU API, kept alive by the allocator's own table.
-host_allocator pinned_host_allocator() {
-  struct table {
-    std::mutex mutex;
-    std::unordered_map<std::byte*, gpu::pinned_buffer> buffers;
-  };
-  auto t = std::make_shared<table>();
-  return {[t](uint64_t n) {
-            gpu::pinned_buffer b(n);
-            auto* p = static_cast<std::byte*>(b.data());
-            std::memset(p, 0, n);
-            std::lock_guard lock(t->mutex);
-            t->buffers.emplace(p, std::move(b));
-            return p;
-          },
-          [t](std::byte* p, uint64_t) {
-            std::lock_guard lock(t->mutex);
-            t->buffers.erase(p);
-          }};
 }
 
 // What changes output bytes without changing the layout (part of each shard's resume key).
@@ -202,6 +180,8 @@ run_report quantize_checkpoint(const quantize_options& o) {
     run.shards.push_back(s);
     bytes_total += builder.shard_input_bytes(s);
   }
+  if (o.on_shard_start)
+    run.on_shard_started = [&](const shard_state& s) { o.on_shard_start(s.relative_path); };
   uint64_t file_bytes = 0;
   std::mutex file_bytes_mutex;
   run.on_shard_committed = [&](const shard_state& s) {

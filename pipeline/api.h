@@ -60,7 +60,10 @@ struct quantize_options {
   bool quiet = false;              // no progress output on stderr
   bool progress_to_stderr = true;  // bar when stderr is a TTY, periodic lines otherwise
   std::function<void(const progress_sample&)> on_progress;  // may be empty
-  std::filesystem::path report_json;                        // empty = no JSON report file
+  // Called from a graph thread when the graph starts an output shard (its relative path),
+  // before any of its data is read. May be empty.
+  std::function<void(const std::string&)> on_shard_start;
+  std::filesystem::path report_json;  // empty = no JSON report file
 };
 
 // Busy seconds of one stage: the sum over its jobs of the time each spent in it (may exceed

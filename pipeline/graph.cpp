@@ -84,6 +84,7 @@ void run_graph(graph_run& r) {
         const uint32_t s = r.shards[next_shard++];
         auto sr = std::make_unique<shard_run>();
         sr->jobs = r.builder->make_shard(s, sr->state, seq);
+        if (r.on_shard_started) r.on_shard_started(sr->state);
         if (sr->jobs.empty()) {
           commit(sr->state);
           continue;

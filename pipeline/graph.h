@@ -36,6 +36,8 @@ struct graph_run {
   compute_backend* backend = nullptr;
   std::vector<uint32_t> shards;  // output shards to produce, in order
   graph_counters* counters = nullptr;
+  // Called when the graph starts a shard (its temporary file exists, nothing read yet).
+  std::function<void(const shard_state&)> on_shard_started;
   // Called after a shard has been committed (renamed into place), from a graph worker.
   std::function<void(const shard_state&)> on_shard_committed;
 };

@@ -313,22 +313,30 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
                     ? job_kind::cast
                     : job_kind::copy;
 
-  // Rows per job: the most (a multiple of `mult`) whose layout fits one token.
+  // Rows per job: the most (a multiple of `mult`) whose layout fits one token. The layout of
+  // the first range is measured; other ranges differ only in where their output pieces sit
+  // inside a block (less than one block each), which the slack covers.
+  const uint64_t slack = k_align * (part.outputs.size() + 1);
+  const uint64_t fit = token_bytes_ > slack ? token_bytes_ - slack : 0;
   uint64_t per = rows;
-  if (make(main_kind, 0, rows)->needed > token_bytes_) {
+  if (make(main_kind, 0, rows)->needed > fit) {
     const uint64_t one = std::min(rows, mult);
     const uint64_t need_one = make(main_kind, 0, one)->needed;
-    if (need_one > token_bytes_)
+    if (need_one > fit)
       throw input_error(src_path, part.name, input_error::no_offset,
-                        std::to_string(one) + " row(s) need " + mib(need_one) +
+                        std::to_string(one) + " row(s) need " + mib(need_one + slack) +
                             " of host buffer but one token holds " + mib(token_bytes_) +
                             "; raise --memory-budget (tokens are budget/8, at most 256 MiB)");
-    per = std::max<uint64_t>(one, (token_bytes_ / std::max<uint64_t>(need_one, 1)) * one);
-    per = std::min(per / mult * mult, rows);
-    while (per > one && make(main_kind, 0, per)->needed > token_bytes_) per -= mult;
-    // Grow while it still fits (the per-row estimate is conservative).
-    while (per + mult <= rows && make(main_kind, 0, per + mult)->needed <= token_bytes_)
-      per += mult;
+    // The layout grows with the row count: binary search over multiples of `mult`.
+    uint64_t lo = 1, hi = rows / mult;  // `lo * mult` rows fit, `(hi + 1) * mult` do not
+    while (lo < hi) {
+      const uint64_t mid = lo + (hi - lo + 1) / 2;
+      if (make(main_kind, 0, mid * mult)->needed <= fit)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    per = std::max(one, lo * mult);
   }
   const bool split = per < rows;
   std::shared_ptr<tensor_state> ts;

@@ -15,8 +15,6 @@ host_allocator plain_host_allocator() {
   return {[](uint64_t n) {
             void* p = nullptr;
             if (::posix_memalign(&p, 4096, n) != 0) throw std::bad_alloc();
-            // Touch every page now: the budget is resident from the start, never a surprise later.
-            std::memset(p, 0, n);
             return static_cast<std::byte*>(p);
           },
           [](std::byte* p, uint64_t) { std::free(p); }};

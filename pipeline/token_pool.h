@@ -20,8 +20,12 @@ struct host_allocator {
   std::function<std::byte*(uint64_t)> allocate;
   std::function<void(std::byte*, uint64_t)> release;
 };
-// Page-aligned plain memory (posix_memalign), touched once so RSS reflects it from the start.
+// Page-aligned plain memory (posix_memalign). Pages become resident as jobs first use them, so
+// a budget larger than the data costs only the pages the run touches.
 [[nodiscard]] host_allocator plain_host_allocator();
+// Page-locked memory through kernels/gpu_api.h (cudaHostAlloc), for the CUDA backend: async
+// copies from and to it overlap with kernels. Throws gpu::unavailable_error without CUDA.
+[[nodiscard]] host_allocator pinned_host_allocator();
 
 // How a budget is cut into tokens.
 struct token_geometry {

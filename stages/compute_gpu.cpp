@@ -19,6 +19,8 @@
 
 namespace shardquant {
 
+#if defined(SHARDQUANT_HAVE_CUDA)
+
 namespace {
 
 struct lane {
@@ -314,5 +316,15 @@ std::unique_ptr<compute_backend> make_gpu_backend(const std::vector<int>& device
                                                   uint64_t token_bytes) {
   return std::make_unique<gpu_backend>(devices, streams, token_bytes);
 }
+
+#else
+
+// A build without CUDA (-DSHARDQUANT_CUDA=OFF) has no kernels to launch.
+std::unique_ptr<compute_backend> make_gpu_backend(const std::vector<int>&, unsigned, uint64_t) {
+  throw gpu::unavailable_error(
+      "--device cuda: this build has no CUDA support (configured with SHARDQUANT_CUDA=OFF)");
+}
+
+#endif
 
 }  // namespace shardquant

@@ -67,14 +67,6 @@ void wait_read(async_io& io, std::shared_ptr<io_file> f, uint64_t off, uint64_t 
   if (e) std::rethrow_exception(e);
 }
 
-void wait_write(async_io& io, std::shared_ptr<io_file> f, uint64_t off, uint64_t len,
-                const std::byte* buf) {
-  std::promise<std::exception_ptr> p;
-  io.write(f, off, len, buf, [&](std::exception_ptr e) { p.set_value(e); });
-  auto e = p.get_future().get();
-  if (e) std::rethrow_exception(e);
-}
-
 std::vector<std::unique_ptr<async_io>> engines() {
   std::vector<std::unique_ptr<async_io>> v;
   v.push_back(async_io::make_exact(io_engine_type::pread, 8));
