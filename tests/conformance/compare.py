@@ -22,8 +22,14 @@ shard, dtype, shape and SHA-256, plus config.json, the index weight_map and side
 differing tensors are named but no element can be shown. Manifests carry a reference made elsewhere
 (e.g. Quark on the GPU machine) in a few kilobytes.
 
-Usage: compare.py REF_DIR|REF_MANIFEST.json CAND_DIR [--label NAME] [--max-report N] [--json OUT.json]
+A reference bundle (several manifests, e.g. reference/quark-0.13-cuda-manifests.json.gz) is named
+BUNDLE#CHECKPOINT/SCHEME.
+
+Usage: compare.py REF_DIR|REF_MANIFEST.json|BUNDLE#CKPT/SCHEME CAND_DIR [--label NAME] [--max-report N]
+                  [--json OUT.json]
        compare.py --manifest DIR OUT.json
+       compare.py --status REF      prints "error" when REF records a refusal (QUARK_ERROR.txt,
+                                    SQ_ERROR.txt or a manifest's "error"), "missing" or "ok"
 """
 from __future__ import annotations
 
@@ -275,9 +281,44 @@ def compare_manifest(m: dict, cand: str, label: str = "", max_report: int = 20) 
     return res
 
 
-def compare_dirs(ref: str, cand: str, label: str = "", max_report: int = 20) -> dict:
+_BUNDLES: dict = {}
+
+
+def load_ref(ref: str):
+    """Returns ("dir", path) or ("manifest", dict) or ("missing", None)."""
+    if "#" in ref:
+        path, key = ref.split("#", 1)
+        if path not in _BUNDLES:
+            import gzip
+
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rt") as f:
+                _BUNDLES[path] = json.load(f)
+        ck, scheme = key.split("/", 1)
+        m = _BUNDLES[path].get("outputs", {}).get(ck, {}).get(scheme)
+        return ("manifest", m) if m is not None else ("missing", None)
     if os.path.isfile(ref):
-        return compare_manifest(json.load(open(ref)), cand, label, max_report)
+        return "manifest", json.load(open(ref))
+    if os.path.isdir(ref):
+        return "dir", ref
+    return "missing", None
+
+
+def ref_status(ref: str) -> str:
+    kind, v = load_ref(ref)
+    if kind == "missing":
+        return "missing"
+    if kind == "manifest":
+        return "error" if "error" in v else "ok"
+    return "error" if any(os.path.isfile(os.path.join(v, m)) for m in ("QUARK_ERROR.txt", "SQ_ERROR.txt")) else "ok"
+
+
+def compare_dirs(ref: str, cand: str, label: str = "", max_report: int = 20) -> dict:
+    kind, v = load_ref(ref)
+    if kind == "manifest":
+        return compare_manifest(v, cand, label, max_report)
+    if kind == "missing":
+        raise SystemExit(f"compare.py: reference {ref} not found")
     lines: list[str] = []
     res = {"label": label, "tensors_total": 0, "tensors_identical": 0, "config_ok": True, "files_ok": True,
            "tensor_diffs": []}
@@ -386,6 +427,9 @@ def summary_line(r: dict) -> str:
 def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
+    if argv and argv[0] == "--status":
+        print(ref_status(argv[1]))
+        return 0
     if argv and argv[0] == "--manifest":
         if len(argv) != 3:
             print("usage: compare.py --manifest DIR OUT.json", file=sys.stderr)

@@ -7,8 +7,13 @@
 # Usage: tests/conformance/run_all.sh [options]
 #   --sq-device cpu|cuda      device for shardquant quantize (default cpu; env SQ_DEVICE)
 #   --quark-device cpu|cuda   device for Quark (default: cuda if torch sees one, else cpu)
-#   --ref-root DIR            use Quark outputs already made (DIR/<ckpt>/<scheme>/, e.g. from the GPU
-#                             machine) instead of running Quark here; checkpoints must be DIR/../ckpt
+#   --ref-root DIR            use Quark outputs already made (DIR/<ckpt>/<scheme>/) instead of running Quark
+#   --ref-bundle FILE         use a manifest bundle as the Quark reference (e.g.
+#                             tests/conformance/reference/quark-0.13-cuda-manifests.json.gz, Quark on an
+#                             H100); implies --ckpt-gen python and the bundle's matrix; the regenerated
+#                             checkpoints are checked byte for byte against the bundle's
+#   --ckpt-gen sq|python      checkpoints from `shardquant make-checkpoint` (default when it works) or
+#                             from make_ckpt.py (numpy; fixed toy shapes, --size/--shard-size ignored)
 #   --schemes a,b,...         default: `shardquant schemes` (all supported)
 #   --matrix arch:dtype[:odd],...  checkpoints to make (default below)
 #   --size BYTES --shard-size BYTES   checkpoint size (default 6000000 / 2500000)
@@ -20,11 +25,14 @@
 # Exit status: 0 when every (checkpoint, scheme) pair is identical or both sides refused it.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+export CONF_HERE="$here"
 repo="$(cd "$here/../.." && pwd)"
 
 sq_device="${SQ_DEVICE:-cpu}"
 quark_device=""
 ref_root=""
+ref_bundle=""
+ckpt_gen=""
 schemes=""
 matrix="llama:bf16,llama:fp16:odd,deepseek_v3:bf16,deepseek_v3:fp16:odd,qwen3_moe:fp32,qwen3_moe:bf16:odd"
 size=6000000
@@ -37,6 +45,8 @@ while [[ $# -gt 0 ]]; do
     --sq-device) sq_device="$2"; shift 2 ;;
     --quark-device) quark_device="$2"; shift 2 ;;
     --ref-root) ref_root="$2"; shift 2 ;;
+    --ref-bundle) ref_bundle="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; shift 2 ;;
+    --ckpt-gen) ckpt_gen="$2"; shift 2 ;;
     --schemes) schemes="$2"; shift 2 ;;
     --matrix) matrix="$2"; shift 2 ;;
     --size) size="$2"; shift 2 ;;
@@ -53,7 +63,18 @@ sq="${SQ_BIN:-}"
 if [[ -z "$sq" ]]; then
   if [[ -x "$repo/build/shardquant" ]]; then sq="$repo/build/shardquant"; else sq="$(command -v shardquant || true)"; fi
 fi
-[[ -n "$sq" && -x "$sq" ]] || { echo "run_all.sh: no shardquant binary (set SQ_BIN)" >&2; exit 2; }
+if [[ -z "$sq" || ! -x "$sq" ]]; then
+  if [[ $do_sq == 1 || "$ckpt_gen" == sq ]]; then echo "run_all.sh: no shardquant binary (set SQ_BIN)" >&2; exit 2; fi
+  sq=""
+fi
+if [[ -n "$ref_bundle" ]]; then
+  ckpt_gen=python
+  do_quark=0
+  matrix="llama:bf16,llama:fp16:odd,deepseek_v3:bf16,deepseek_v3:fp16:odd,qwen3_moe:fp32,qwen3_moe:bf16:odd"
+fi
+if [[ -z "$ckpt_gen" ]]; then
+  if [[ -n "$sq" ]] && "$sq" make-checkpoint --help >/dev/null 2>&1; then ckpt_gen=sq; else ckpt_gen=python; fi
+fi
 py="${PYTHON:-}"
 if [[ -z "$py" ]]; then
   if [[ -x "$repo/.venv-conformance/bin/python" ]]; then py="$repo/.venv-conformance/bin/python"; else py=python3; fi
@@ -61,9 +82,12 @@ fi
 if [[ -z "$quark_device" ]]; then
   quark_device="$("$py" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null || echo cpu)"
 fi
-if [[ -z "$schemes" ]]; then
+if [[ -z "$schemes" && -n "$sq" ]]; then
   # `shardquant schemes` prints one scheme per line, name first.
-  schemes="$("$sq" schemes | awk 'NF && $1 !~ /^#/ {print $1}' | paste -sd, -)"
+  schemes="$("$sq" schemes 2>/dev/null | awk 'NF && $1 !~ /^#/ && $1 ~ /^[a-z0-9_]+$/ {print $1}' | paste -sd, -)"
+fi
+if [[ -z "$schemes" ]]; then
+  schemes="$("$py" -c "import sys; sys.path.insert(0, '$here'); import spec_ref; print(','.join(spec_ref.SCHEMES))")"
 fi
 [[ -n "$schemes" ]] || { echo "run_all.sh: no schemes" >&2; exit 2; }
 
@@ -75,13 +99,12 @@ touch "$work/.run_all"
 ckroot="$work/ckpt"
 if [[ -n "$ref_root" ]]; then
   qroot="$ref_root"
-  ckroot="$(cd "$ref_root/.." && pwd)/ckpt"
   do_quark=0
 else
   qroot="$work/quark-$quark_device"
 fi
 sqroot="$work/sq-$sq_device"
-echo "run_all.sh: shardquant=$sq ($sq_device) python=$py quark_device=$quark_device work=$work"
+echo "run_all.sh: shardquant=${sq:-none} ($sq_device) python=$py quark=${ref_bundle:-${ref_root:-$quark_device}} checkpoints=$ckpt_gen work=$work"
 echo "run_all.sh: schemes=$schemes"
 
 # 1. checkpoints
@@ -91,12 +114,38 @@ for e in "${entries[@]}"; do
   IFS=: read -r arch dt odd <<<"$e"
   name="$arch-$dt${odd:+-odd}"
   ckpts+=("$name")
-  if [[ -z "$ref_root" && ! -f "$ckroot/$name/config.json" ]]; then
-    args=(make-checkpoint --arch "$arch" --size "$size" --dtype "$dt" --shard-size "$shard_size" --out "$ckroot/$name")
+  if [[ ! -f "$ckroot/$name/config.json" ]]; then
+    if [[ $ckpt_gen == sq ]]; then
+      args=(make-checkpoint --arch "$arch" --size "$size" --dtype "$dt" --shard-size "$shard_size" --out "$ckroot/$name")
+    else
+      args=("$here/make_ckpt.py" --arch "$arch" --dtype "$dt" --out "$ckroot/$name")
+    fi
     [[ -n "$odd" ]] && args+=(--odd-shapes)
-    "$sq" "${args[@]}" >"$work/make-$name.log" 2>&1 || { echo "make-checkpoint $name failed:"; cat "$work/make-$name.log"; exit 1; }
+    if [[ $ckpt_gen == sq ]]; then "$sq" "${args[@]}"; else "$py" "${args[@]}"; fi >"$work/make-$name.log" 2>&1 \
+      || { echo "make checkpoint $name failed:"; cat "$work/make-$name.log"; exit 1; }
   fi
 done
+if [[ -n "$ref_bundle" ]]; then
+  # The bundle's outputs are only a reference for byte-identical inputs.
+  "$py" - "$ref_bundle" "$ckroot" "${ckpts[@]}" <<'PY' || exit 1
+import gzip, json, sys
+bundle, root, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+import importlib.util, os
+spec = importlib.util.spec_from_file_location("compare", os.path.join(os.environ["CONF_HERE"], "compare.py"))
+compare = importlib.util.module_from_spec(spec); spec.loader.exec_module(compare)
+b = json.load(gzip.open(bundle, "rt"))
+bad = []
+for n in names:
+    ref = b["checkpoints"].get(n)
+    got = compare.make_manifest(os.path.join(root, n))
+    if ref is None or ref["tensors"] != got["tensors"]:
+        bad.append(n)
+if bad:
+    print(f"run_all.sh: regenerated checkpoints differ from the reference bundle's: {bad}", file=sys.stderr)
+    sys.exit(1)
+print(f"run_all.sh: {len(names)} checkpoints byte-identical to the reference bundle's inputs")
+PY
+fi
 
 IFS=, read -ra scheme_list <<<"$schemes"
 
@@ -135,28 +184,38 @@ if [[ $do_sq == 1 ]]; then
 fi
 
 # 4. compare
+refpath() {  # reference for checkpoint $1, scheme $2
+  if [[ -n "$ref_bundle" ]]; then echo "$ref_bundle#$1/$2"; else echo "$qroot/$1/$2"; fi
+}
 status=0
+n_ok=0; n_all=0
 printf '\n%-22s %-22s %-12s %-8s %-6s %s\n' scheme checkpoint tensors config files note
 for s in "${scheme_list[@]}"; do
   for c in "${ckpts[@]}"; do
-    q="$qroot/$c/$s"; o="$sqroot/$c/$s"
-    if [[ ! -e "$q" || ! -e "$o" ]]; then
-      printf '%-22s %-22s %-12s %-8s %-6s %s\n' "$s" "$c" - - - "not run"; continue
+    q="$(refpath "$c" "$s")"; o="$sqroot/$c/$s"
+    qs="$("$py" "$here/compare.py" --status "$q")"
+    n_all=$((n_all + 1))
+    if [[ "$qs" == missing || ! -e "$o" ]]; then
+      printf '%-22s %-22s %-12s %-8s %-6s %s\n' "$s" "$c" - - - "not run"; status=1; continue
     fi
-    qe=0; se=0
-    [[ -f "$q/QUARK_ERROR.txt" ]] && qe=1
+    se=0
     [[ -f "$o/SQ_ERROR.txt" ]] && se=1
-    if [[ $qe == 1 || $se == 1 ]]; then
-      if [[ $qe == 1 && $se == 1 ]]; then note="both refused"; else note="ONLY $([[ $qe == 1 ]] && echo Quark || echo shardquant) failed"; status=1; fi
+    if [[ "$qs" == error || $se == 1 ]]; then
+      if [[ "$qs" == error && $se == 1 ]]; then note="both refused"; n_ok=$((n_ok + 1))
+      else note="ONLY $([[ "$qs" == error ]] && echo Quark || echo shardquant) refused"; status=1; fi
       printf '%-22s %-22s %-12s %-8s %-6s %s\n' "$s" "$c" - - - "$note"; continue
     fi
-    line="$("$py" "$here/compare.py" "$q" "$o" --label "$s/$c" --json "$o.compare.json" >"$o.compare.txt" 2>&1; tail -1 "$o.compare.txt")" || true
+    "$py" "$here/compare.py" "$q" "$o" --label "$s/$c" --json "$o.compare.json" >"$o.compare.txt" 2>&1 || true
+    line="$(tail -1 "$o.compare.txt")"
     t="$(sed -n 's/.*tensors_identical=\([0-9/]*\).*/\1/p' <<<"$line")"
     cf="$(sed -n 's/.*config=\([A-Za-z]*\).*/\1/p' <<<"$line")"
     fl="$(sed -n 's/.*files=\([A-Za-z]*\).*/\1/p' <<<"$line")"
     note=""
-    if [[ "${t%/*}" != "${t#*/}" || "$cf" != ok || "$fl" != ok ]]; then status=1; note="see $o.compare.txt"; fi
+    if [[ -z "$t" || "${t%/*}" != "${t#*/}" || "$cf" != ok || "$fl" != ok ]]; then status=1; note="see $o.compare.txt"
+    else n_ok=$((n_ok + 1)); fi
     printf '%-22s %-22s %-12s %-8s %-6s %s\n' "$s" "$c" "${t:-?}" "${cf:-?}" "${fl:-?}" "$note"
   done
 done
+echo
+echo "$n_ok passed, $((n_all - n_ok)) failed"
 exit $status
