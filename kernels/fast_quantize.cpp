@@ -387,26 +387,46 @@ inline uint32_t int_row(const void* src, uint64_t units, uint64_t unit, bool asy
   }
 }
 
-// Packs 8 rows of codes (stride `in`, rows >= n_rows are 0) of columns [0, in) into words
-// w[j * ld] (one word column of the transposed output).
-inline void pack_column(const int8_t* q, uint64_t in, uint32_t n_rows, uint32_t* w, uint64_t ld) {
+// Packs 8 rows of codes (row stride `stride`, rows >= n_rows are 0) of columns [0, n) into the
+// words w[j * ld] (part of one word column of the transposed output).
+inline void pack_column(const int8_t* q, uint64_t n, uint64_t stride, uint32_t n_rows, uint32_t* w,
+                        uint64_t ld) {
   if (n_rows == 8) {  // the common case, unrolled so the loop over j vectorizes
-    const int8_t *q0 = q, *q1 = q + in, *q2 = q + 2 * in, *q3 = q + 3 * in, *q4 = q + 4 * in,
-                 *q5 = q + 5 * in, *q6 = q + 6 * in, *q7 = q + 7 * in;
+    const int8_t *q0 = q, *q1 = q + stride, *q2 = q + 2 * stride, *q3 = q + 3 * stride,
+                 *q4 = q + 4 * stride, *q5 = q + 5 * stride, *q6 = q + 6 * stride,
+                 *q7 = q + 7 * stride;
     auto nib = [](int8_t x, uint32_t i) {
       return (static_cast<uint32_t>(static_cast<uint8_t>(x)) & 0xFu) << (4 * i);
     };
-    for (uint64_t j = 0; j < in; ++j)
+    for (uint64_t j = 0; j < n; ++j)
       w[j * ld] = nib(q0[j], 0) | nib(q1[j], 1) | nib(q2[j], 2) | nib(q3[j], 3) | nib(q4[j], 4) |
                   nib(q5[j], 5) | nib(q6[j], 6) | nib(q7[j], 7);
     return;
   }
-  for (uint64_t j = 0; j < in; ++j) {
+  for (uint64_t j = 0; j < n; ++j) {
     uint32_t word = 0;
     for (uint32_t i = 0; i < n_rows; ++i)
-      word |= (static_cast<uint32_t>(static_cast<uint8_t>(q[i * in + j])) & 0xFu) << (4 * i);
+      word |= (static_cast<uint32_t>(static_cast<uint8_t>(q[i * stride + j])) & 0xFu) << (4 * i);
     std::memcpy(w + j * ld, &word, 4);
   }
+}
+
+// Packs a tile of codes (nr <= 128 rows of jw codes, row stride qs) into the transposed output:
+// word (j, c) = rows 8c..8c+7 at column j, written to w[j * ld + c]. Words go through a small
+// buffer so each output row j receives its ceil(nr/8) words as one contiguous store.
+inline uint32_t pack_tile(const int8_t* q, uint64_t nr, uint64_t jw, uint64_t qs, uint32_t* w,
+                          uint64_t ld) {
+  constexpr uint64_t k_jb = 64;
+  uint32_t buf[k_jb * 16];
+  const uint64_t ncols = ceil_div(nr, 8);
+  for (uint64_t jb = 0; jb < jw; jb += k_jb) {
+    const uint64_t nj = std::min(k_jb, jw - jb);
+    for (uint64_t c = 0; c < ncols; ++c)
+      pack_column(q + 8 * c * qs + jb, nj, qs,
+                  static_cast<uint32_t>(std::min<uint64_t>(8, nr - 8 * c)), buf + c, 16);
+    for (uint64_t j = 0; j < nj; ++j) std::memcpy(w + (jb + j) * ld, buf + 16 * j, 4 * ncols);
+  }
+  return 0;
 }
 
 // Packs one row of n codes sequentially / in AWQ order into ceil(n/8) words (unaligned storage).
@@ -491,6 +511,9 @@ SQ_KIND_WRAPPERS(fp8_run, uint32_t, (const void* src, uint64_t n, float s, uint8
                  (src, n, s, d))
 SQ_KIND_WRAPPERS(int8_run, uint32_t, (const void* src, uint64_t n, float s, int8_t* d),
                  (src, n, s, d))
+SQ_DISPATCHED(uint32_t, pack_tile_d,
+              (const int8_t* q, uint64_t nr, uint64_t jw, uint64_t qs, uint32_t* w, uint64_t ld),
+              (q, nr, jw, qs, w, ld), pack_tile(q, nr, jw, qs, w, ld))
 SQ_KIND_WRAPPERS(int4_fp8_row, uint32_t,
                  (const void* src, uint64_t in, float s_div, float* f, int8_t* q, uint32_t* w,
                   float* s2),
@@ -706,38 +729,65 @@ quant_status int_family(const source_view& v, const view_geometry& g, const quan
   const uint64_t units = in / unit;
   std::atomic<bool> bad{false};
   first_index overflow;
-  const uint64_t cols = ceil_div(g.rows, 8);
-  const uint64_t ld = o.weight_ld ? o.weight_ld : cols;
-  const uint64_t words_per_row = ceil_div(in, 8);
   uint32_t* wout = static_cast<uint32_t*>(o.weight);
-  // One task = rows [8c, 8c + 8) for per-group (one word column), a row range otherwise.
-  const uint64_t tasks = grouped ? cols : g.rows;
-  const uint64_t grain = grouped ? std::max<uint64_t>(1, row_grain(in, 8) / 8) : row_grain(in, 1);
-  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, tasks, grain), [&](const auto& tr) {
-    std::vector<int8_t> q((grouped ? 8 : 1) * in);
-    for (uint64_t t = tr.begin(); t < tr.end(); ++t) {
-      const uint64_t r0 = grouped ? 8 * t : t;
-      const uint64_t nr = grouped ? std::min<uint64_t>(8, g.rows - r0) : 1;
-      bool row_bad = false;
-      for (uint64_t i = 0; i < nr; ++i) {
-        const uint64_t r = r0 + i;
-        uint64_t ovf = k_all_rows;
-        const uint32_t m = int_row_k<D>(
-            elem_ptr(v, D, r * in), units, unit, asym, static_cast<char*>(o.scale) + 4 * r * units,
-            asym ? static_cast<char*>(o.extra) + 4 * r * units : nullptr, q.data() + i * in, &ovf);
-        if (ovf != k_all_rows) overflow.offer((g.row_begin + r) * units + ovf);
-        if (m >= k_f32_inf_bits) row_bad = true;
-      }
-      if (row_bad) {
-        bad = true;
-        continue;
-      }
-      if (grouped)
-        pack_column(q.data(), in, static_cast<uint32_t>(nr), wout + t, ld);
-      else
-        pack_row<nibble_order::sequential>(q.data(), in, wout + r0 * words_per_row);
+  char* scales = static_cast<char*>(o.scale);
+  char* zps = static_cast<char*>(o.extra);
+  // Codes of rows [r, r + nr) x columns [j0, j0 + jw) into q (row stride qs); scales and zero
+  // points straight to their outputs. False if a row holds NaN/Inf.
+  auto rows_codes = [&](uint64_t r0, uint64_t nr, uint64_t j0, uint64_t jw, int8_t* q,
+                        uint64_t qs) {
+    bool ok = true;
+    for (uint64_t i = 0; i < nr; ++i) {
+      const uint64_t r = r0 + i;
+      const uint64_t u0 = r * units + j0 / unit;
+      uint64_t ovf = k_all_rows;
+      const uint32_t m =
+          int_row_k<D>(elem_ptr(v, D, r * in + j0), jw / unit, unit, asym, scales + 4 * u0,
+                       asym ? zps + 4 * u0 : nullptr, q + i * qs, &ovf);
+      if (ovf != k_all_rows) overflow.offer((g.row_begin + r) * units + j0 / unit + ovf);
+      if (m >= k_f32_inf_bits) ok = false;
     }
-  });
+    return ok;
+  };
+  if (grouped) {
+    // Tiles of 16 word columns (128 rows) x about 1024 input columns: the 16 words of one output
+    // row j that a tile writes share a cache line, so the transposed output is written whole
+    // lines at a time instead of one 4-byte word per line.
+    constexpr uint64_t k_tile_words = 16;
+    const uint64_t cols = ceil_div(g.rows, 8);
+    const uint64_t ld = o.weight_ld ? o.weight_ld : cols;
+    const uint64_t tile_j = std::max<uint64_t>(unit, 1024 / unit * unit);
+    const uint64_t j_tiles = ceil_div(in, tile_j);
+    const uint64_t tasks = ceil_div(cols, k_tile_words) * j_tiles;
+    tbb::parallel_for(tbb::blocked_range<uint64_t>(0, tasks, 1), [&](const auto& tr) {
+      std::vector<int8_t> q(8 * k_tile_words * tile_j);
+      for (uint64_t t = tr.begin(); t < tr.end(); ++t) {
+        const uint64_t c0 = (t / j_tiles) * k_tile_words;
+        const uint64_t j0 = (t % j_tiles) * tile_j;
+        const uint64_t jw = std::min(tile_j, in - j0);
+        const uint64_t r0 = 8 * c0;
+        const uint64_t nr = std::min<uint64_t>(8 * k_tile_words, g.rows - r0);
+        if (!rows_codes(r0, nr, j0, jw, q.data(), tile_j)) {
+          bad = true;
+          continue;
+        }
+        pack_tile_d(q.data(), nr, jw, tile_j, wout + j0 * ld + c0, ld);
+      }
+    });
+  } else {
+    const uint64_t words_per_row = ceil_div(in, 8);
+    tbb::parallel_for(
+        tbb::blocked_range<uint64_t>(0, g.rows, row_grain(in, 1)), [&](const auto& tr) {
+          std::vector<int8_t> q(in);
+          for (uint64_t r = tr.begin(); r < tr.end(); ++r) {
+            if (!rows_codes(r, 1, 0, in, q.data(), in)) {
+              bad = true;
+              continue;
+            }
+            pack_row<nibble_order::sequential>(q.data(), in, wout + r * words_per_row);
+          }
+        });
+  }
   *saw_bad = bad;
   if (overflow.get() != k_all_rows) return error(code::non_finite_scale, overflow.get());
   return {};
