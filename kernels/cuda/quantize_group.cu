@@ -34,58 +34,68 @@ __global__ void __launch_bounds__(k_block)
     const uint64_t col = tc * k_tile_cols + lane * 8;
     const bool col_live = col < cols;  // cols % 32 == 0: a live lane always has 8 columns
     uint32_t words[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    // Two halves of 4 rows: the 4 loads of a half are in flight together (64 bytes/thread).
 #pragma unroll 1
-    for (unsigned i = 0; i < 8; ++i) {
-      const uint64_t row = tr * k_tile_rows + warp * 8 + i;
-      const bool live = col_live && row < rows;
-      float x[8];
-      load_result r;
-      if (live) {
-        r = src.load8(row * cols + col, row, col, 8, x);
-        if (r.flags) report_vector(ws, r, (row_begin + row) * cols + col);
-      } else {
+    for (unsigned h = 0; h < 2; ++h) {
+      float xs[4][8];
+      load_result rs[4];
 #pragma unroll
-        for (int j = 0; j < 8; ++j) x[j] = 0.0f;
-      }
-      // Group statistic across the L lanes of the group (all lanes take part in the shuffles).
-      int32_t q[8];
-      float scale = 0.0f;
-      int32_t zero = 0;
-      if constexpr (Unsigned) {
-        float lo = 0.0f, hi = 0.0f;
+      for (unsigned k = 0; k < 4; ++k) {
+        const uint64_t row = tr * k_tile_rows + warp * 8 + h * 4 + k;
+        if (col_live && row < rows) {
+          rs[k] = src.load8(row * cols + col, row, col, 8, xs[k]);
+        } else {
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          lo = min_f(lo, x[j]);
-          hi = max_f(hi, x[j]);
+          for (int j = 0; j < 8; ++j) xs[k][j] = 0.0f;
         }
-        lo = group_min_f<L>(lo);
-        hi = group_max_f<L>(hi);
-        const uint4_params up = uint4_params_from_range<D>(lo, hi);
-        scale = up.scale;
-        zero = up.zero;
-        if (live && lane % L == 0 && !is_finite(scale))
-          report_scale(status_of(ws), (row_begin + row) * groups_per_row + col / G,
-                       status_nonfinite_scale);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) q[j] = uint4_code(x[j], up.inv, up.zero_f);
-      } else {
-        uint32_t m = 0;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) m = max(m, abs_bits(x[j]));
-        m = group_max_u32<L>(m);
-        scale = int4_scale<D>(f32_from_bits(m));
-        const float inv = reciprocal_rn(scale);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) q[j] = int4_code(x[j], inv);
       }
-      if (live && lane % L == 0) {
-        const uint64_t gi = row * groups_per_row + col / G;
-        scale_out[gi] = scale;
-        if constexpr (Unsigned) zp_out[gi] = zero;
-      }
-      if (live) {
 #pragma unroll
-        for (int j = 0; j < 8; ++j) words[j] |= (static_cast<uint32_t>(q[j]) & 0xFu) << (4 * i);
+      for (unsigned k = 0; k < 4; ++k) {
+        const unsigned i = h * 4 + k;
+        const uint64_t row = tr * k_tile_rows + warp * 8 + i;
+        const bool live = col_live && row < rows;
+        const float(&x)[8] = xs[k];
+        if (live && rs[k].flags) report_vector(ws, rs[k], (row_begin + row) * cols + col);
+        // Group statistic across the L lanes of the group (all lanes take part in the shuffles).
+        int32_t q[8];
+        float scale = 0.0f;
+        int32_t zero = 0;
+        if constexpr (Unsigned) {
+          float lo = 0.0f, hi = 0.0f;
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            lo = min_f(lo, x[j]);
+            hi = max_f(hi, x[j]);
+          }
+          lo = group_min_f<L>(lo);
+          hi = group_max_f<L>(hi);
+          const uint4_params up = uint4_params_from_range<D>(lo, hi);
+          scale = up.scale;
+          zero = up.zero;
+          if (live && lane % L == 0 && !is_finite(scale))
+            report_scale(status_of(ws), (row_begin + row) * groups_per_row + col / G,
+                         status_nonfinite_scale);
+#pragma unroll
+          for (int j = 0; j < 8; ++j) q[j] = uint4_code(x[j], up.inv, up.zero_f);
+        } else {
+          uint32_t m = 0;
+#pragma unroll
+          for (int j = 0; j < 8; ++j) m = max(m, abs_bits(x[j]));
+          m = group_max_u32<L>(m);
+          scale = int4_scale<D>(f32_from_bits(m));
+          const float inv = reciprocal_rn(scale);
+#pragma unroll
+          for (int j = 0; j < 8; ++j) q[j] = int4_code(x[j], inv);
+        }
+        if (live && lane % L == 0) {
+          const uint64_t gi = row * groups_per_row + col / G;
+          scale_out[gi] = scale;
+          if constexpr (Unsigned) zp_out[gi] = zero;
+        }
+        if (live) {
+#pragma unroll
+          for (int j = 0; j < 8; ++j) words[j] |= (static_cast<uint32_t>(q[j]) & 0xFu) << (4 * i);
+        }
       }
     }
     // Stage: word of (column, row group `warp`).
@@ -101,7 +111,8 @@ __global__ void __launch_bounds__(k_block)
       const unsigned idx = k * k_block + threadIdx.x;
       const unsigned j = idx / 8, c = idx % 8;
       const uint64_t ocol = tc * k_tile_cols + j;
-      if (ocol < cols && c < live_wc) out_words[ocol * words_per_col + wc0 + c] = tile[c][j + j / 32];
+      if (ocol < cols && c < live_wc)
+        out_words[ocol * words_per_col + wc0 + c] = tile[c][j + j / 32];
     }
     __syncthreads();
   }

@@ -13,11 +13,15 @@ namespace {
 // 4 lanes (32 elements) per MX block. Flat: cols % 32 == 0 and the source needs no row, so the
 // range is one stream of blocks; otherwise vectors are mapped per row, each row padded to whole
 // blocks (lanes past the row end hold the zero padding of a partial block).
+template <int Fmt>
+__host__ __device__ constexpr mx_format format_of() {
+  return Fmt == 0 ? mx_fp4_e2m1() : (Fmt == 1 ? mx_fp6_e2m3() : mx_fp6_e3m2());
+}
+
 template <class Src, int Fmt, bool Flat>
 __global__ void __launch_bounds__(k_block)
     mx_kernel(Src src, uint64_t rows, uint64_t cols, uint64_t row_begin, uint8_t* out,
               uint8_t* scale_out, void* ws) {
-  constexpr mx_format f = Fmt == 0 ? mx_fp4_e2m1() : (Fmt == 1 ? mx_fp6_e2m3() : mx_fp6_e3m2());
   const uint64_t vpr = Flat ? cols / 8 : ((cols + 31) / 32) * 4;  // vectors per row, whole blocks
   const uint64_t nvec = rows * vpr;
   const uint64_t scols = (cols + 31) / 32;
@@ -25,20 +29,32 @@ __global__ void __launch_bounds__(k_block)
   // Every lane of a warp runs the same trip count (nvec rounded up to the warp) so the block
   // shuffles always see all 32 lanes.
   const uint64_t nvec_warp = (nvec + 31) / 32 * 32;
-  for (uint64_t t = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; t < nvec_warp;
-       t += stride) {
+  struct vec {
+    uint64_t row, col, e;
+    uint32_t n;
+    float x[8];
+    load_result r;
+  };
+  auto fetch = [&](uint64_t t, vec& v) {
+    uint64_t& row = v.row;
+    uint64_t& col = v.col;
+    uint64_t& e = v.e;
+    uint32_t& n = v.n;
+    float(&x)[8] = v.x;
+    load_result& r = v.r;
+    row = col = e = 0;
+    n = 0;
+    r = load_result{};
     const bool live = t < nvec;
-    uint64_t row = 0, col = 0, e = 0;
-    uint32_t n = 0;
     if (live) {
       if (Flat) {
         e = t * 8;
         n = 8;
       } else {
         if ((t >> 32) == 0 && (vpr >> 32) == 0) {
-          const uint32_t r = static_cast<uint32_t>(t) / static_cast<uint32_t>(vpr);
-          row = r;
-          col = (t - static_cast<uint64_t>(r) * vpr) * 8;
+          const uint32_t q = static_cast<uint32_t>(t) / static_cast<uint32_t>(vpr);
+          row = q;
+          col = (t - static_cast<uint64_t>(q) * vpr) * 8;
         } else {
           row = t / vpr;
           col = (t - row * vpr) * 8;
@@ -47,8 +63,6 @@ __global__ void __launch_bounds__(k_block)
         n = col < cols ? (cols - col < 8 ? static_cast<uint32_t>(cols - col) : 8u) : 0u;
       }
     }
-    float x[8];
-    load_result r;
     if (n) {
       if constexpr (Src::needs_row_col) {
         if (Flat) {
@@ -57,17 +71,24 @@ __global__ void __launch_bounds__(k_block)
         }
       }
       r = src.load8(e, row, col, n, x);
-      if (r.flags) report_vector(ws, r, row_begin * cols + e);
     } else {
 #pragma unroll
       for (int i = 0; i < 8; ++i) x[i] = 0.0f;
     }
+  };
+  auto finish = [&](uint64_t t, vec& v) {
+    constexpr mx_format f = format_of<Fmt>();
+    const uint64_t row = v.row, col = v.col, e = v.e;
+    const uint32_t n = v.n;
+    const float(&x)[8] = v.x;
+    const load_result& r = v.r;
+    if (n && r.flags) report_vector(ws, r, row_begin * cols + e);
     uint32_t m = 0;
 #pragma unroll
     for (int i = 0; i < 8; ++i)
       if (!(r.bad_mask >> i & 1u)) m = max(m, abs_bits(x[i]));
     m = group_max_u32<4>(m);
-    if (!n) continue;
+    if (!n) return;
     const int32_t k = mx_shared_exponent(f32_from_bits(m), f);
     // x * 2^-k equals RN32(x / 2^k) for k > -127 (mx.h); k = -127 divides by the TC6 value.
     const bool use_div = k == -127;
@@ -82,7 +103,7 @@ __global__ void __launch_bounds__(k_block)
     // Scale byte: the first lane of the block.
     const uint64_t blk = Flat ? t / 4 : row * scols + col / 32;
     if ((Flat ? (t & 3u) : (col / 8) & 3u) == 0) scale_out[blk] = mx_scale_byte(k);
-    if constexpr (f.code_bits == 4) {
+    if constexpr (Fmt == 0) {  // FP4
       uint8_t pk[4];
       mx_pack_codes(codes, 8, f, pk);
       uint8_t* dst = out + e / 2;
@@ -107,6 +128,16 @@ __global__ void __launch_bounds__(k_block)
         for (uint32_t i = 0; i < nb; ++i) dst[i] = pk[i];
       }
     }
+  };
+  // Two vectors per iteration, both loads issued first. The trip count stays warp-uniform.
+  for (uint64_t t = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; t < nvec_warp;
+       t += 2 * stride) {
+    vec a, b;
+    fetch(t, a);
+    const bool two = t + stride < nvec_warp;
+    if (two) fetch(t + stride, b);
+    finish(t, a);
+    if (two) finish(t + stride, b);
   }
 }
 
@@ -117,7 +148,7 @@ void launch_mx(mx_element e, const Src& src, const launch_geometry& g, const qua
                void* ws, cudaStream_t st) {
   const bool flat = g.cols % 32 == 0 && !Src::needs_row_col;
   const uint64_t vecs = flat ? g.rows * (g.cols / 8) : g.rows * ((g.cols + 31) / 32) * 4;
-  const unsigned grid = grid_for(vecs, k_block);
+  const unsigned grid = grid_for((vecs + 1) / 2, k_block);
   auto go = [&](auto fmt_tag) {
     constexpr int F = decltype(fmt_tag)::value;
     auto* w = static_cast<uint8_t*>(o.weight);

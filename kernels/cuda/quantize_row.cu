@@ -46,8 +46,7 @@ __global__ void __launch_bounds__(k_block)
 #pragma unroll
       for (uint32_t i = 0; i < 8; ++i) {
         if (i >= n) continue;
-        float v = x[i];
-        if constexpr (K == row_kind::int4_fp8) v = int4_fp8_stage1_value<D>(v, s1_div);
+        const float v = x[i];
         if constexpr (K == row_kind::uint4) {
           const uint32_t b = f32_bits(v);
           if (b >> 31)
@@ -59,18 +58,36 @@ __global__ void __launch_bounds__(k_block)
         }
       }
     };
+    // int4_fp8 works on the stage-1 fp8 values: computed once, kept in the cache.
+    auto stage1 = [&](float(&x)[8]) {
+      if constexpr (K == row_kind::int4_fp8) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) x[i] = int4_fp8_stage1_value<D>(x[i], s1_div);
+      }
+    };
     uint64_t v0 = threadIdx.x;
+    load_result rs[k_row_regs];
+    // All cached loads first (64 bytes in flight per thread), then the checks and statistics.
 #pragma unroll
     for (int k = 0; k < k_row_regs; ++k) {
       const uint64_t v = v0 + static_cast<uint64_t>(k) * blockDim.x;
       if (v < vpr) {
         const uint64_t col = v * 8;
         const uint32_t n = cols - col < 8 ? static_cast<uint32_t>(cols - col) : 8u;
-        const load_result r = src.load8(e_row + col, row, col, n, cache[k]);
-        if (r.flags) {
-          report_vector(ws, r, (row_begin + row) * cols + col);
+        rs[k] = src.load8(e_row + col, row, col, n, cache[k]);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < k_row_regs; ++k) {
+      const uint64_t v = v0 + static_cast<uint64_t>(k) * blockDim.x;
+      if (v < vpr) {
+        const uint64_t col = v * 8;
+        const uint32_t n = cols - col < 8 ? static_cast<uint32_t>(cols - col) : 8u;
+        if (rs[k].flags) {
+          report_vector(ws, rs[k], (row_begin + row) * cols + col);
           bad = 1;
         }
+        stage1(cache[k]);
         stat(cache[k], n);
       }
     }
@@ -84,6 +101,7 @@ __global__ void __launch_bounds__(k_block)
         report_vector(ws, r, (row_begin + row) * cols + col);
         bad = 1;
       }
+      stage1(x);
       stat(x, n);
     }
     hi = block_max_u32(hi, scratch);
@@ -138,7 +156,7 @@ __global__ void __launch_bounds__(k_block)
           } else if constexpr (K == row_kind::uint4) {
             q[i] = uint4_code(x[i], mult, zero_f);
           } else {
-            q[i] = int4_code(int4_fp8_stage1_value<D>(x[i], s1_div), mult);
+            q[i] = int4_code(x[i], mult);  // x holds the stage-1 values
           }
         }
         const nibble_order o =
@@ -160,6 +178,7 @@ __global__ void __launch_bounds__(k_block)
       const uint64_t col = v * 8;
       const uint32_t n = cols - col < 8 ? static_cast<uint32_t>(cols - col) : 8u;
       (void)src.load8(e_row + col, row, col, n, x);
+      stage1(x);
       encode(x, col, n);
     }
   }

@@ -77,12 +77,7 @@ __global__ void __launch_bounds__(k_block)
   const bool flat = cols % 8 == 0 && !Src::needs_row_col;
   const uint64_t nvec = rows * vpr;
   const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
-  for (uint64_t t = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; t < nvec;
-       t += stride) {
-    float x[8];
-    const vec_pos p = vector_position(t, cols, vpr, flat);
-    const load_result r = src.load8(p.e, p.row, p.col, p.n, x);
-    if (r.flags) report_vector(ws, r, row_begin * cols + p.e);
+  auto encode = [&](const float(&x)[8], const vec_pos& p) {
     uint8_t b[8];
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
@@ -93,6 +88,26 @@ __global__ void __launch_bounds__(k_block)
       }
     }
     store_bytes8(out + p.e, b, p.n);
+  };
+  // Two vectors per iteration, both loads issued before any math: 32 bytes in flight per thread.
+  for (uint64_t t = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; t < nvec;
+       t += 2 * stride) {
+    float x[8], y[8];
+    const vec_pos p = vector_position(t, cols, vpr, flat);
+    const load_result r = src.load8(p.e, p.row, p.col, p.n, x);
+    const bool has2 = t + stride < nvec;
+    vec_pos q{};
+    load_result r2;
+    if (has2) {
+      q = vector_position(t + stride, cols, vpr, flat);
+      r2 = src.load8(q.e, q.row, q.col, q.n, y);
+    }
+    if (r.flags) report_vector(ws, r, row_begin * cols + p.e);
+    encode(x, p);
+    if (has2) {
+      if (r2.flags) report_vector(ws, r2, row_begin * cols + q.e);
+      encode(y, q);
+    }
   }
 }
 
@@ -111,14 +126,16 @@ void launch_tensor(scheme_family f, const Src& src, const launch_geometry& g,
                    const quant_outputs& o, void* ws, cudaStream_t st) {
   const uint64_t nvec = g.rows * ((g.cols + 7) / 8);
   if (f == scheme_family::fp8_tensor) {
-    tensor_quant_kernel<Src, tensor_kind::fp8><<<grid_for(nvec, k_block), k_block, 0, st>>>(
-        src, g.rows, g.cols, g.row_begin, static_cast<uint8_t*>(o.weight),
-        static_cast<float*>(o.scale), ws);
+    tensor_quant_kernel<Src, tensor_kind::fp8>
+        <<<grid_for((nvec + 1) / 2, k_block), k_block, 0, st>>>(src, g.rows, g.cols, g.row_begin,
+                                                                static_cast<uint8_t*>(o.weight),
+                                                                static_cast<float*>(o.scale), ws);
     SQ_CUDA_LAUNCH("tensor_quant_kernel<fp8>");
   } else {
-    tensor_quant_kernel<Src, tensor_kind::int8><<<grid_for(nvec, k_block), k_block, 0, st>>>(
-        src, g.rows, g.cols, g.row_begin, static_cast<uint8_t*>(o.weight),
-        static_cast<float*>(o.scale), ws);
+    tensor_quant_kernel<Src, tensor_kind::int8>
+        <<<grid_for((nvec + 1) / 2, k_block), k_block, 0, st>>>(src, g.rows, g.cols, g.row_begin,
+                                                                static_cast<uint8_t*>(o.weight),
+                                                                static_cast<float*>(o.scale), ws);
     SQ_CUDA_LAUNCH("tensor_quant_kernel<int8>");
   }
 }

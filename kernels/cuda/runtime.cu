@@ -14,6 +14,9 @@ namespace shardquant::gpu {
 namespace detail {
 
 void throw_cuda(cudaError_t e, const char* call, const char* file, int line) {
+  // A failed call also leaves its error as the thread's "last error"; clear it so a later
+  // launch check (cudaGetLastError) does not report this one again. Sticky errors stay.
+  (void)cudaGetLastError();
   throw cuda_error(call, file, line, static_cast<int>(e), cudaGetErrorName(e),
                    cudaGetErrorString(e));
 }
@@ -153,7 +156,10 @@ void stream::synchronize() const {
 
 bool stream::done() const {
   const cudaError_t e = cudaStreamQuery(cuda_stream(*this));
-  if (e == cudaErrorNotReady) return false;
+  if (e == cudaErrorNotReady) {
+    (void)cudaGetLastError();  // not an error: do not leave it for the next launch check
+    return false;
+  }
   SQ_CUDA(e);
   return true;
 }
@@ -192,7 +198,10 @@ void event::record(const stream& s) {
 
 bool event::done() const {
   const cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(handle_));
-  if (e == cudaErrorNotReady) return false;
+  if (e == cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    return false;
+  }
   SQ_CUDA(e);
   return true;
 }

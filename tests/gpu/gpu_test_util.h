@@ -33,9 +33,11 @@ struct gpu_ctx {
   }
 };
 
+// Never destroyed: releasing CUDA handles from a static destructor races the runtime's own
+// teardown at exit.
 inline gpu_ctx& ctx() {
-  static gpu_ctx c;
-  return c;
+  static gpu_ctx* c = new gpu_ctx;
+  return *c;
 }
 
 inline gpu::device_buffer upload(const void* p, size_t n) {
