@@ -356,6 +356,11 @@ void print_plan(const plan& p, std::ostream& out) {
               << ")";
         if (it.recovery.kind != recovery_kind::none && pt.action != tensor_action::keep_original)
           out << "  (recovered with " << it.recovery.scale->name << ")";
+        if (pt.action == tensor_action::pass_through && pt.outputs.size() == 1 &&
+            pt.outputs[0].name == pt.name) {
+          out << "  (unchanged)\n";
+          continue;
+        }
         out << "\n";
         for (const auto& o : pt.outputs)
           out << "      -> " << o.name << "  " << name(o.type) << " " << shape_str(o.shape) << " "
