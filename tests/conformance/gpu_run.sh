@@ -7,6 +7,8 @@
 # made anywhere can be compared with the CUDA reference (compare.py MANIFEST DIR).
 # Owns only /tmp/site, /tmp/qref and what it writes under $OUT.
 # Usage (device tool, repo root, carry [".whl", ".conformance-ckpt"]): bash tests/conformance/gpu_run.sh
+# Second run (references for FP8 sources, keep-original, converters, overrides; carry also
+# ".conformance-ckpt2"): SKIP_GOLDEN=1 SKIP_MATRIX=1 JOBS=.conformance-ckpt2/jobs.txt bash tests/conformance/gpu_run.sh
 set -uo pipefail
 OUT="${OUT:-/tmp/gpu_run_out}"
 mkdir -p "$OUT"
@@ -25,13 +27,33 @@ export PYTHONUNBUFFERED=1 MAX_JOBS="${MAX_JOBS:-16}" TORCH_CUDA_ARCH_LIST="${TOR
   "$PY" -m pip list 2>/dev/null | grep -iE '^(numpy|safetensors|transformers|huggingface.hub|pyarrow|onnx|typing.extensions|ninja) '
 } 2>&1
 
+if [[ -z "${SKIP_GOLDEN:-}" ]]; then
 t0=$(date +%s)
 "$PY" "$here/golden_tc.py" --device "$QDEV" --json "$OUT/golden_cuda.json" >"$OUT/golden_cuda.txt" 2>&1
 echo "golden_tc $QDEV: rc=$? in $(( $(date +%s) - t0 )) s"
 grep -E "STUBBED|Error" "$OUT/golden_cuda.txt" | head -5
 grep -E "^  G[0-9]|^  TC|goldens passing|DIFFERENT|formats.md: error" "$OUT/golden_cuda.txt" | head -80
+fi
 
-if [[ -d .conformance-ckpt ]]; then
+# Extra reference jobs: JOBS=FILE of quark_ref --jobs lines whose OUTPUT_DIR is /tmp/qref2/<label>/<scheme>
+# (FP8 sources, keep-original, converters, per-layer overrides, exclude lists).
+if [[ -n "${JOBS:-}" ]]; then
+  t0=$(date +%s)
+  "$PY" "$here/quark_ref.py" --jobs "$JOBS" --device "$QDEV" --replace >"$OUT/quark_cuda_jobs2.txt" 2>&1
+  echo "quark F2F $QDEV on $(grep -c . "$JOBS") extra jobs: $(grep -c '^JOB ok' "$OUT/quark_cuda_jobs2.txt") ok, $(grep -c '^JOB error' "$OUT/quark_cuda_jobs2.txt") errors, $(( $(date +%s) - t0 )) s"
+  grep '^JOB error' "$OUT/quark_cuda_jobs2.txt" | cut -c1-220
+  mkdir -p /tmp/qman2
+  for c in /tmp/qref2/*/; do
+    c="$(basename "$c")"
+    mkdir -p "/tmp/qman2/$c"
+    for d in /tmp/qref2/$c/*/; do
+      "$PY" "$here/compare.py" --manifest "$d" "/tmp/qman2/$c/$(basename "$d").manifest.json"
+    done
+  done
+  tar czf "$OUT/quark_cuda_manifests2.tgz" -C /tmp/qman2 .
+fi
+
+if [[ -d .conformance-ckpt && -z "${SKIP_MATRIX:-}" ]]; then
   t0=$(date +%s)
   jobs=/tmp/qref-jobs.txt
   : >"$jobs"
@@ -57,9 +79,11 @@ if [[ -d .conformance-ckpt ]]; then
   tar czf "$OUT/quark_cuda_outputs_small.tgz" -C "$(dirname "$small")" "$(basename "$small")"
   [[ $(stat -c %s "$OUT/quark_cuda_outputs_small.tgz") -lt 15000000 ]] || rm -f "$OUT/quark_cuda_outputs_small.tgz"
 fi
+if [[ -z "${SKIP_GOLDEN:-}" ]]; then
 t0=$(date +%s)
 "$PY" "$here/golden_tc.py" --device cpu >"$OUT/golden_cpu_gpuhost.txt" 2>&1
 echo "golden_tc cpu (GPU host): rc=$? in $(( $(date +%s) - t0 )) s"
 grep -E "^  TC|goldens passing" "$OUT/golden_cpu_gpuhost.txt"
+fi
 
 ls -la "$OUT"

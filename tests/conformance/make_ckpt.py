@@ -11,8 +11,12 @@ row per weight), norms around 1, an F32 router bias; deterministic in (seed, ten
 shardquant make-checkpoint does, so per-group int4/uint4 and MXFP6 schemes must refuse some weights.
 Must not depend on torch, Quark or shardquant.
 
-Usage: make_ckpt.py --arch llama|deepseek_v3|qwen3_moe --dtype bf16|fp16|fp32 --out DIR
-                    [--odd-shapes] [--shard-size BYTES] [--seed N]
+Also: --arch qwen3_5_moe (fused 3-D expert tensors `mlp.experts.gate_up_proj` / `down_proj`, split by
+Quark's template converters) and --fp8-source (DeepSeek-style block-FP8 weights with F32
+`weight_scale_inv`, 128x128 blocks, `quant_method: fp8`; lm_head and routers stay in --dtype).
+
+Usage: make_ckpt.py --arch llama|deepseek_v3|qwen3_moe|qwen3_5_moe --dtype bf16|fp16|fp32 --out DIR
+                    [--odd-shapes] [--fp8-source] [--shard-size BYTES] [--seed N]
 """
 from __future__ import annotations
 
@@ -113,6 +117,29 @@ def design(arch: str, odd_shapes: bool):
                "num_attention_heads": heads, "num_experts": E, "num_experts_per_tok": 2,
                "num_hidden_layers": L, "num_key_value_heads": kvh, "rms_norm_eps": 1e-06,
                "tie_word_embeddings": False, "vocab_size": V}
+    elif arch == "qwen3_5_moe":
+        # Fused expert tensors (no ".weight" suffix): Quark's template converters split them.
+        mI = odd(128) if odd_shapes else 128
+        heads, kvh, hd, E = 4, 2, 64, 4
+        for i in range(L):
+            p = f"model.layers.{i}."
+            t += [(p + "input_layernorm.weight", [H], "norm"),
+                  (p + "self_attn.q_proj.weight", [heads * hd, H], "linear"),
+                  (p + "self_attn.k_proj.weight", [kvh * hd, H], "linear"),
+                  (p + "self_attn.v_proj.weight", [kvh * hd, H], "linear"),
+                  (p + "self_attn.o_proj.weight", [H, heads * hd], "linear"),
+                  (p + "post_attention_layernorm.weight", [H], "norm"),
+                  (p + "mlp.gate.weight", [E, H], "linear"),
+                  (p + "mlp.experts.gate_up_proj", [E, 2 * mI, H], "linear3"),
+                  (p + "mlp.experts.down_proj", [E, H, mI], "linear3"),
+                  (p + "mlp.shared_expert.gate_proj.weight", [mI, H], "linear"),
+                  (p + "mlp.shared_expert.up_proj.weight", [mI, H], "linear"),
+                  (p + "mlp.shared_expert.down_proj.weight", [H, mI], "linear"),
+                  (p + "mlp.shared_expert_gate.weight", [1, H], "linear")]
+        cfg = {"architectures": ["Qwen3_5MoeForCausalLM"], "head_dim": hd, "hidden_size": H,
+               "model_type": "qwen3_5_moe", "moe_intermediate_size": mI, "num_attention_heads": heads,
+               "num_experts": E, "num_experts_per_tok": 2, "num_hidden_layers": L, "num_key_value_heads": kvh,
+               "rms_norm_eps": 1e-06, "tie_word_embeddings": False, "vocab_size": V}
     else:
         raise SystemExit(f"make_ckpt: unknown arch {arch}")
     t += [("model.norm.weight", [H], "norm"), ("lm_head.weight", [V, H], "linear")]
@@ -128,6 +155,8 @@ def values(name: str, shape, kind: str, seed: int) -> np.ndarray:
         return (0.01 * rng.standard_normal(shape)).astype(np.float32)
     if kind == "embedding":
         return (0.02 * rng.standard_normal(shape)).astype(np.float32)
+    if kind == "linear3":
+        return np.stack([values(f"{name}[{e}]", shape[1:], "linear", seed) for e in range(shape[0])])
     out, inn = shape
     x = rng.standard_normal(shape) / np.sqrt(inn)
     x *= np.exp(rng.uniform(-1.0, 1.0, (out, 1)))
@@ -159,22 +188,67 @@ def write_shard(path: str, items) -> None:
             f.write(b)
 
 
-def make(arch: str, dtype: str, out: str, odd_shapes: bool = False, shard_size: int = 1_500_000, seed: int = 0):
+FP8_BLOCK = 128
+
+
+def fp8_block_quantize(x: np.ndarray):
+    """DeepSeek-style source: E4M3 codes and F32 weight_scale_inv [ceil(out/128), ceil(in/128)]
+    with W ~= fp8(q) * scale_inv (amax/448 per 128x128 block)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import spec_ref
+
+    out, inn = x.shape
+    rb, cb = -(-out // FP8_BLOCK), -(-inn // FP8_BLOCK)
+    s = np.zeros((rb, cb), dtype=np.float32)
+    q = np.zeros(x.shape, dtype=np.uint8)
+    for i in range(rb):
+        for j in range(cb):
+            blk = x[i * FP8_BLOCK:(i + 1) * FP8_BLOCK, j * FP8_BLOCK:(j + 1) * FP8_BLOCK]
+            a = np.float32(np.abs(blk).max())
+            sc = np.float32(a / np.float32(448)) if a > 0 else np.float32(1.0)
+            s[i, j] = sc
+            y = np.clip((blk / sc).astype(np.float32), -448, 448)
+            q[i * FP8_BLOCK:(i + 1) * FP8_BLOCK, j * FP8_BLOCK:(j + 1) * FP8_BLOCK] = spec_ref.to_fp8_e4m3fn(y)
+    return q, s
+
+
+def make(arch: str, dtype: str, out: str, odd_shapes: bool = False, shard_size: int = 1_500_000, seed: int = 0,
+         fp8_source: bool = False):
     cfg, tensors = design(arch, odd_shapes)
     cfg["torch_dtype"] = DT[dtype][1]
+    if fp8_source:
+        cfg["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                                      "weight_block_size": [FP8_BLOCK, FP8_BLOCK]}
     os.makedirs(out, exist_ok=False)
     shards, cur, cur_bytes = [], [], 0
+    pending_scale = None  # one scale_inv is written into the next shard (cross-shard case)
     for name, shape, kind in tensors:
         x = values(name, shape, kind, seed)
+        extra = []
         if kind == "bias":
             item = (name, "F32", shape, x.astype("<f4").tobytes())
+        elif (fp8_source and kind == "linear" and not name.startswith("lm_head")
+              and not name.endswith("mlp.gate.weight")):
+            q, sc = fp8_block_quantize(x)
+            item = (name, "F8_E4M3", shape, q.tobytes())
+            extra = [(name + "_scale_inv", "F32", list(sc.shape), sc.astype("<f4").tobytes())]
         else:
             item = (name, DT[dtype][0], shape, encode(x, dtype))
         if cur and cur_bytes + len(item[3]) > shard_size:
             shards.append(cur)
             cur, cur_bytes = [], 0
+            if pending_scale is not None:
+                cur.append(pending_scale)
+                cur_bytes += len(pending_scale[3])
+                pending_scale = "done"
         cur.append(item)
         cur_bytes += len(item[3])
+        if extra and pending_scale is None and len(shards) == 0:
+            pending_scale = extra[0]
+        else:
+            cur += extra
+    if pending_scale not in (None, "done"):
+        cur.append(pending_scale)
     shards.append(cur)
     n = len(shards)
     weight_map, total = {}, 0
@@ -205,8 +279,11 @@ def main(argv=None) -> int:
     p.add_argument("--odd-shapes", action="store_true")
     p.add_argument("--shard-size", type=int, default=1_500_000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fp8-source", action="store_true",
+                   help="DeepSeek-style block-FP8 source (weight_scale_inv, quant_method fp8); one scale_inv "
+                        "is stored in the shard after its weight's")
     a = p.parse_args(argv)
-    n, total = make(a.arch, a.dtype, a.out, a.odd_shapes, a.shard_size, a.seed)
+    n, total = make(a.arch, a.dtype, a.out, a.odd_shapes, a.shard_size, a.seed, a.fp8_source)
     print(f"make_ckpt: {a.arch} {a.dtype}{' odd' if a.odd_shapes else ''}: {n} shards, {total} tensor bytes -> {a.out}")
     return 0
 

@@ -14,7 +14,8 @@ Usage:
                [--model-type T] [--exclude GLOB ...] [--no-exclude]
                [--layer-config GLOB=SCHEME ...] [--keep-original] [--no-converters] [--replace]
   quark_ref.py --jobs FILE [--device ...]   (one process for many runs: each line of FILE is
-               "MODEL_DIR SCHEME OUTPUT_DIR"; a failed run leaves OUTPUT_DIR/QUARK_ERROR.txt
+               "MODEL_DIR SCHEME OUTPUT_DIR [--keep-original] [--no-converters] [--no-exclude]
+               [--exclude G]... [--layer-config G=S]..."; a failed run leaves OUTPUT_DIR/QUARK_ERROR.txt
                with the exception and goes on; prints one "JOB ok|error ..." line per run)
 """
 from __future__ import annotations
@@ -83,10 +84,29 @@ def run_jobs(a, exclude, layer_config) -> int:
     failures = 0
     with open(a.jobs) as f:
         jobs = [line.split() for line in f if line.strip() and not line.startswith("#")]
-    for model_dir, scheme, out_dir in jobs:
+    for job in jobs:
+        model_dir, scheme, out_dir = job[:3]
+        # per-line options: --keep-original --no-converters --no-exclude --exclude G --layer-config G=S
+        j_exclude, j_layers, j_keep, j_conv = exclude, dict(layer_config), a.keep_original, not a.no_converters
+        rest = job[3:]
+        while rest:
+            opt = rest.pop(0)
+            if opt == "--keep-original":
+                j_keep = True
+            elif opt == "--no-converters":
+                j_conv = False
+            elif opt == "--no-exclude":
+                j_exclude = []
+            elif opt == "--exclude":
+                j_exclude = (j_exclude or []) + [rest.pop(0)]
+            elif opt == "--layer-config":
+                g, _, sch = rest.pop(0).rpartition("=")
+                j_layers[g] = sch
+            else:
+                raise SystemExit(f"quark_ref: unknown job option {opt!r}")
         try:
-            elapsed = run_quark(model_dir, out_dir, scheme, a.device, a.model_type, exclude, layer_config,
-                                a.keep_original, not a.no_converters, a.replace)
+            elapsed = run_quark(model_dir, out_dir, scheme, a.device, a.model_type, j_exclude, j_layers,
+                                j_keep, j_conv, a.replace)
             print(f"JOB ok {scheme} {model_dir} -> {out_dir} {elapsed:.2f}s", flush=True)
         except BaseException as e:  # noqa: BLE001 - record Quark's failure as a result
             if isinstance(e, KeyboardInterrupt):
