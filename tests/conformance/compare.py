@@ -22,7 +22,7 @@ shard, dtype, shape and SHA-256, plus config.json, the index weight_map and side
 differing tensors are named but no element can be shown. Manifests carry a reference made elsewhere
 (e.g. Quark on the GPU machine) in a few kilobytes.
 
-A reference bundle (several manifests, e.g. reference/quark-0.13-cuda-manifests.json.gz) is named
+A reference bundle (several manifests, e.g. reference/quark-0.13-cuda.json.gz) is named
 BUNDLE#CHECKPOINT/SCHEME.
 
 Usage: compare.py REF_DIR|REF_MANIFEST.json|BUNDLE#CKPT/SCHEME CAND_DIR [--label NAME] [--max-report N]

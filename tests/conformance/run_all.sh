@@ -8,10 +8,10 @@
 #   --sq-device cpu|cuda      device for shardquant quantize (default cpu; env SQ_DEVICE)
 #   --quark-device cpu|cuda   device for Quark (default: cuda if torch sees one, else cpu)
 #   --ref-root DIR            use Quark outputs already made (DIR/<ckpt>/<scheme>/) instead of running Quark
-#   --ref-bundle FILE         use a manifest bundle as the Quark reference (e.g.
-#                             tests/conformance/reference/quark-0.13-cuda-manifests.json.gz, Quark on an
-#                             H100); implies --ckpt-gen python and the bundle's matrix; the regenerated
-#                             checkpoints are checked byte for byte against the bundle's
+#   --ref-bundle FILE         replay a stored Quark reference instead (ref_bundle.py run): e.g.
+#                             tests/conformance/reference/quark-0.13-cuda.json.gz (Quark on an H100, 181
+#                             runs incl. FP8 sources, keep-original, converters, overrides); --schemes,
+#                             --work, --sq-device apply
 #   --ckpt-gen sq|python      checkpoints from `shardquant make-checkpoint` (default when it works) or
 #                             from make_ckpt.py (numpy; fixed toy shapes, --size/--shard-size ignored)
 #   --schemes a,b,...         default: `shardquant schemes` (all supported)
@@ -25,7 +25,6 @@
 # Exit status: 0 when every (checkpoint, scheme) pair is identical or both sides refused it.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-export CONF_HERE="$here"
 repo="$(cd "$here/../.." && pwd)"
 
 sq_device="${SQ_DEVICE:-cpu}"
@@ -59,6 +58,10 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+py="${PYTHON:-}"
+if [[ -z "$py" ]]; then
+  if [[ -x "$repo/.venv-conformance/bin/python" ]]; then py="$repo/.venv-conformance/bin/python"; else py=python3; fi
+fi
 sq="${SQ_BIN:-}"
 if [[ -z "$sq" ]]; then
   if [[ -x "$repo/build/shardquant" ]]; then sq="$repo/build/shardquant"; else sq="$(command -v shardquant || true)"; fi
@@ -68,23 +71,20 @@ if [[ -z "$sq" || ! -x "$sq" ]]; then
   sq=""
 fi
 if [[ -n "$ref_bundle" ]]; then
-  ckpt_gen=python
-  do_quark=0
-  matrix="llama:bf16,llama:fp16:odd,deepseek_v3:bf16,deepseek_v3:fp16:odd,qwen3_moe:fp32,qwen3_moe:bf16:odd"
+  # Stored Quark-CUDA reference: ref_bundle.py regenerates the inputs, runs shardquant, compares.
+  [[ -n "$sq" ]] || { echo "run_all.sh: --ref-bundle needs the shardquant binary (SQ_BIN)" >&2; exit 2; }
+  exec "$py" "$here/ref_bundle.py" run "$ref_bundle" --sq "$sq" --work "$work" --sq-device "$sq_device" \
+    ${schemes:+--schemes "$schemes"} --python "$py"
 fi
 if [[ -z "$ckpt_gen" ]]; then
   if [[ -n "$sq" ]] && "$sq" make-checkpoint --help >/dev/null 2>&1; then ckpt_gen=sq; else ckpt_gen=python; fi
-fi
-py="${PYTHON:-}"
-if [[ -z "$py" ]]; then
-  if [[ -x "$repo/.venv-conformance/bin/python" ]]; then py="$repo/.venv-conformance/bin/python"; else py=python3; fi
 fi
 if [[ -z "$quark_device" ]]; then
   quark_device="$("$py" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null || echo cpu)"
 fi
 if [[ -z "$schemes" && -n "$sq" ]]; then
   # `shardquant schemes` prints one scheme per line, name first.
-  schemes="$("$sq" schemes 2>/dev/null | awk 'NF && $1 !~ /^#/ && $1 ~ /^[a-z0-9_]+$/ {print $1}' | paste -sd, -)"
+  schemes="$("$sq" schemes 2>/dev/null | awk '/^not in/ {exit} /^  [a-z0-9_]+/ {print $1}' | paste -sd, -)"
 fi
 if [[ -z "$schemes" ]]; then
   schemes="$("$py" -c "import sys; sys.path.insert(0, '$here'); import spec_ref; print(','.join(spec_ref.SCHEMES))")"
@@ -125,27 +125,7 @@ for e in "${entries[@]}"; do
       || { echo "make checkpoint $name failed:"; cat "$work/make-$name.log"; exit 1; }
   fi
 done
-if [[ -n "$ref_bundle" ]]; then
-  # The bundle's outputs are only a reference for byte-identical inputs.
-  "$py" - "$ref_bundle" "$ckroot" "${ckpts[@]}" <<'PY' || exit 1
-import gzip, json, sys
-bundle, root, names = sys.argv[1], sys.argv[2], sys.argv[3:]
-import importlib.util, os
-spec = importlib.util.spec_from_file_location("compare", os.path.join(os.environ["CONF_HERE"], "compare.py"))
-compare = importlib.util.module_from_spec(spec); spec.loader.exec_module(compare)
-b = json.load(gzip.open(bundle, "rt"))
-bad = []
-for n in names:
-    ref = b["checkpoints"].get(n)
-    got = compare.make_manifest(os.path.join(root, n))
-    if ref is None or ref["tensors"] != got["tensors"]:
-        bad.append(n)
-if bad:
-    print(f"run_all.sh: regenerated checkpoints differ from the reference bundle's: {bad}", file=sys.stderr)
-    sys.exit(1)
-print(f"run_all.sh: {len(names)} checkpoints byte-identical to the reference bundle's inputs")
-PY
-fi
+
 
 IFS=, read -ra scheme_list <<<"$schemes"
 
@@ -185,7 +165,7 @@ fi
 
 # 4. compare
 refpath() {  # reference for checkpoint $1, scheme $2
-  if [[ -n "$ref_bundle" ]]; then echo "$ref_bundle#$1/$2"; else echo "$qroot/$1/$2"; fi
+  echo "$qroot/$1/$2"
 }
 status=0
 n_ok=0; n_all=0
