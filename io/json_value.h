@@ -13,6 +13,8 @@
 
 namespace shardquant {
 
+struct json_member;
+
 struct json_value {
   enum class kind { null, boolean, number, string, array, object };
 
@@ -20,13 +22,22 @@ struct json_value {
   bool boolean = false;
   std::string text;               // number: the token as written; string: the unescaped value
   std::vector<json_value> items;  // array
-  std::vector<std::pair<std::string, json_value>> members;  // object, in source order
+  // Object members in source order. (A std::pair<std::string, json_value> member would need
+  // json_value complete here, which libc++/clang refuse; json_member is defined below.)
+  std::vector<json_member> members;
 
   [[nodiscard]] bool is_object() const noexcept { return type == kind::object; }
   [[nodiscard]] bool is_string() const noexcept { return type == kind::string; }
   // The member named `key` of an object; nullptr when absent or not an object.
   [[nodiscard]] const json_value* find(std::string_view key) const noexcept;
   [[nodiscard]] json_value* find(std::string_view key) noexcept;
+};
+
+struct json_member {
+  std::string first;  // the key, unescaped
+  json_value second;
+  json_member(std::string key, json_value value)
+      : first(std::move(key)), second(std::move(value)) {}
 };
 
 // Parses a document whose root must be an object. Throws input_error naming `path` and the byte

@@ -271,8 +271,11 @@ safetensors_header header_parser::parse(std::span<const std::byte> bytes) {
 
   const std::string_view text(reinterpret_cast<const char*>(bytes.data()) + 8, n);
   if (n == 0) fail("", 8, "header is empty (length 0), expected a JSON object");
-  if (const size_t bad = find_invalid_utf8(text); bad != std::string_view::npos)
-    fail("", 8 + bad, "header is not valid UTF-8");
+  // simdjson's vectorized check first; the scalar one only runs to locate the bad byte.
+  if (!simdjson::validate_utf8(text.data(), text.size())) {
+    const size_t bad = find_invalid_utf8(text);
+    fail("", 8 + (bad == std::string_view::npos ? 0 : bad), "header is not valid UTF-8");
+  }
   if (text[0] != '{') {
     char hex[8];
     std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned char>(text[0]));
