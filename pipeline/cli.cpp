@@ -119,26 +119,10 @@ std::string pct(uint64_t a, uint64_t b) {
   return buf;
 }
 
-uint64_t fallback_budget() {
-#if __has_include("pipeline/api.cpp")
-  return default_memory_budget();
-#else
-  // Same rule as pipeline/api.h documents: half of MemAvailable, clamped to [256 MiB, 16 GiB].
-  uint64_t avail = 0;
-  std::ifstream f("/proc/meminfo");
-  std::string key;
-  uint64_t kb = 0;
-  std::string unit;
-  while (f >> key >> kb >> unit)
-    if (key == "MemAvailable:") avail = kb * 1024;
-  return std::clamp<uint64_t>(avail / 2, 256ull << 20, 16ull << 30);
-#endif
-}
-
 int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
   if (a.dry_run) {
     plan_options po = to_plan_options(a);
-    const uint64_t budget = a.memory_budget ? a.memory_budget : fallback_budget();
+    const uint64_t budget = a.memory_budget ? a.memory_budget : default_memory_budget();
     po.token_bytes = choose_token_geometry(budget).token_bytes;
     source_checkpoint src = open_source_checkpoint(
         a.model_dir, [&](std::string w) { err << "warning: " << w << "\n"; });
@@ -150,7 +134,6 @@ int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
     if (!a.report.empty()) write_file_atomic(a.report, plan_json(p).dump(2) + "\n");
     return 0;
   }
-#if __has_include("pipeline/api.cpp")
   quantize_options o;
   o.input = a.model_dir;
   o.output = a.output_dir;
@@ -171,19 +154,11 @@ int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
   o.report_json = a.report;
   // Converter files are expanded to specs here, so the API sees one form.
   for (const auto& c : to_plan_options(a).converters) o.converters.push_back(c.to_string());
-  const run_report r = quantize_checkpoint(o);
-  if (!a.quiet)
-    err << "quantized " << format_size(r.bytes_in) << " -> " << format_size(r.bytes_out) << " in "
-        << r.wall_seconds << " s (" << r.gb_per_s << " GB/s)\n";
-  (void)out;
-  return 0;
-#else
+  // The pipeline prints its own summary (unless --quiet) and writes --report.
+  (void)quantize_checkpoint(o);
   (void)out;
   (void)err;
-  throw usage_error(
-      "quantization is not available in this build yet (the pipeline API is not implemented); "
-      "--dry-run prints the plan");
-#endif
+  return 0;
 }
 
 void print_schemes(std::ostream& out) {

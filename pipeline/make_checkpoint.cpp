@@ -93,6 +93,12 @@ struct builder {
   void norm(const std::string& n, uint64_t d) { add(n + ".weight", {d}, synthetic_kind::norm); }
 };
 
+// The real vocabulary from hidden size 2048 up; smaller models get smaller vocabularies so that
+// small targets still hold several layers.
+uint64_t small_vocab(uint64_t H, uint64_t real) {
+  return H >= 2048 ? real : H >= 1024 ? 32000 : H >= 512 ? 16384 : 8192;
+}
+
 const std::vector<uint64_t> k_hidden_ladder{256,  512,  768,  1024, 1536, 2048,
                                             3072, 4096, 5120, 6144, 7168, 8192};
 
@@ -107,7 +113,7 @@ llama_dims llama_for(uint64_t H, bool odd) {
   d.heads = H / d.hd;
   d.kv = std::max<uint64_t>(1, d.heads / 4);
   d.I = odd ? odd_size(H * 8 / 3) : round_up(H * 8 / 3, 256);
-  d.V = H >= 2048 ? 128256 : 32000;
+  d.V = small_vocab(H, 128256);
   if (odd) d.V += 1;
   return d;
 }
@@ -180,7 +186,7 @@ dsv3_dims dsv3_for(uint64_t H, bool odd) {
   d.moe_I = odd ? odd_size(H / 2) : round_up(H / 2, 64);
   d.E = H >= 4096 ? 32 : H >= 1024 ? 16 : 8;
   d.shared = 1;
-  d.V = big ? 129280 : 32000;
+  d.V = small_vocab(H, 129280);
   if (odd) d.V += 1;
   return d;
 }
@@ -288,7 +294,7 @@ qwen_dims qwen_for(uint64_t H, bool odd) {
   d.kv = std::max<uint64_t>(1, d.heads / 8);
   d.moe_I = odd ? odd_size(H * 3 / 8) : round_up(H * 3 / 8, 64);
   d.E = H >= 4096 ? 64 : H >= 1024 ? 32 : 16;
-  d.V = H >= 2048 ? 151936 : 32000;
+  d.V = small_vocab(H, 151936);
   if (odd) d.V += 1;
   return d;
 }

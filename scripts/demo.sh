@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# README command 1: install dependencies, build, generate a small llama-shaped checkpoint and
-# run the main job on it.
+# README command 1: install dependencies, build, generate a small llama-shaped checkpoint, print
+# the MXFP4 plan (--dry-run) and then run the quantization itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -11,3 +11,7 @@ if [ ! -f demo/llama/config.json ]; then
     --seed 1 --out demo/llama
 fi
 build/shardquant quantize --model-dir demo/llama --output-dir demo/llama-mxfp4 --scheme mxfp4 --dry-run
+# --overwrite: a second run replaces the files of the first one (nothing else is deleted).
+build/shardquant quantize --model-dir demo/llama --output-dir demo/llama-mxfp4 --scheme mxfp4 \
+  --overwrite
+build/shardquant inspect demo/llama-mxfp4 | tail -n 12
