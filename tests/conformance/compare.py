@@ -149,6 +149,10 @@ def shard_files(d: str) -> dict:
     return out
 
 
+# Files only shardquant writes and formats.md allows: its resume journal (§3.6, `--resume`).
+CANDIDATE_ONLY_OK = {".shardquant-journal"}
+
+
 def side_files(d: str) -> dict:
     out = {}
     for root, _, files in os.walk(d):
@@ -156,6 +160,8 @@ def side_files(d: str) -> dict:
             full = os.path.join(root, fn)
             rel = os.path.relpath(full, d)
             if fn.endswith(".safetensors") or rel in ("config.json", "model.safetensors.index.json"):
+                continue
+            if rel in CANDIDATE_ONLY_OK:
                 continue
             out[rel] = full
     return out
