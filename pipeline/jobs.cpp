@@ -284,6 +284,12 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
         w.bytes = p.run_bytes;
         w.segments = p.count;
         w.segment_stride = p.stride;
+        if (w.segments > 1 && w.segment_stride == w.bytes) {
+          // Runs back to back (e.g. a per-group int4 weight of a whole tensor): one write.
+          w.bytes *= w.segments;
+          w.segments = 1;
+          w.segment_stride = 0;
+        }
         w.token_pos = place_for_write(pos, w.file_offset);
         pos = w.token_pos + w.total_bytes();
         j->output_bytes += w.total_bytes();

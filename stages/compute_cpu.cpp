@@ -122,6 +122,15 @@ scale_kind scale_kind_of(const job& j, dtype t) {
 // formats.md §7.2.2 for rows [row_begin, row_begin + rows) into F32 at work_pos, through the
 // kernels' recovery API.
 void recover_fp8_block_rows(job& j) {
+  const fp8_block_source s = fp8_block_source_of(j, at(j, j.data_pos), at(j, j.scale_data_pos));
+  if (std::string why = check_fp8_block(s); !why.empty()) fail(j, why);
+  const quant_status st = recover_fp8_block(s, reinterpret_cast<float*>(at(j, j.work_pos)));
+  if (!st.ok()) fail(j, st.message());
+}
+
+}  // namespace
+
+fp8_block_source fp8_block_source_of(const job& j, const void* weight, const void* scale) {
   const fp8_block_spec& b = j.fp8_block;
   if (j.in_type != dtype::f8_e4m3 && j.in_type != dtype::f8_e5m2)
     fail(j, "block-FP8 weight of dtype " + std::string(name(j.in_type)));
@@ -129,22 +138,18 @@ void recover_fp8_block_rows(job& j) {
   s.weight_kind = j.in_type == dtype::f8_e4m3 ? fp8_kind::e4m3fn : fp8_kind::e5m2;
   s.rows = j.total_rows;
   s.cols = j.cols;
-  s.weight = reinterpret_cast<const uint8_t*>(at(j, j.data_pos));
+  s.weight = static_cast<const uint8_t*>(weight);
   s.row_begin = j.row_begin;
   s.row_end = j.row_begin + j.rows;
   s.scale_type = scale_kind_of(j, b.scale_type);
-  s.scale = at(j, j.scale_data_pos);
+  s.scale = scale;
   s.scale_rows = b.scale_rows;
   s.scale_cols = b.scale_cols;
   s.block_rows = b.block_rows;
   s.block_cols = b.block_cols;
   s.chunk_rows = b.chunk_rows;
-  if (std::string why = check_fp8_block(s); !why.empty()) fail(j, why);
-  const quant_status st = recover_fp8_block(s, reinterpret_cast<float*>(at(j, j.work_pos)));
-  if (!st.ok()) fail(j, st.message());
+  return s;
 }
-
-}  // namespace
 
 void arrange_input(job& j) {
   const input_spec& in = j.input;

@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "kernels/recover_tensors.h"
 #include "stages/job.h"
 
 namespace shardquant {
@@ -15,6 +16,12 @@ namespace shardquant {
 // runs of a strided slice; a copy job moves its bytes to its write position. Sets data_pos and
 // scale_data_pos. Cheap; called first by every compute backend.
 void arrange_input(job& j);
+
+// The recovery description of a block-FP8 job whose weight codes (rows of the range) and whole
+// scale tensor lie at `weight` and `scale` (host or device pointers). Throws input_error for a
+// weight or scale dtype recovery does not take.
+[[nodiscard]] fp8_block_source fp8_block_source_of(const job& j, const void* weight,
+                                                   const void* scale);
 
 // Runs the job's CPU work (kinds copy, cast, amax, quantize) in its token and leaves every output
 // piece at its token_pos. Throws input_error naming the source file and tensor on bad data

@@ -168,21 +168,10 @@ class gpu_backend final : public compute_backend {
     }
 
     source_view v;
-    gpu::fp8_block_view fv;
+    fp8_block_source fv;
     const bool fp8 = j.fp8_block.enabled;
     if (fp8) {
-      fv.type = j.in_type;
-      fv.shape = j.shape;
-      fv.data = dev + j.data_pos;
-      fv.row_begin = j.row_begin;
-      fv.row_end = j.row_begin + j.rows;
-      fv.scale = dev + j.scale_data_pos;
-      fv.scale_type = j.fp8_block.scale_type;
-      fv.scale_rows = j.fp8_block.scale_rows;
-      fv.scale_cols = j.fp8_block.scale_cols;
-      fv.block_rows = j.fp8_block.block_rows;
-      fv.block_cols = j.fp8_block.block_cols;
-      fv.chunk_rows = j.fp8_block.chunk_rows;
+      fv = fp8_block_source_of(j, dev + j.data_pos, dev + j.scale_data_pos);
     } else {
       v.type = j.in_type;
       v.shape = j.shape;
