@@ -87,7 +87,7 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
   q.add_flag("--keep-excluded-as-original", a.keep_original,
              "excluded layers quantized in the source keep their source bytes (FP8)");
   q.add_flag("--quiet", a.quiet, "no progress output");
-  q.add_option("--report", a.report, "write a JSON report to FILE");
+  q.add_option("--report", a.report, "write a JSON report to FILE (with --dry-run: the plan)");
   q.add_flag("--file2file_quantization", a.ignored_file2file,
              "accepted for Quark compatibility; ignored");
   q.add_flag("--skip_evaluation", a.ignored_skip_evaluation,

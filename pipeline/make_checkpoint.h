@@ -7,7 +7,8 @@
 // ≡ 2 (mod 4) and the vocabulary odd, so that
 //   - int4_wo_* / int4_wa_64 / uint4_wo_* (per-group, in % g) reject mlp.down_proj,
 //     experts.N.down_proj, shared_experts.down_proj (in = intermediate size) and, for
-//     deepseek_v3, q_b_proj (in = q_lora_rank) and kv_b_proj (in = kv_lora_rank);
+//     deepseek_v3, q_b_proj (in = q_lora_rank) and kv_b_proj (in = kv_lora_rank) when they are
+//     not excluded (the deepseek_v3 template excludes *self_attn*);
 //   - mxfp6_e2m3 / mxfp6_e3m2 (last dim % 4) reject the same tensors;
 //   - mxfp4*, fp8, ptpc_fp8, int8, int4_fp8 and the per-channel int4/uint4 schemes accept
 //     every tensor (the odd vocabulary only changes lm_head's output dimension, which no scheme

@@ -133,7 +133,9 @@ struct plan_part {
   // Otherwise exactly one output.
   std::vector<planned_output> outputs;
   // Row ranges when the input is larger than plan_options::token_bytes: rows per range
-  // (a multiple of row_split_multiple), 0 = one job for the whole tensor.
+  // (a multiple of row_split_multiple), 0 = one job for the whole tensor. An estimate from the
+  // input bytes alone, for the dry run; the job builder sizes the real ranges with the output
+  // and working buffers included.
   uint64_t split_rows = 0;
   bool amax_pass = false;  // split and the scheme needs the whole tensor's amax first
   std::string warning;     // e.g. rank >= 3 weight quantized as Quark does (§5.10)
