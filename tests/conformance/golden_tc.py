@@ -122,8 +122,20 @@ def elem_slice(dtype: str, b: bytes, lo: int, hi: int) -> bytes:
     return b[lo * w:hi * w]
 
 
-def run(device: str, schemes: list[str], dtypes: list[str], rows: int, cols: int, seed: int, keep: str | None):
+def run_sq(sq_bin: str, src: str, dst: str, scheme: str, device: str) -> tuple[bool, str]:
+    """shardquant quantize with an empty exclude list (as the Quark runs here); (ok, message)."""
+    import subprocess
+
+    shutil.rmtree(dst, ignore_errors=True)
+    p = subprocess.run([sq_bin, "quantize", "--model-dir", src, "--output-dir", dst, "--scheme", scheme,
+                        "--device", device, "--quiet", "--exclude"], capture_output=True, text=True)
+    return p.returncode == 0, (p.stderr.strip().splitlines() or [""])[-1]
+
+
+def run(device: str, schemes: list[str], dtypes: list[str], rows: int, cols: int, seed: int, keep: str | None,
+        sq_bin: str | None = None):
     rng = np.random.default_rng(seed)
+    who = "shardquant" if sq_bin else "Quark"
     work = keep or tempfile.mkdtemp(prefix="sq_golden_tc_")
     golden_results = []  # (golden, scheme, ok, lines, quark tensors)
     random_results = []  # dict rows
@@ -142,17 +154,36 @@ def run(device: str, schemes: list[str], dtypes: list[str], rows: int, cols: int
                         idx += 1
             for fam, x in random_layers(rng, dtype, rows, cols).items():
                 name = f"model.layers.{idx}.mlp.down_proj.weight"
+                idx += 1
+                if sq_bin:
+                    # formats.md makes some inputs an error ([DIFF 15]); shardquant must refuse them,
+                    # which would stop the whole checkpoint: check those alone.
+                    try:
+                        spec_ref.quantize(scheme, x, dtype)
+                    except spec_ref.SpecError as e:
+                        one = os.path.join(work, f"{scheme}-{dtype}-{fam}-src")
+                        shutil.rmtree(one, ignore_errors=True)
+                        write_checkpoint(one, {name: (DT_ST[dtype], [rows, cols], to_raw(x, dtype))}, dtype)
+                        ok, msg = run_sq(sq_bin, one, one + "-out", scheme, device)
+                        random_results.append({"scheme": scheme, "dtype": dtype, "family": fam,
+                                               "spec_error": f"{e}; shardquant "
+                                               + (f"refused: {msg[:120]}" if not ok else "did NOT refuse")})
+                        continue
                 tensors[name] = (DT_ST[dtype], [rows, cols], to_raw(x, dtype))
                 layer_src[name] = ("random", fam, x)
-                idx += 1
             src = os.path.join(work, f"{scheme}-{dtype}-src")
-            dst = os.path.join(work, f"{scheme}-{dtype}-quark-{device.replace(':', '')}")
+            dst = os.path.join(work, f"{scheme}-{dtype}-{who}-{device.replace(':', '')}")
             shutil.rmtree(src, ignore_errors=True)
             write_checkpoint(src, tensors, dtype)
             try:
-                quark_ref.run_quark(src, dst, scheme, device=device, exclude=[], replace=True)
+                if sq_bin:
+                    ok, msg = run_sq(sq_bin, src, dst, scheme, device)
+                    if not ok:
+                        raise RuntimeError(msg)
+                else:
+                    quark_ref.run_quark(src, dst, scheme, device=device, exclude=[], replace=True)
             except BaseException as e:  # noqa: BLE001 - report and go on with the next scheme
-                print(f"ERROR {scheme} {dtype}: Quark failed: {type(e).__name__}: {e}")
+                print(f"ERROR {scheme} {dtype}: {who} failed: {type(e).__name__}: {e}")
                 random_results.append({"scheme": scheme, "dtype": dtype, "error": f"{type(e).__name__}: {e}"})
                 continue
             out, _ = compare.read_safetensors(os.path.join(dst, "model.safetensors"))
@@ -169,13 +200,13 @@ def run(device: str, schemes: list[str], dtypes: list[str], rows: int, cols: int
                             continue
                         qdt, qsh, qb = q[suf]
                         if (qdt, qsh) != (edt, esh):
-                            lines.append(f"    {name}{suf}: Quark {qdt}{qsh} vs formats.md {edt}{esh}")
+                            lines.append(f"    {name}{suf}: {who} {qdt}{qsh} vs formats.md {edt}{esh}")
                         if qb != eb:
                             i, cnt = compare.first_diff(edt, eb, qb)
                             lines.append(f"    .weight{suf}: {cnt} elements differ, first flat {i}: formats.md "
-                                         f"{compare.element(edt, eb, i)} Quark {compare.element(qdt, qb, i)}")
+                                         f"{compare.element(edt, eb, i)} {who} {compare.element(qdt, qb, i)}")
                             lines.append(f"      formats.md: {display(edt, eb)}")
-                            lines.append(f"      Quark:      {display(qdt, qb)}")
+                            lines.append(f"      {who + ':':11s} {display(qdt, qb)}")
                     golden_results.append((g["name"], scheme, not lines, lines))
                 else:
                     fam, x = srcinfo[1], srcinfo[2]
@@ -197,14 +228,14 @@ def run(device: str, schemes: list[str], dtypes: list[str], rows: int, cols: int
                         edt, esh, eb = exp[suf]
                         qdt, qsh, qb = q[suf]
                         if (qdt, qsh) != (edt, esh):
-                            row[key] = f"dtype/shape Quark {qdt}{qsh} spec {edt}{esh}"
+                            row[key] = f"dtype/shape {who} {qdt}{qsh} spec {edt}{esh}"
                             continue
                         i, cnt = compare.first_diff(edt, eb, qb)
                         n = compare._numel(esh) if esh else 1
                         row[key] = [cnt, n]
                         if cnt:
                             row[key + "_first"] = (f"flat {i}: spec {compare.element(edt, eb, i)} "
-                                                   f"Quark {compare.element(qdt, qb, i)}")
+                                                   f"{who} {compare.element(qdt, qb, i)}")
                     random_results.append(row)
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
@@ -233,6 +264,59 @@ def tc_verdicts(quark_out: dict) -> list[dict]:
     return res
 
 
+def report(a, gres, rres, qout, who: str, env: dict) -> int:
+    print(f"\n== Golden vectors (formats.md §12.7), {who} on", a.device)
+    n_ok = 0
+    for gname, scheme, ok, lines in gres:
+        n_ok += ok
+        print(f"  {gname:4s} {scheme:22s} {'PASS' if ok else 'FAIL'}")
+        for line in lines:
+            print(line)
+    print(f"  goldens passing: {n_ok}/{len(gres)}")
+    tcs = tc_verdicts(qout)
+    print(f"\n== [TO CONFIRM] items (formats.md §12.9), {who} on", a.device)
+    for t in tcs:
+        print(f"  {t['item']} {t['golden']:4s} {t.get('tensor', ''):16s} {t['verdict']:45s} "
+              f"{who} [{t['quark']}] formats.md [{t['expected']}]")
+    print(f"\n== Random tensors: {who} vs formats.md rules (spec_ref.py); differing/total elements")
+    bad = 0
+    for r in rres:
+        if "error" in r:
+            bad += 1
+            print(f"  {r['scheme']:22s} {r['dtype']:5s} ERROR {r['error'][:160]}")
+        elif "spec_error" in r:
+            bad += "did NOT refuse" in r["spec_error"]
+            print(f"  {r['scheme']:22s} {r['dtype']:5s} {r['family']:9s} formats.md: error; {r['spec_error']}")
+        else:
+            diffs = {k: r[k] for k in ("weight", "_scale", "_scale_2") if k in r and r[k] != "-"
+                     and not (isinstance(r[k], list) and r[k][0] == 0)}
+            if diffs:
+                bad += 1
+                print(f"  {r['scheme']:22s} {r['dtype']:5s} {r['family']:9s} DIFFERENT {diffs}")
+                for k in diffs:
+                    if r.get(k + "_first"):
+                        print(f"      {k}: {r[k + '_first']}")
+    n_rand = sum(1 for r in rres if "family" in r and "spec_error" not in r)
+    print(f"  random tensors identical: {n_rand - bad if bad <= n_rand else 0}/{n_rand} "
+          f"(+{sum(1 for r in rres if 'spec_error' in r)} inputs formats.md rejects)")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"env": env, "goldens": [dict(golden=g, scheme=s, ok=ok, lines=l) for g, s, ok, l in gres],
+                       "tc": tcs, "random": rres}, f, indent=1)
+    ok = gres and n_ok == len(gres) and bad == 0
+    print(f"\n{n_ok + n_rand - bad} passed, {len(gres) - n_ok + bad} failed")
+    return 0 if ok else 1
+
+
+def main_sq(a) -> int:
+    env = {"candidate": a.sq, "device": a.device}
+    print(f"golden_tc: {env}")
+    schemes = [s for s in a.schemes.split(",") if s]
+    dtypes = [d for d in a.dtypes.split(",") if d]
+    gres, rres, qout = run(a.device, schemes, dtypes, a.rows, a.cols, a.seed, a.keep, sq_bin=a.sq)
+    return report(a, gres, rres, qout, "shardquant", env)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
@@ -244,7 +328,12 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--keep", default=None, help="keep checkpoints and Quark outputs in this directory")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--sq", default=None, metavar="SQ_BIN",
+                   help="check shardquant instead of Quark (no Quark needed): goldens and random tensors "
+                        "against formats.md's rules, which Quark on CUDA matches (reference/ logs)")
     a = p.parse_args(argv)
+    if a.sq:
+        return main_sq(a)
     if not a.verbose:
         quark_ref.quiet_quark()
     import importlib.metadata as md
