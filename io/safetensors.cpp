@@ -6,7 +6,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
-#include <cstring>
+#include <cstdio>
 #include <numeric>
 #include <unordered_set>
 
