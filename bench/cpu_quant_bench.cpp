@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu_isa.h"
 #include "kernels/numeric.h"
 #include "kernels/quantize.h"
 #include "kernels/schemes.h"
@@ -157,6 +158,8 @@ int main(int argc, char** argv) {
   copy.clear();
   copy.shrink_to_fit();
 
+  std::printf("fast path ISA level: %s (cap with SHARDQUANT_CPU_ISA=baseline|avx2)\n",
+              cpu_isa_name(active_cpu_isa()));
   std::printf("source: %s [%llu, %llu] = %.1f MiB; threads: 1 and %d; best of %d runs\n",
               std::string(name(d)).c_str(), static_cast<unsigned long long>(rows),
               static_cast<unsigned long long>(cols), src_bytes / 1048576.0, all, reps);
