@@ -14,6 +14,27 @@ std::string dims(uint64_t a, uint64_t b) {
 }
 }  // namespace
 
+std::optional<scale_kind> scale_kind_of(dtype d) noexcept {
+  switch (d) {
+    case dtype::f32:
+      return scale_kind::f32;
+    case dtype::bf16:
+      return scale_kind::bf16;
+    case dtype::f16:
+      return scale_kind::f16;
+    case dtype::f8_e8m0:
+      return scale_kind::e8m0;
+    default:
+      return std::nullopt;
+  }
+}
+
+std::optional<fp8_kind> fp8_kind_of(dtype d) noexcept {
+  if (d == dtype::f8_e4m3) return fp8_kind::e4m3fn;
+  if (d == dtype::f8_e5m2) return fp8_kind::e5m2;
+  return std::nullopt;
+}
+
 std::string check_fp8_block(const fp8_block_source& s) {
   if (s.rows == 0 || s.cols == 0) return "FP8 weight has a 0 dimension";
   if (s.block_rows == 0 || s.block_cols == 0) return "weight_block_size has a 0 entry";

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "kernels/dtype.h"
@@ -13,6 +14,11 @@
 #include "kernels/recover.h"
 
 namespace shardquant {
+
+// dtype -> element kinds of the recovery math; nullopt for a dtype that cannot be that operand
+// (scale: F32, BF16, F16, F8_E8M0; FP8 weight: F8_E4M3, F8_E5M2).
+[[nodiscard]] std::optional<scale_kind> scale_kind_of(dtype d) noexcept;
+[[nodiscard]] std::optional<fp8_kind> fp8_kind_of(dtype d) noexcept;
 
 // ---- DeepSeek-style block FP8 (§7.2.2)
 // -------------------------------------------------------------

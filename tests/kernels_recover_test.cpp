@@ -379,3 +379,11 @@ TEST_CASE("compressed-tensors errors: bad g_idx, NaN codes, bad arguments") {
   CHECK(!check_compressed(s).empty());
   CHECK(recover_compressed(s, out.data()).what == quant_status::code::bad_argument);
 }
+
+TEST_CASE("dtype to recovery operand kinds") {
+  CHECK(scale_kind_of(dtype::f8_e8m0) == scale_kind::e8m0);
+  CHECK(scale_kind_of(dtype::bf16) == scale_kind::bf16);
+  CHECK(!scale_kind_of(dtype::i32).has_value());
+  CHECK(fp8_kind_of(dtype::f8_e5m2) == fp8_kind::e5m2);
+  CHECK(!fp8_kind_of(dtype::f8_e4m3fnuz).has_value());
+}
