@@ -451,9 +451,10 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
       ->check(CLI::IsMember(synthetic_architectures()));
   mkc->add_option("--size", mk_size, "approximate total tensor bytes, e.g. 2G (binary units)")
       ->required();
-  mkc->add_option("--dtype", mk_dtype, "bf16 | fp16 | fp32")
+  mkc->add_option("--dtype", mk_dtype,
+                  "bf16 | fp16 | fp32 | fp8 (fp8: DeepSeek-style block-FP8 source, BF16 model)")
       ->default_val("bf16")
-      ->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
+      ->check(CLI::IsMember({"bf16", "fp16", "fp32", "fp8"}));
   mkc->add_option("--shard-size", mk_shard, "max tensor bytes per shard (binary units)")
       ->default_val("4G");
   mkc->add_option("--out", mk_out, "output directory")->required();
@@ -498,7 +499,10 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   if (mkc->parsed()) {
     mk.size = parse_size(mk_size);
     mk.shard_size = parse_size(mk_shard);
-    mk.type = mk_dtype == "bf16" ? dtype::bf16 : mk_dtype == "fp16" ? dtype::f16 : dtype::f32;
+    mk.type = mk_dtype == "bf16"   ? dtype::bf16
+              : mk_dtype == "fp16" ? dtype::f16
+              : mk_dtype == "fp8"  ? dtype::f8_e4m3
+                                   : dtype::f32;
     mk.out = mk_out;
     const make_checkpoint_result r = make_checkpoint(mk);
     out << "wrote " << r.tensors << " tensors, " << format_size(r.bytes) << " in "

@@ -14,6 +14,7 @@
 #include "io/file.h"
 #include "io/safetensors.h"
 #include "io/shard_writer.h"
+#include "kernels/fp8.h"
 #include "kernels/numeric.h"
 
 namespace shardquant {
@@ -85,7 +86,7 @@ struct builder {
   std::vector<synthetic_tensor> t;
   void add(std::string name, std::vector<uint64_t> shape, synthetic_kind k) {
     t.push_back(
-        {std::move(name), std::move(shape), k == synthetic_kind::bias ? dtype::f32 : type, k});
+        {std::move(name), std::move(shape), k == synthetic_kind::bias ? dtype::f32 : type, k, {}});
   }
   void linear(const std::string& n, uint64_t out, uint64_t in) {
     add(n + ".weight", {out, in}, synthetic_kind::linear);
@@ -403,31 +404,136 @@ const std::vector<std::string>& synthetic_architectures() {
 }
 
 synthetic_model design_model(const make_checkpoint_options& o) {
-  if (o.type != dtype::bf16 && o.type != dtype::f16 && o.type != dtype::f32)
-    throw usage_error("--dtype must be bf16, fp16 or fp32");
-  const uint64_t elems = o.size / (bits(o.type) / 8);
+  if (o.type != dtype::bf16 && o.type != dtype::f16 && o.type != dtype::f32 &&
+      o.type != dtype::f8_e4m3)
+    throw usage_error("--dtype must be bf16, fp16, fp32 or fp8");
+  const bool fp8 = o.type == dtype::f8_e4m3;
+  // FP8 sources: BF16 model, Linear weights stored as block FP8 (about 1 byte per element).
+  const dtype base_type = fp8 ? dtype::bf16 : o.type;
+  const uint64_t elems = o.size / (fp8 ? 1 : bits(o.type) / 8);
   synthetic_model m;
   if (o.arch == "llama") {
     auto [d, L] = fit<llama_dims>(elems, o.odd_shapes, llama_for, llama_fixed, llama_layer);
-    m = llama_model(d, L, o.type);
+    m = llama_model(d, L, base_type);
   } else if (o.arch == "deepseek_v3") {
     auto [d, L] = fit<dsv3_dims>(elems, o.odd_shapes, dsv3_for, dsv3_fixed, dsv3_moe_layer);
-    m = dsv3_model(d, L, o.type);
+    m = dsv3_model(d, L, base_type);
   } else if (o.arch == "qwen3_moe") {
     auto [d, L] = fit<qwen_dims>(elems, o.odd_shapes, qwen_for, qwen_fixed, qwen_layer);
-    m = qwen_model(d, L, o.type);
+    m = qwen_model(d, L, base_type);
   } else {
     throw usage_error("unknown --arch '" + o.arch + "' (llama, deepseek_v3, qwen3_moe)");
   }
-  m.config["torch_dtype"] = dtype_config_name(o.type);
+  m.config["torch_dtype"] = dtype_config_name(base_type);
   m.config["transformers_version"] = "4.51.0";
+  if (fp8) {
+    // DeepSeek-V3 style: every Linear weight except lm_head and the routers (mlp.gate) is block
+    // FP8 with an F32 `_scale_inv` [ceil(R/128), ceil(C/128)] right after it.
+    std::vector<synthetic_tensor> t;
+    for (auto& x : m.tensors) {
+      const bool quant = x.kind == synthetic_kind::linear && x.name != "lm_head.weight" &&
+                         !x.name.ends_with("mlp.gate.weight");
+      if (!quant) {
+        t.push_back(std::move(x));
+        continue;
+      }
+      synthetic_tensor w{x.name, x.shape, dtype::f8_e4m3, synthetic_kind::fp8_weight, x.shape};
+      synthetic_tensor sc{x.name + "_scale_inv",
+                          {(x.shape[0] + 127) / 128, (x.shape[1] + 127) / 128},
+                          dtype::f32,
+                          synthetic_kind::fp8_scale,
+                          x.shape};
+      t.push_back(std::move(w));
+      t.push_back(std::move(sc));
+    }
+    m.tensors = std::move(t);
+    m.config["quantization_config"] = {{"activation_scheme", "dynamic"},
+                                       {"fmt", "e4m3"},
+                                       {"quant_method", "fp8"},
+                                       {"weight_block_size", {128, 128}}};
+  }
   return m;
 }
+
+namespace {
+
+// One row of a matrix-shaped tensor in fp32 (linear weights: per-row spread, ~1/32 rows with
+// outliers, ~1/512 rows all zero; embeddings: plain normal).
+void matrix_row_f32(bool linear, uint64_t key, uint64_t row, uint64_t cols, float base, float* o) {
+  rng r{splitmix(key + row * 0x9e3779b97f4a7c15ull)};
+  const uint64_t h = r.next();
+  if (linear && (h & 511) == 7) {
+    std::fill(o, o + cols, 0.0f);
+    return;
+  }
+  const float scale = base * std::exp(0.35f * r.normal());
+  for (uint64_t c = 0; c < cols; ++c) o[c] = scale * r.normal();
+  if (linear && ((h >> 9) & 31) == 0) {
+    const int n = 1 + static_cast<int>((h >> 14) & 3);
+    for (int k = 0; k < n; ++k) {
+      const uint64_t c = r.next() % cols;
+      const float mag = scale * (10.0f + 20.0f * r.uniform());
+      o[c] = (r.next() & 1) ? mag : -mag;
+    }
+  }
+}
+
+constexpr uint64_t k_fp8_block = 128;
+
+// The fp32 rows of one 128-row block of an FP8 weight and the block scales of that block row
+// (amax / 448 per 128 columns; 1 for an all-zero block).
+void fp8_block_rows(uint64_t key, uint64_t rows, uint64_t cols, uint64_t block, float base,
+                    std::vector<float>& vals, std::vector<float>& scales) {
+  const uint64_t r0 = block * k_fp8_block;
+  const uint64_t n = std::min(k_fp8_block, rows - r0);
+  vals.resize(n * cols);
+  tbb::parallel_for(uint64_t{0}, n, [&](uint64_t i) {
+    matrix_row_f32(true, key, r0 + i, cols, base, vals.data() + i * cols);
+  });
+  const uint64_t nb = (cols + k_fp8_block - 1) / k_fp8_block;
+  scales.assign(nb, 0.0f);
+  for (uint64_t i = 0; i < n; ++i)
+    for (uint64_t c = 0; c < cols; ++c)
+      scales[c / k_fp8_block] = std::max(scales[c / k_fp8_block], std::fabs(vals[i * cols + c]));
+  for (float& sc : scales) sc = sc > 0 ? sc / 448.0f : 1.0f;
+}
+
+}  // namespace
 
 void generate_rows(const synthetic_tensor& t, uint64_t seed, uint64_t row_begin, uint64_t rows,
                    std::byte* out) {
   const uint64_t cols = t.shape.size() >= 2 ? t.shape.back() : (t.shape.empty() ? 1 : t.shape[0]);
   const uint64_t eb = bits(t.type) / 8;
+  if (t.kind == synthetic_kind::fp8_weight || t.kind == synthetic_kind::fp8_scale) {
+    // Both are derived from the weight's fp32 rows, keyed by the weight's name.
+    const bool is_scale = t.kind == synthetic_kind::fp8_scale;
+    const std::string wname = is_scale ? t.name.substr(0, t.name.size() - 10) : t.name;
+    const uint64_t key = splitmix(seed ^ fnv1a(wname));
+    const uint64_t R = t.source_shape[0], C = t.source_shape[1];
+    const float base = 1.0f / std::sqrt(static_cast<float>(C));
+    std::vector<float> vals, scales;
+    if (is_scale) {
+      for (uint64_t b = row_begin; b < row_begin + rows; ++b) {
+        fp8_block_rows(key, R, C, b, base, vals, scales);
+        std::memcpy(out + (b - row_begin) * cols * 4, scales.data(), cols * 4);
+      }
+      return;
+    }
+    uint64_t done = 0;
+    while (done < rows) {
+      const uint64_t r = row_begin + done;
+      const uint64_t b = r / k_fp8_block;
+      fp8_block_rows(key, R, C, b, base, vals, scales);
+      const uint64_t end = std::min(row_begin + rows, (b + 1) * k_fp8_block);
+      for (uint64_t rr = r; rr < end; ++rr) {
+        const float* v = vals.data() + (rr - b * k_fp8_block) * C;
+        auto* o = reinterpret_cast<uint8_t*>(out) + (rr - row_begin) * C;
+        for (uint64_t c = 0; c < C; ++c) o[c] = fp8_e4m3fn_encode(v[c] / scales[c / k_fp8_block]);
+      }
+      done += end - r;
+    }
+    return;
+  }
   const uint64_t key = splitmix(seed ^ fnv1a(t.name));
   if (t.shape.size() < 2) {  // rank 0/1: one "row" holds the whole vector
     rng r{splitmix(key)};
@@ -439,29 +545,14 @@ void generate_rows(const synthetic_tensor& t, uint64_t seed, uint64_t row_begin,
     }
     return;
   }
-  const float base = t.kind == synthetic_kind::embedding
-                         ? 0.02f
-                         : 1.0f / std::sqrt(static_cast<float>(t.shape.back()));
+  const bool linear = t.kind == synthetic_kind::linear;
+  const float base = linear ? 1.0f / std::sqrt(static_cast<float>(t.shape.back())) : 0.02f;
   tbb::parallel_for(tbb::blocked_range<uint64_t>(0, rows, 64), [&](const auto& range) {
+    std::vector<float> row(cols);
     for (uint64_t i = range.begin(); i < range.end(); ++i) {
-      const uint64_t row = row_begin + i;
-      rng r{splitmix(key + row * 0x9e3779b97f4a7c15ull)};
+      matrix_row_f32(linear, key, row_begin + i, cols, base, row.data());
       std::byte* o = out + i * cols * eb;
-      const uint64_t h = r.next();
-      if (t.kind == synthetic_kind::linear && (h & 511) == 7) {  // ~1/512 rows all zero
-        std::memset(o, 0, cols * eb);
-        continue;
-      }
-      const float scale = base * std::exp(0.35f * r.normal());  // per-row spread
-      for (uint64_t c = 0; c < cols; ++c) store(t.type, scale * r.normal(), o + c * eb);
-      if (t.kind == synthetic_kind::linear && ((h >> 9) & 31) == 0) {  // ~1/32 rows: outliers
-        const int n = 1 + static_cast<int>((h >> 14) & 3);
-        for (int k = 0; k < n; ++k) {
-          const uint64_t c = r.next() % cols;
-          const float mag = scale * (10.0f + 20.0f * r.uniform());
-          store(t.type, (r.next() & 1) ? mag : -mag, o + c * eb);
-        }
-      }
+      for (uint64_t c = 0; c < cols; ++c) store(t.type, row[c], o + c * eb);
     }
   });
 }
@@ -507,7 +598,9 @@ make_checkpoint_result make_checkpoint(const make_checkpoint_options& o) {
       const uint64_t rows = t->shape.size() >= 2 ? t->shape[0] : 1;
       const uint64_t row_bytes = rows ? t->bytes() / rows : 0;
       if (t->bytes() == 0) continue;
-      const uint64_t per = std::max<uint64_t>(1, k_block / std::max<uint64_t>(1, row_bytes));
+      uint64_t per = std::max<uint64_t>(1, k_block / std::max<uint64_t>(1, row_bytes));
+      if (t->kind == synthetic_kind::fp8_weight)  // whole 128-row scale blocks per call
+        per = std::max<uint64_t>(1, per / 128) * 128;
       for (uint64_t r = 0; r < rows; r += per) {
         const uint64_t k = std::min(per, rows - r);
         buf.resize(k * row_bytes);

@@ -28,10 +28,12 @@
 namespace shardquant {
 
 enum class synthetic_kind : uint8_t {
-  linear,     // normal, std 1/sqrt(in) with per-row spread, outliers, some all-zero rows
-  embedding,  // normal, std 0.02
-  norm,       // around 1.0
-  bias,       // small values (e.g. e_score_correction_bias), stored F32
+  linear,      // normal, std 1/sqrt(in) with per-row spread, outliers, some all-zero rows
+  embedding,   // normal, std 0.02
+  norm,        // around 1.0
+  bias,        // small values (e.g. e_score_correction_bias), stored F32
+  fp8_weight,  // linear weight stored F8_E4M3 with 128x128 block scales (--dtype fp8)
+  fp8_scale,   // the F32 `_scale_inv` of an fp8_weight
 };
 
 struct synthetic_tensor {
@@ -39,6 +41,7 @@ struct synthetic_tensor {
   std::vector<uint64_t> shape;
   dtype type;
   synthetic_kind kind;
+  std::vector<uint64_t> source_shape;  // fp8_weight / fp8_scale: the weight's [R, C]
   [[nodiscard]] uint64_t bytes() const;
 };
 
@@ -51,8 +54,10 @@ struct synthetic_model {
 struct make_checkpoint_options {
   std::string arch = "llama";  // llama | deepseek_v3 | qwen3_moe
   uint64_t size = 0;           // target total tensor bytes
-  dtype type = dtype::bf16;    // bf16 | f16 | f32
-  uint64_t shard_size = 0;     // max tensor bytes per shard (a larger tensor gets its own)
+  // bf16 | f16 | f32, or f8_e4m3 for a DeepSeek-style block-FP8 source (BF16 model dtype,
+  // Linear weights except lm_head and routers as F8_E4M3 + F32 `_scale_inv`, quant_method fp8).
+  dtype type = dtype::bf16;
+  uint64_t shard_size = 0;  // max tensor bytes per shard (a larger tensor gets its own)
   std::filesystem::path out;
   uint64_t seed = 0;
   bool odd_shapes = false;

@@ -52,7 +52,7 @@ TEST_CASE("the same seed gives the same bytes and another seed different ones") 
 }
 
 TEST_CASE("row generation does not depend on how rows are split") {
-  const synthetic_tensor t{"x.weight", {64, 96}, dtype::bf16, synthetic_kind::linear};
+  const synthetic_tensor t{"x.weight", {64, 96}, dtype::bf16, synthetic_kind::linear, {}};
   std::vector<std::byte> whole(64 * 96 * 2), parts(64 * 96 * 2);
   generate_rows(t, 3, 0, 64, whole.data());
   generate_rows(t, 3, 0, 10, parts.data());
@@ -61,7 +61,7 @@ TEST_CASE("row generation does not depend on how rows are split") {
 }
 
 TEST_CASE("weights look trained: finite, row scales spread, some zero rows and outliers") {
-  const synthetic_tensor t{"big.weight", {4096, 256}, dtype::f32, synthetic_kind::linear};
+  const synthetic_tensor t{"big.weight", {4096, 256}, dtype::f32, synthetic_kind::linear, {}};
   std::vector<float> v(4096 * 256);
   generate_rows(t, 11, 0, 4096, reinterpret_cast<std::byte*>(v.data()));
   size_t zero_rows = 0, outlier_rows = 0;
@@ -167,4 +167,55 @@ TEST_CASE("large targets scale the hidden size up, not just the layer count") {
   const double ratio = double(m.bytes()) / double(o.size);
   CHECK(ratio > 0.9);
   CHECK(ratio < 1.1);
+}
+
+TEST_CASE("fp8 sources: block scales match their weights and plan as recovered DeepSeek FP8") {
+  make_checkpoint_options o;
+  o.arch = "deepseek_v3";
+  o.size = 24ull << 20;
+  o.type = dtype::f8_e4m3;
+  const auto m = design_model(o);
+  CHECK(m.config["quantization_config"]["quant_method"] == "fp8");
+  CHECK(m.config["torch_dtype"] == "bfloat16");
+  const auto n = by_name(m);
+  const synthetic_tensor* w = n.at("model.layers.1.mlp.experts.0.down_proj.weight");
+  const synthetic_tensor* s = n.at("model.layers.1.mlp.experts.0.down_proj.weight_scale_inv");
+  CHECK(w->type == dtype::f8_e4m3);
+  CHECK(n.at("lm_head.weight")->type == dtype::bf16);
+  CHECK(n.at("model.layers.1.mlp.gate.weight")->type == dtype::bf16);
+  const uint64_t R = w->shape[0], C = w->shape[1];
+  REQUIRE(s->shape == shape{(R + 127) / 128, (C + 127) / 128});
+  std::vector<std::byte> codes(R * C), scales(s->shape[0] * s->shape[1] * 4);
+  generate_rows(*w, 9, 0, 100, codes.data());  // deliberately not block-aligned
+  generate_rows(*w, 9, 100, R - 100, codes.data() + 100 * C);
+  generate_rows(*s, 9, 0, s->shape[0], scales.data());
+  // In each block the element of largest magnitude was scaled to exactly +-448 (code 0x7E/0xFE).
+  size_t blocks_with_max = 0, blocks = 0;
+  for (uint64_t br = 0; br < s->shape[0]; ++br)
+    for (uint64_t bc = 0; bc < s->shape[1]; ++bc) {
+      bool has_max = false, any = false;
+      for (uint64_t r = br * 128; r < std::min(R, br * 128 + 128); ++r)
+        for (uint64_t c = bc * 128; c < std::min(C, bc * 128 + 128); ++c) {
+          const auto b = std::to_integer<uint8_t>(codes[r * C + c]);
+          has_max |= (b & 0x7F) == 0x7E;
+          any |= (b & 0x7F) != 0;
+        }
+      blocks += any;
+      blocks_with_max += has_max;
+    }
+  CHECK(blocks > 0);
+  CHECK(blocks_with_max == blocks);
+
+  temp_dir t;
+  o.out = t.path;
+  o.shard_size = 4ull << 20;
+  (void)make_checkpoint(o);
+  plan_options po;
+  po.scheme = scheme_id::mxfp4;
+  const plan p = plan_dir(t.path, po);
+  CHECK(p.facts.quant_method == "fp8");
+  CHECK(part(p, "model.layers.1.mlp.experts.0.down_proj.weight")->action ==
+        tensor_action::recover_quantize);
+  CHECK(part(p, "model.layers.1.self_attn.o_proj.weight")->action == tensor_action::recover_cast);
+  CHECK(p.totals.consumed == p.totals.recovered);
 }
