@@ -161,7 +161,22 @@ struct fp8_block_params {
   scale_kind skind;
   fp8_block_geometry geo;
   uint64_t row_begin;  // tensor row of the range's first row
+  bool small;          // rows, columns and scale indices fit 32 bits
 };
+
+// fp8_block_scale_row() / the scale column, in 32-bit arithmetic when everything fits (64-bit
+// division costs ~4x more and ran once per 8 elements).
+__device__ __forceinline__ uint64_t block_scale_row(const fp8_block_params& p, uint64_t tr) {
+  if (!p.small) return fp8_block_scale_row(p.geo, tr);
+  const uint32_t r32 = static_cast<uint32_t>(tr), cr = static_cast<uint32_t>(p.geo.chunk_rows);
+  const uint32_t k = r32 / cr;
+  return k * static_cast<uint32_t>(p.geo.blocks_per_chunk) +
+         (r32 - k * cr) / static_cast<uint32_t>(p.geo.bh);
+}
+__device__ __forceinline__ uint64_t block_scale_col(const fp8_block_params& p, uint64_t col) {
+  if (!p.small) return col / p.geo.bw;
+  return static_cast<uint32_t>(col) / static_cast<uint32_t>(p.geo.bw);
+}
 
 struct fp8_block_loader {
   static constexpr src_kind math = src_kind::f32;
@@ -183,10 +198,11 @@ struct fp8_block_loader {
 #pragma unroll
       for (uint32_t i = 0; i < 8; ++i) code[i] = i < n ? c[i] : uint8_t{0};
     }
-    const uint64_t srow = fp8_block_scale_row(p.geo, p.row_begin + row) * p.geo.scale_cols;
+    const uint64_t srow = block_scale_row(p, p.row_begin + row) * p.geo.scale_cols;
+    const uint64_t scol = block_scale_col(p, col);
     load_result r;
-    uint64_t si = srow + col / p.geo.bw;
-    uint64_t next_block = (col / p.geo.bw + 1) * p.geo.bw;
+    uint64_t si = srow + scol;
+    uint64_t next_block = (scol + 1) * p.geo.bw;
     float s = load_scale(p.skind, p.scale, si);
     bool s_bad = p.skind == scale_kind::e8m0 && static_cast<const uint8_t*>(p.scale)[si] == 255;
 #pragma unroll

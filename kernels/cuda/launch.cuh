@@ -15,6 +15,10 @@ struct launch_geometry {
 };
 
 inline constexpr unsigned k_block = 256;
+// Blocks per SM every kernel must fit (register cap 64 per thread, 32 resident warps). On the
+// H100 this moved the bench by under 10% (the kernels are bound by INT32 issue of the element
+// math, not by latency); kept so no kernel drops to 1-2 resident blocks.
+inline constexpr unsigned k_min_blocks = 4;
 
 // Row/vector coordinates of vector t (8 elements of one row) in a range of `cols`-element rows.
 struct vec_pos {

@@ -141,6 +141,8 @@ quant_status make_fp8_block(const fp8_block_source& v, fp8_block_loader* out) {
   out->p.geo = {v.block_rows, v.block_cols, cr, (cr + v.block_rows - 1) / v.block_rows,
                 (v.cols + v.block_cols - 1) / v.block_cols};
   out->p.row_begin = v.row_begin;
+  const uint64_t lim = uint64_t{1} << 31;
+  out->p.small = v.rows < lim && v.cols < lim && v.scale_rows * v.scale_cols < lim;
   return {};
 }
 

@@ -16,7 +16,7 @@ constexpr unsigned k_tile_rows = 64;   // 8 warps x 8 rows: each warp owns one o
 constexpr unsigned k_tile_cols = 256;  // 32 lanes x 8 columns
 
 template <class Src, int G, bool Unsigned>
-__global__ void __launch_bounds__(k_block)
+__global__ void __launch_bounds__(k_block, k_min_blocks)
     group_quant_kernel(Src src, uint64_t rows, uint64_t cols, uint64_t row_begin,
                        uint32_t* out_words, uint64_t words_per_col, float* scale_out,
                        int32_t* zp_out, void* ws) {

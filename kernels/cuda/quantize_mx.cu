@@ -19,7 +19,7 @@ __host__ __device__ constexpr mx_format format_of() {
 }
 
 template <class Src, int Fmt, bool Flat>
-__global__ void __launch_bounds__(k_block)
+__global__ void __launch_bounds__(k_block, k_min_blocks)
     mx_kernel(Src src, uint64_t rows, uint64_t cols, uint64_t row_begin, uint8_t* out,
               uint8_t* scale_out, void* ws) {
   const uint64_t vpr = Flat ? cols / 8 : ((cols + 31) / 32) * 4;  // vectors per row, whole blocks

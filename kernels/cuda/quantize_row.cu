@@ -1,6 +1,6 @@
 // Per-row kernels: ptpc_fp8, int4/uint4 per-channel and int4_fp8 (formats.md §5.3, §5.5, §10).
 // One block per row; the row stays in registers between the statistic pass and the encode pass
-// (rows longer than 8192 elements re-read their tail, from L2). Math from the shared headers.
+// (rows longer than 4096 elements re-read their tail, from L2). Math from the shared headers.
 #include <algorithm>
 
 #include "kernels/cuda/launch.cuh"
@@ -15,10 +15,10 @@ namespace {
 
 enum class row_kind { fp8, int4, uint4, int4_fp8 };
 
-constexpr int k_row_regs = 4;  // vectors of 8 kept in registers per thread (rows <= 8192 elems)
+constexpr int k_row_regs = 2;  // vectors of 8 kept in registers per thread (rows <= 4096 elems)
 
 template <class Src, row_kind K>
-__global__ void __launch_bounds__(k_block)
+__global__ void __launch_bounds__(k_block, k_min_blocks)
     row_quant_kernel(Src src, uint64_t rows, uint64_t cols, uint64_t row_begin, void* out,
                      float* scale_out, void* aux_out, void* ws) {
   constexpr src_kind D = Src::math;

@@ -13,7 +13,7 @@ namespace {
 // ---- per-tensor amax ----------------------------------------------------------------------------
 
 template <class Src>
-__global__ void __launch_bounds__(k_block)
+__global__ void __launch_bounds__(k_block, k_min_blocks)
     amax_kernel(Src src, uint64_t rows, uint64_t cols, uint64_t row_begin, void* ws) {
   __shared__ uint32_t scratch[32];
   const uint64_t vpr = (cols + 7) / 8;
@@ -54,7 +54,7 @@ __global__ void __launch_bounds__(k_block)
 enum class tensor_kind { fp8, int8 };
 
 template <class Src, tensor_kind K>
-__global__ void __launch_bounds__(k_block)
+__global__ void __launch_bounds__(k_block, k_min_blocks)
     tensor_quant_kernel(Src src, uint64_t rows, uint64_t cols, uint64_t row_begin, uint8_t* out,
                         float* scale_out, void* ws) {
   constexpr src_kind D = Src::math;

@@ -30,7 +30,7 @@ __device__ __forceinline__ void store_f32x8(float* dst, const float (&x)[8], uin
 }
 
 // Every e8m0 0xFF byte of a scale tensor (the CPU checks the whole scale first).
-__global__ void __launch_bounds__(k_block)
+__global__ void __launch_bounds__(k_block, k_min_blocks)
     e8m0_scan_kernel(const uint8_t* scale, uint64_t n, void* ws) {
   const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
   for (uint64_t i = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -39,7 +39,7 @@ __global__ void __launch_bounds__(k_block)
 }
 
 // g_idx entries outside [0, groups) (index j), as the CPU reports them.
-__global__ void __launch_bounds__(k_block)
+__global__ void __launch_bounds__(k_block, k_min_blocks)
     g_idx_scan_kernel(const int32_t* g_idx, uint64_t n, uint64_t groups, void* ws) {
   const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
   for (uint64_t j = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; j < n;
@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(k_block)
 
 // Block FP8 -> F32: RN32(fp8(W[r][c]) * S[scale row of r][c div bw]); NaN codes are reported
 // (element index), other non-finite products are written as they are (the CPU does the same).
-__global__ void __launch_bounds__(k_block)
+__global__ void __launch_bounds__(k_block, k_min_blocks)
     fp8_block_recover_kernel(fp8_block_params p, uint64_t rows, uint64_t cols, float* out,
                              void* ws) {
   const uint64_t vpr = (cols + 7) / 8;
@@ -58,9 +58,9 @@ __global__ void __launch_bounds__(k_block)
   const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
   for (uint64_t t = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; t < nvec;
        t += stride) {
-    const uint64_t row = t / vpr;
-    const uint64_t col = (t - row * vpr) * 8;
-    const uint32_t n = cols - col < 8 ? static_cast<uint32_t>(cols - col) : 8u;
+    const vec_pos vp = vector_position(t, cols, vpr, false);
+    const uint64_t row = vp.row, col = vp.col;
+    const uint32_t n = vp.n;
     const uint64_t e = row * cols + col;
     const uint8_t* c = p.codes + e;
     uint8_t code[8];
@@ -75,15 +75,17 @@ __global__ void __launch_bounds__(k_block)
 #pragma unroll
       for (uint32_t i = 0; i < 8; ++i) code[i] = i < n ? c[i] : uint8_t{0};
     }
-    const uint64_t srow = fp8_block_scale_row(p.geo, p.row_begin + row) * p.geo.scale_cols;
+    const uint64_t srow = block_scale_row(p, p.row_begin + row) * p.geo.scale_cols;
     float x[8];
     uint32_t nan_mask = 0;
-#pragma unroll
+    // Not unrolled: the loop-invariant dtype switches would be unswitched 8 times over and the
+    // compile time explodes; this kernel is not on the quantize path.
+#pragma unroll 1
     for (uint32_t i = 0; i < 8; ++i) {
       x[i] = 0.0f;
       if (i >= n) continue;
       if (fp8_is_nan(p.kind, code[i])) nan_mask |= 1u << i;
-      const float s = load_scale(p.skind, p.scale, srow + (col + i) / p.geo.bw);
+      const float s = load_scale(p.skind, p.scale, srow + block_scale_col(p, col + i));
       x[i] = fp8_dequant_element(p.kind, code[i], s);
     }
     if (nan_mask)
@@ -123,7 +125,7 @@ __device__ __forceinline__ uint64_t ct_scale_index(const ct_params& s, uint64_t 
   }
 }
 
-__global__ void __launch_bounds__(k_block)
+__global__ void __launch_bounds__(k_block, k_min_blocks)
     ct_recover_kernel(ct_params p, uint64_t range_rows, float* out, void* ws) {
   const uint64_t cols = p.cols;
   const uint64_t vpr = (cols + 7) / 8;
@@ -133,13 +135,13 @@ __global__ void __launch_bounds__(k_block)
   const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
   for (uint64_t t = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; t < nvec;
        t += stride) {
-    const uint64_t row = t / vpr;
-    const uint64_t col = (t - row * vpr) * 8;
-    const uint32_t n = cols - col < 8 ? static_cast<uint32_t>(cols - col) : 8u;
+    const vec_pos vp = vector_position(t, cols, vpr, false);
+    const uint64_t row = vp.row, col = vp.col;
+    const uint32_t n = vp.n;
     const uint64_t o = p.row_begin + row;
     float x[8];
     uint32_t nan_mask = 0;
-#pragma unroll
+#pragma unroll 1
     for (uint32_t i = 0; i < 8; ++i) {
       x[i] = 0.0f;
       if (i >= n) continue;
