@@ -85,6 +85,20 @@ uint64_t layout_inputs(job& j) {
   if (j.fp8_block.enabled) {
     j.scale_pos = align_up(pos, k_align);
     pos = j.scale_pos + read_buffer_bound(j.fp8_block.scale.length);
+  }
+  if (j.ct.enabled) {
+    j.scale_pos = align_up(pos, k_align);
+    pos = j.scale_pos + read_buffer_bound(j.ct.scale.length);
+    if (j.ct.zero_point.length) {
+      j.zp_pos = align_up(pos, k_align);
+      pos = j.zp_pos + read_buffer_bound(j.ct.zero_point.length);
+    }
+    if (j.ct.g_idx.length) {
+      j.gidx_pos = align_up(pos, k_align);
+      pos = j.gidx_pos + read_buffer_bound(j.ct.g_idx.length);
+    }
+  }
+  if (j.fp8_block.enabled || j.ct.enabled) {  // the recovered F32 rows
     j.work_pos = align_up(pos, 64);
     pos = j.work_pos + j.rows * j.cols * 4;
   }
@@ -142,10 +156,6 @@ void job_builder::add_part_jobs(const plan_item& item, const plan_part& part, sh
   for (const auto& o : part.outputs) out_bytes += o.bytes;
   if (out_bytes == 0 && part.input_bytes == 0) return;  // empty tensor: nothing to move
   const recovery_kind rk = item.recovery.kind;
-  if (rk != recovery_kind::none && rk != recovery_kind::fp8_block)
-    throw input_error(plan_.source.shards[item.source.shard].path.string(), part.name,
-                      input_error::no_offset,
-                      "compressed-tensors recovery is not wired into the pipeline yet");
   const bool flat =
       rk == recovery_kind::none &&
       (part.action == tensor_action::pass_through || part.action == tensor_action::keep_original ||
@@ -212,7 +222,8 @@ void job_builder::add_flat_jobs(const plan_item& item, const plan_part& part, sh
 void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, shard_state& state,
                                std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
   const source_ref& src = item.source;
-  const bool recovered = item.recovery.kind == recovery_kind::fp8_block;
+  const recovery_kind rk = item.recovery.kind;
+  const bool recovered = rk != recovery_kind::none;
   const bool quant =
       part.action == tensor_action::quantize || part.action == tensor_action::recover_quantize;
   const std::string src_path = plan_.source.shards[src.shard].path.string();
@@ -221,15 +232,46 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
   const uint64_t cols = rows ? numel_of(shape) / rows : 0;
   if (recovered && !part.slice.is_whole())
     throw input_error(src_path, part.name, input_error::no_offset,
-                      "converters on block-FP8 recovered tensors are not supported");
+                      "converters on recovered (quantized-source) tensors are not supported");
   const rows_view rv = make_rows_view(src, part, rows);
   auto file = source_file(src.shard);
 
   const scheme_family fam = quant ? info(*part.scheme).family : scheme_family::mx;
   const uint64_t mult = quant ? std::max<uint32_t>(1, row_split_multiple(fam)) : 1;
 
+  auto whole = [&](const source_ref& r) {
+    input_spec in;
+    in.file = source_file(r.shard);
+    in.offset = r.file_offset;
+    in.length = r.bytes;
+    return in;
+  };
+  ct_spec ct;
+  if (rk == recovery_kind::ct_packed || rk == recovery_kind::ct_float ||
+      rk == recovery_kind::ct_int) {
+    const recovery_params& rp = item.recovery;
+    const source_ref& sc = rp.scale.value();
+    ct.enabled = true;
+    ct.layout = rk == recovery_kind::ct_packed  ? ct_layout::pack_quantized
+                : rk == recovery_kind::ct_float ? ct_layout::float_quantized
+                                                : ct_layout::int_quantized;
+    ct.bits = rp.num_bits;
+    ct.fp8 = src.type == dtype::f8_e5m2 ? fp8_kind::e5m2 : fp8_kind::e4m3fn;
+    ct.strategy = rp.strategy;
+    ct.group_size = rp.group_size;
+    ct.groups = sc.shape.size() >= 2 ? sc.shape[1] : 1;
+    ct.block_rows = rp.block_rows;
+    ct.block_cols = rp.block_cols;
+    ct.scale = whole(sc);
+    ct.scale_type = sc.type;
+    if (rp.zero_point) {
+      ct.zero_point = whole(*rp.zero_point);
+      ct.zero_point_type = rp.zero_point->type;
+    }
+    if (rp.g_idx) ct.g_idx = whole(*rp.g_idx);
+  }
   fp8_block_spec fb;
-  if (recovered) {
+  if (rk == recovery_kind::fp8_block) {
     const recovery_params& rp = item.recovery;
     const source_ref& sc = rp.scale.value();
     fb.enabled = true;
@@ -260,6 +302,7 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
     j->rows = r1 - r0;
     j->shard = &state;
     j->fp8_block = fb;
+    j->ct = ct;
     j->input = rows_input(rv, file, r0, r1);
     j->input_bytes = kind == job_kind::amax ? 0 : j->input.wanted_bytes();
     uint64_t pos = layout_inputs(*j);

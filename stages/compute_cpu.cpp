@@ -128,7 +128,46 @@ void recover_fp8_block_rows(job& j) {
   if (!st.ok()) fail(j, st.message());
 }
 
+// formats.md §7.3.2 for rows [row_begin, row_begin + rows) into F32 at work_pos.
+void recover_ct_rows(job& j) {
+  const ct_spec& c = j.ct;
+  ct_source s;
+  s.layout = c.layout;
+  s.rows = j.total_rows;
+  s.cols = j.cols;
+  s.bits = c.bits;
+  s.fp8 = c.fp8;
+  s.weight = at(j, j.data_pos);
+  s.row_begin = j.row_begin;
+  s.row_end = j.row_begin + j.rows;
+  s.scale_type = scale_kind_of(j, c.scale_type);
+  s.scale = at(j, j.scale_data_pos);
+  s.strategy = c.strategy;
+  s.group_size = c.group_size;
+  s.groups = c.groups;
+  s.block_rows = c.block_rows;
+  s.block_cols = c.block_cols;
+  if (c.zero_point.length) {
+    s.zero_point = at(j, j.zp_data_pos);
+    s.zero_point_type = c.zero_point_type;
+  }
+  if (c.g_idx.length) s.g_idx = reinterpret_cast<const int32_t*>(at(j, j.gidx_data_pos));
+  if (std::string why = check_compressed(s); !why.empty()) fail(j, why);
+  const quant_status st = recover_compressed(s, reinterpret_cast<float*>(at(j, j.work_pos)));
+  if (!st.ok()) fail(j, st.message());
+}
+
 }  // namespace
+
+bool recover_rows(job& j) {
+  if (j.fp8_block.enabled)
+    recover_fp8_block_rows(j);
+  else if (j.ct.enabled)
+    recover_ct_rows(j);
+  else
+    return false;
+  return true;
+}
 
 fp8_block_source fp8_block_source_of(const job& j, const void* weight, const void* scale) {
   const fp8_block_spec& b = j.fp8_block;
@@ -162,9 +201,13 @@ void arrange_input(job& j) {
   } else {
     j.data_pos = skip;
   }
-  if (j.fp8_block.enabled)
-    j.scale_data_pos =
-        j.scale_pos + aligned_read_extent(j.fp8_block.scale.offset, j.fp8_block.scale.length).skip;
+  auto skip_of = [](const input_spec& s) { return aligned_read_extent(s.offset, s.length).skip; };
+  if (j.fp8_block.enabled) j.scale_data_pos = j.scale_pos + skip_of(j.fp8_block.scale);
+  if (j.ct.enabled) {
+    j.scale_data_pos = j.scale_pos + skip_of(j.ct.scale);
+    j.zp_data_pos = j.zp_pos + skip_of(j.ct.zero_point);
+    j.gidx_data_pos = j.gidx_pos + skip_of(j.ct.g_idx);
+  }
   if (j.kind == job_kind::copy && !j.outputs.empty() && j.outputs[0].token_pos != j.data_pos) {
     std::memmove(at(j, j.outputs[0].token_pos), at(j, j.data_pos), j.outputs[0].bytes);
     j.data_pos = j.outputs[0].token_pos;
@@ -174,7 +217,8 @@ void arrange_input(job& j) {
 void run_cpu_compute(job& j) {
   arrange_input(j);
   if (j.kind == job_kind::copy) return;
-  if (j.kind == job_kind::cast && !j.fp8_block.enabled) {
+  const bool recovered = j.fp8_block.enabled || j.ct.enabled;
+  if (j.kind == job_kind::cast && !recovered) {
     const uint64_t n = j.outputs[0].bytes * 8 / bits(j.out_type);
     cast_elements(j, at(j, j.data_pos), at(j, j.outputs[0].token_pos), n);
     return;
@@ -182,8 +226,7 @@ void run_cpu_compute(job& j) {
   // Everything else works on rows of the (recovered) input.
   dtype src = j.in_type;
   const std::byte* data = at(j, j.data_pos);
-  if (j.fp8_block.enabled) {
-    recover_fp8_block_rows(j);
+  if (recover_rows(j)) {
     src = dtype::f32;
     data = at(j, j.work_pos);
     if (j.kind == job_kind::cast) {

@@ -23,6 +23,10 @@ void arrange_input(job& j);
 [[nodiscard]] fp8_block_source fp8_block_source_of(const job& j, const void* weight,
                                                    const void* scale);
 
+// Recovers the job's rows (block FP8 or compressed-tensors) to F32 at work_pos; false when the
+// job has no recovery. Call after arrange_input(). Throws input_error on bad codes or scales.
+bool recover_rows(job& j);
+
 // Runs the job's CPU work (kinds copy, cast, amax, quantize) in its token and leaves every output
 // piece at its token_pos. Throws input_error naming the source file and tensor on bad data
 // (non-finite weights, NaN FP8 codes, bad scales).

@@ -101,6 +101,12 @@ class gpu_backend final : public compute_backend {
     }
     try {
       arrange_input(j);
+      // compressed-tensors: recovered on the CPU; the kernels then see dense F32 rows.
+      if (j.ct.enabled && recover_rows(j)) {
+        j.data_pos = j.work_pos;
+        j.in_type = dtype::f32;
+        j.ct.enabled = false;
+      }
     } catch (...) {
       done(std::current_exception());
       return;
@@ -138,7 +144,9 @@ class gpu_backend final : public compute_backend {
     gpu::set_device(l.device);
     auto* dev = static_cast<std::byte*>(l.buffer.data());
     std::byte* host = j.tok->data;
-    gpu::copy_to_device(dev + j.data_pos, host + j.data_pos, j.input.wanted_bytes(), l.stream);
+    const uint64_t in_bytes =
+        j.fp8_block.enabled ? j.input.wanted_bytes() : j.rows * j.cols * bits(j.in_type) / 8;
+    gpu::copy_to_device(dev + j.data_pos, host + j.data_pos, in_bytes, l.stream);
     if (j.fp8_block.enabled)
       gpu::copy_to_device(dev + j.scale_data_pos, host + j.scale_data_pos, j.fp8_block.scale.length,
                           l.stream);

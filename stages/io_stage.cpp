@@ -4,6 +4,8 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <utility>
+#include <vector>
 
 namespace shardquant {
 
@@ -28,15 +30,18 @@ struct countdown {
 }  // namespace
 
 void start_read(async_io& io, job& j, stage_done done) {
-  const bool scale = j.fp8_block.enabled;
-  auto c = std::make_shared<countdown>(scale ? 2 : 1, std::move(done));
-  io.read(j.input.file, j.input.offset, j.input.length, j.tok->data,
-          [c](std::exception_ptr e) { c->arrive(e); });
-  if (scale) {
-    const input_spec& s = j.fp8_block.scale;
-    io.read(s.file, s.offset, s.length, j.tok->data + j.scale_pos,
-            [c](std::exception_ptr e) { c->arrive(e); });
+  // The weight range plus the companions a recovery needs, each into its own token area.
+  std::vector<std::pair<const input_spec*, uint64_t>> reads{{&j.input, 0}};
+  if (j.fp8_block.enabled) reads.emplace_back(&j.fp8_block.scale, j.scale_pos);
+  if (j.ct.enabled) {
+    reads.emplace_back(&j.ct.scale, j.scale_pos);
+    if (j.ct.zero_point.length) reads.emplace_back(&j.ct.zero_point, j.zp_pos);
+    if (j.ct.g_idx.length) reads.emplace_back(&j.ct.g_idx, j.gidx_pos);
   }
+  auto c = std::make_shared<countdown>(reads.size(), std::move(done));
+  for (const auto& [spec, pos] : reads)
+    io.read(spec->file, spec->offset, spec->length, j.tok->data + pos,
+            [c](std::exception_ptr e) { c->arrive(e); });
 }
 
 void start_write(async_io& io, job& j, stage_done done) {

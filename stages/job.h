@@ -17,6 +17,7 @@
 #include "io/async_io.h"
 #include "io/shard_writer.h"
 #include "kernels/dtype.h"
+#include "kernels/recover_tensors.h"
 #include "kernels/schemes.h"
 #include "stages/token.h"
 
@@ -53,6 +54,22 @@ struct fp8_block_spec {
   dtype scale_type = dtype::f32;
   uint64_t scale_rows = 0, scale_cols = 0;
   uint64_t block_rows = 128, block_cols = 128, chunk_rows = 0;
+};
+
+// compressed-tensors source (formats.md §7.3.2): the weight rows are stored codes; the whole
+// scale, zero-point and g_idx tensors are read next to them. Recovered on the CPU to F32.
+struct ct_spec {
+  bool enabled = false;
+  ct_layout layout = ct_layout::pack_quantized;
+  uint32_t bits = 4;
+  fp8_kind fp8 = fp8_kind::e4m3fn;
+  ct_strategy strategy = ct_strategy::channel;
+  uint64_t group_size = 0, groups = 0, block_rows = 0, block_cols = 0;
+  input_spec scale;
+  dtype scale_type = dtype::f32;
+  input_spec zero_point;  // length 0: symmetric
+  dtype zero_point_type = dtype::i32;
+  input_spec g_idx;  // length 0: none
 };
 
 // One output tensor's bytes produced by a job: `segments` pieces of `bytes` each, the first at
@@ -106,7 +123,7 @@ struct job {
   std::string source;  // the source shard path, for messages
 
   input_spec input;
-  dtype in_type = dtype::u8;
+  dtype in_type = dtype::u8;  // stored dtype of the input (F8 / I32 / I8 codes when recovered)
   // cast: element dtype written
   dtype out_type = dtype::u8;
   // amax / quantize
@@ -114,6 +131,7 @@ struct job {
   std::vector<uint64_t> shape;  // the whole input tensor's shape (after recovery/conversion)
   uint64_t total_rows = 0, cols = 0, row_begin = 0, rows = 0;
   fp8_block_spec fp8_block;
+  ct_spec ct;
   std::shared_ptr<tensor_state> tensor_shared;  // split per-tensor-scheme tensors only
 
   std::vector<write_piece> outputs;
@@ -125,8 +143,10 @@ struct job {
   // the contiguous input lies once read (and gathered); `scale_pos` the fp8 scale read area;
   // `work_pos` scratch; `needed` the bytes of the token the job uses.
   uint64_t gather_pos = 0, scale_pos = 0, work_pos = 0, needed = 0;
-  uint64_t data_pos = 0;        // set after the read (skip or gather area)
-  uint64_t scale_data_pos = 0;  // set after the read
+  uint64_t zp_pos = 0, gidx_pos = 0;  // compressed-tensors companion read areas
+  uint64_t data_pos = 0;              // set after the read (skip or gather area)
+  uint64_t scale_data_pos = 0;        // set after the read
+  uint64_t zp_data_pos = 0, gidx_data_pos = 0;
   token* tok = nullptr;
   int device = -1;  // GPU backend: the device this job runs on
   int lane = -1;    // GPU backend: the stream slot it holds
