@@ -144,7 +144,7 @@ run_report quantize_checkpoint(const quantize_options& o) {
   if (devices.empty())
     backend = make_cpu_backend(streams);
   else
-    backend = make_gpu_backend(devices, streams, geom.token_bytes);
+    backend = make_gpu_backend(devices, streams, geom.token_bytes, geom.count);
   token_pool pool(geom, devices.empty() ? plain_host_allocator() : pinned_host_allocator());
 
   std::unique_ptr<async_io> io;

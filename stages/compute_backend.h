@@ -38,10 +38,13 @@ class compute_backend {
 [[nodiscard]] std::unique_ptr<compute_backend> make_cpu_backend(unsigned concurrency);
 
 // CUDA: `streams` streams per device of `devices`, each with a device buffer of `token_bytes`
-// for a job's input and outputs. Throws gpu::unavailable_error in a build without CUDA or when a
+// for a job's input and outputs, and per device `tokens` + 1 workspace slots for split
+// per-tensor-scheme tensors (at most that many are open at once: each holds a token, and they
+// get tokens in job order). Throws gpu::unavailable_error in a build without CUDA or when a
 // device is missing.
 [[nodiscard]] std::unique_ptr<compute_backend> make_gpu_backend(const std::vector<int>& devices,
                                                                 unsigned streams,
-                                                                uint64_t token_bytes);
+                                                                uint64_t token_bytes,
+                                                                uint64_t tokens);
 
 }  // namespace shardquant

@@ -51,7 +51,8 @@ struct device_slots {
 
 class gpu_backend final : public compute_backend {
  public:
-  gpu_backend(const std::vector<int>& devices, unsigned streams, uint64_t token_bytes)
+  gpu_backend(const std::vector<int>& devices, unsigned streams, uint64_t token_bytes,
+              uint64_t tokens)
       : streams_(streams ? streams : 1), ws_bytes_(gpu::workspace_bytes()) {
     if (gpu::device_count() == 0) throw gpu::unavailable_error(gpu::unavailable_reason());
     for (int d : devices) {
@@ -67,7 +68,7 @@ class gpu_backend final : public compute_backend {
         ds->idle.push_back(ds->lanes.back().get());
         arena_bytes_ += token_bytes + ws_bytes_;
       }
-      for (unsigned i = 0; i < 4 * streams_; ++i) {
+      for (uint64_t i = 0; i < tokens + 1; ++i) {
         ds->tensor_ws.emplace_back(ws_bytes_, d);
         ds->free_tensor_ws.push_back(ds->tensor_ws.back().data());
         arena_bytes_ += ws_bytes_;
@@ -310,14 +311,15 @@ class gpu_backend final : public compute_backend {
 }  // namespace
 
 std::unique_ptr<compute_backend> make_gpu_backend(const std::vector<int>& devices, unsigned streams,
-                                                  uint64_t token_bytes) {
-  return std::make_unique<gpu_backend>(devices, streams, token_bytes);
+                                                  uint64_t token_bytes, uint64_t tokens) {
+  return std::make_unique<gpu_backend>(devices, streams, token_bytes, tokens);
 }
 
 #else
 
 // A build without CUDA (-DSHARDQUANT_CUDA=OFF) has no kernels to launch.
-std::unique_ptr<compute_backend> make_gpu_backend(const std::vector<int>&, unsigned, uint64_t) {
+std::unique_ptr<compute_backend> make_gpu_backend(const std::vector<int>&, unsigned, uint64_t,
+                                                  uint64_t) {
   throw gpu::unavailable_error(
       "--device cuda: this build has no CUDA support (configured with SHARDQUANT_CUDA=OFF)");
 }

@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "io/error.h"
+
 namespace shardquant {
 
 namespace {
@@ -38,7 +40,25 @@ void start_read(async_io& io, job& j, stage_done done) {
     if (j.ct.zero_point.length) reads.emplace_back(&j.ct.zero_point, j.zp_pos);
     if (j.ct.g_idx.length) reads.emplace_back(&j.ct.g_idx, j.gidx_pos);
   }
-  auto c = std::make_shared<countdown>(reads.size(), std::move(done));
+  // A source shard that ends before the bytes its header promises is bad input: the error
+  // names the file, the tensor and the offset. Other failures stay io_error.
+  stage_done named = [done = std::move(done), file = j.source, tensor = j.tensor,
+                      offset = j.input.offset](std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const io_error& x) {
+        const std::string what = x.what();
+        if (what.find("end of file") != std::string::npos)
+          e = std::make_exception_ptr(input_error(
+              file, tensor, offset,
+              "file ends before the tensor's bytes (" + what + "); was it truncated or modified?"));
+      } catch (...) {
+      }
+    }
+    done(e);
+  };
+  auto c = std::make_shared<countdown>(reads.size(), std::move(named));
   for (const auto& [spec, pos] : reads)
     io.read(spec->file, spec->offset, spec->length, j.tok->data + pos,
             [c](std::exception_ptr e) { c->arrive(e); });

@@ -240,8 +240,12 @@ TEST_CASE("a source shard truncated mid-run fails the run and leaves no partial 
   bool threw = false;
   try {
     (void)quantize_checkpoint(o);
-  } catch (const std::exception& e) {
+  } catch (const input_error& e) {
+    // Bad input: the message names the shard, the tensor and the byte offset.
     threw = true;
+    CHECK(e.file() == last.string());
+    CHECK_FALSE(e.tensor().empty());
+    CHECK(e.offset() != input_error::no_offset);
     MESSAGE("run failed as expected: " << std::string(e.what()));
   }
   REQUIRE(truncated);
