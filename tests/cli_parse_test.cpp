@@ -25,7 +25,7 @@ TEST_CASE("Quark's spellings parse to the same arguments as ours") {
   CHECK(a.model_dir == b.model_dir);
 }
 
-TEST_CASE("--exclude with no value means an explicit empty list; absent means the template") {
+TEST_CASE("--exclude with no value means an explicit empty list - absent means the template") {
   auto a =
       parse_quantize_args(sv{"--model-dir", "in", "--scheme", "fp8", "--dry-run", "--exclude"});
   REQUIRE(a.exclude.has_value());

@@ -61,7 +61,7 @@ TEST_CASE("the README demo runs: make-checkpoint then an mxfp4 dry run") {
   CHECK(has(r.out, "\"dtype_totals\""));
 }
 
-TEST_CASE("exit codes: 2 for usage errors, 1 for input errors") {
+TEST_CASE("exit codes: 2 for usage errors - 1 for input errors") {
   temp_dir t("cli");
   auto r = run("quantize --model-dir x --scheme", t.path);
   CHECK(r.code == 2);

@@ -52,7 +52,7 @@ TEST_CASE("the first converter whose source is a plain suffix fires") {
   CHECK(!match_converter(list, "m.down_proj.weight").has_value());
 }
 
-TEST_CASE("chunk follows torch.chunk: ceil-sized chunks, missing trailing targets get nothing") {
+TEST_CASE("chunk follows torch.chunk: ceil-sized chunks - missing trailing targets get nothing") {
   const converter c = parse_converter("qkv=q.weight,k.weight,v.weight:chunk(0)");
   auto o = apply_converter(c, "l.qkv", shape{10, 4});
   REQUIRE(o.size() == 3);

@@ -60,7 +60,7 @@ TEST_CASE("row generation does not depend on how rows are split") {
   CHECK(whole == parts);
 }
 
-TEST_CASE("weights look trained: finite, row scales spread, some zero rows and outliers") {
+TEST_CASE("weights look trained: finite - row scales spread - some zero rows and outliers") {
   const synthetic_tensor t{"big.weight", {4096, 256}, dtype::f32, synthetic_kind::linear, {}};
   std::vector<float> v(4096 * 256);
   generate_rows(t, 11, 0, 4096, reinterpret_cast<std::byte*>(v.data()));
@@ -91,7 +91,7 @@ TEST_CASE("weights look trained: finite, row scales spread, some zero rows and o
   CHECK(max_std / min_std > 2.0);
 }
 
-TEST_CASE("llama checkpoints have the real names, sizes near the target and bounded shards") {
+TEST_CASE("llama checkpoints have the real names - sizes near the target and bounded shards") {
   temp_dir t;
   const auto r = make_checkpoint(mk(t.path, "llama", 40ull << 20));
   CHECK(r.bytes > (40ull << 20) * 7 / 10);
@@ -158,7 +158,7 @@ TEST_CASE("deepseek_v3 and qwen3_moe designs carry their MoE and MLA names") {
   CHECK_THROWS_AS((void)design_model(o), usage_error);
 }
 
-TEST_CASE("large targets scale the hidden size up, not just the layer count") {
+TEST_CASE("large targets scale the hidden size up - not just the layer count") {
   make_checkpoint_options o;
   o.arch = "llama";
   o.size = 16ull << 30;

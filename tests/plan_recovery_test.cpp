@@ -216,7 +216,7 @@ TEST_CASE("compressed-tensors pack-quantized modules are recovered with their co
   CHECK(part(p, "model.layers.0.mlp.up_proj.weight_shape") == nullptr);
 }
 
-TEST_CASE("template converters split fused experts, and the parts are planned by their new names") {
+TEST_CASE("template converters split fused experts and the parts are planned by their new names") {
   temp_dir t;
   write_checkpoint(t.path, R"({"model_type": "qwen3_5_moe", "torch_dtype": "bfloat16"})",
                    {{"model.safetensors",

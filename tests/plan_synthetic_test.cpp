@@ -56,7 +56,7 @@ void check_layout_consistency(const plan& p) {
 
 }  // namespace
 
-TEST_CASE("llama mxfp4 plan quantizes Linear weights and keeps lm_head, norms and embeddings") {
+TEST_CASE("llama mxfp4 plan quantizes Linear weights and keeps lm_head - norms and embeddings") {
   temp_dir t;
   const fs::path d = generate(t.path, "llama", 40ull << 20);
   const plan p = plan_dir(d, opts(scheme_id::mxfp4));
@@ -94,7 +94,8 @@ TEST_CASE("llama mxfp4 plan quantizes Linear weights and keeps lm_head, norms an
   check_layout_consistency(p);
 }
 
-TEST_CASE("llama overrides: the first matching glob picks the scheme; int8 writes a scalar scale") {
+TEST_CASE(
+    "llama overrides: the first matching glob picks the scheme - int8 writes a scalar scale") {
   temp_dir t;
   const fs::path d = generate(t.path, "llama", 40ull << 20);
   plan_options o = opts(scheme_id::fp8);
@@ -131,7 +132,7 @@ TEST_CASE("a small token marks per-tensor tensors for an amax pass and splits pe
   CHECK(p.totals.amax_pass > 0);
 }
 
-TEST_CASE("odd shapes: per-group int4 and mxfp6 reject down_proj, mxfp4 and fp8 accept all") {
+TEST_CASE("odd shapes: per-group int4 and mxfp6 reject down_proj - mxfp4 and fp8 accept all") {
   temp_dir t;
   const fs::path d = generate(t.path, "llama", 40ull << 20, true);
   const auto cfg = open_source_checkpoint(d, {}).config_json();
@@ -150,7 +151,7 @@ TEST_CASE("odd shapes: per-group int4 and mxfp6 reject down_proj, mxfp4 and fp8 
 }
 
 TEST_CASE(
-    "deepseek_v3 plan follows the template: attention and router excluded, experts quantized") {
+    "deepseek_v3 plan follows the template: attention and router excluded and experts quantized") {
   temp_dir t;
   const fs::path d = generate(t.path, "deepseek_v3", 48ull << 20);
   const plan p = plan_dir(d, opts(scheme_id::ptpc_fp8));
@@ -201,7 +202,7 @@ TEST_CASE("qwen3_moe plan excludes the router (*.gate) and quantizes every exper
   check_layout_consistency(p);
 }
 
-TEST_CASE("an unknown model type needs an explicit exclude list; an empty one is accepted") {
+TEST_CASE("an unknown model type needs an explicit exclude list - an empty one is accepted") {
   temp_dir t;
   write_checkpoint(t.path, R"({"model_type": "mystery", "torch_dtype": "bfloat16"})",
                    {{"model.safetensors", {{"lm_head.weight", dtype::bf16, {64, 32}}}}}, false);

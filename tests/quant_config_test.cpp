@@ -114,7 +114,7 @@ TEST_CASE("spec values follow the per-scheme table of 6.3") {
   CHECK(l["input_tensors"]["is_dynamic"] == true);
 }
 
-TEST_CASE("Q keys are in order; overrides keep user order, kept modules follow sorted") {
+TEST_CASE("Q keys are in order - overrides keep user order - kept modules follow sorted") {
   quant_config_inputs in;
   in.scheme = scheme_id::fp8;
   in.exclude = {"z", "a", "a"};

@@ -85,7 +85,7 @@ TEST_CASE("template exclude lists match Appendix A for representative types") {
   CHECK(find_template("glm5_next")->exclude.back() == "model.language_model.layers.45.*");
 }
 
-TEST_CASE("only gemma4, qwen3_5_moe and qwen4_exp(_text) carry the fused-expert converters") {
+TEST_CASE("only gemma4 - qwen3_5_moe and qwen4_exp(_text) carry the fused-expert converters") {
   std::set<std::string> with;
   for (const auto& t : all_templates())
     if (!t.converters().empty()) with.insert(std::string(t.model_type));
