@@ -84,6 +84,10 @@ if [ "$avail_kb" -gt $((need_kb * 2)) ]; then
   "$BIN/e2e_bench" --model-dir /dev/shm/sq-e2e/ckpt --output-dir /dev/shm/sq-e2e/out \
     --scheme mxfp4 --device cuda --memory-budget "$BUDGET" --streams "$STREAMS" \
     --json "$OUT/shm-mxfp4-cuda.json"
+  echo "--- /dev/shm with the pread engine (compare: io_uring runs tmpfs copies in io-wq workers)"
+  "$BIN/e2e_bench" --model-dir /dev/shm/sq-e2e/ckpt --output-dir /dev/shm/sq-e2e/out \
+    --scheme mxfp4 --device cuda --memory-budget "$BUDGET" --streams "$STREAMS" --io-engine pread \
+    --json "$OUT/shm-mxfp4-cuda-pread.json"
   rm -rf /dev/shm/sq-e2e
 else
   echo "/dev/shm has $((avail_kb / 1024)) MiB free, needs $((need_kb * 2 / 1024)) MiB: skipped"

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -38,6 +39,7 @@ std::shared_ptr<io_file> io_file::open(const std::filesystem::path& path, mode m
     if (::fstat(f->fd_, &st) != 0) throw io_error(f->path_, "fstat", errno);
     f->size_ = static_cast<uint64_t>(st.st_size);
   }
+  f->detect_file_system();
   if (try_direct) {
     const int dflags = (m == mode::read ? O_RDONLY : O_WRONLY) | O_DIRECT | O_CLOEXEC;
     f->direct_fd_ = ::open(f->path_.c_str(), dflags);
@@ -55,6 +57,7 @@ std::shared_ptr<io_file> io_file::wrap_for_write(int fd, std::string path, bool 
   struct stat st {};
   if (::fstat(f->fd_, &st) != 0) throw io_error(f->path_, "fstat", errno);
   f->size_ = static_cast<uint64_t>(st.st_size);
+  f->detect_file_system();
   if (try_direct) {
     const std::string proc = "/proc/self/fd/" + std::to_string(fd);
     f->direct_fd_ = ::open(proc.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
@@ -63,6 +66,12 @@ std::shared_ptr<io_file> io_file::wrap_for_write(int fd, std::string path, bool 
       throw io_error(f->path_, "open(O_DIRECT)", errno);
   }
   return f;
+}
+
+void io_file::detect_file_system() {
+  struct statfs fs {};
+  constexpr long tmpfs_magic = 0x01021994;
+  memory_backed_ = ::fstatfs(fd_, &fs) == 0 && static_cast<long>(fs.f_type) == tmpfs_magic;
 }
 
 io_file::~io_file() {
@@ -243,6 +252,14 @@ class uring_engine final : public async_io {
     else
       io_uring_prep_read(sqe, heap->fd, heap->data, static_cast<unsigned>(heap->length),
                          heap->offset);
+    // Requests that would complete inline during submit (page-cache or tmpfs copies) go to the
+    // kernel's io-wq workers on machines with cores to spare, so large copies run in parallel
+    // rather than one by one in the submitting thread. On 2 cores inline copies measured faster
+    // (tmpfs floor 1.9 vs 1.1-1.3 GB/s input), hence the core count.
+    const bool inline_copy =
+        heap->fd != heap->req->file->direct_fd() || heap->req->file->memory_backed();
+    if (punt_copies_ && inline_copy && heap->length >= (uint64_t{64} << 10))
+      sqe->flags |= IOSQE_ASYNC;
     io_uring_sqe_set_data(sqe, heap);
     ++in_flight_;
   }
@@ -285,6 +302,7 @@ class uring_engine final : public async_io {
 
   io_uring ring_{};
   unsigned depth_;
+  const bool punt_copies_ = std::thread::hardware_concurrency() >= 8;
   std::mutex mutex_;
   std::condition_variable idle_;
   std::deque<piece> waiting_;

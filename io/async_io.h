@@ -66,6 +66,9 @@ class io_file {
   [[nodiscard]] int direct_fd() const noexcept { return direct_fd_; }  // -1 when none
   [[nodiscard]] bool direct() const noexcept { return direct_fd_ >= 0; }
   [[nodiscard]] uint64_t size() const noexcept { return size_; }
+  // On a memory file system (tmpfs): its I/O is a memory copy that io_uring would run inline in
+  // the submitting thread, one request after another.
+  [[nodiscard]] bool memory_backed() const noexcept { return memory_backed_; }
 
  private:
   io_file() = default;
@@ -73,6 +76,8 @@ class io_file {
   int fd_ = -1;
   int direct_fd_ = -1;
   uint64_t size_ = 0;
+  bool memory_backed_ = false;
+  void detect_file_system();
 };
 
 // Called once per request, on an engine thread, with nullptr on success or the failure
