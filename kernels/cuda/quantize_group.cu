@@ -3,6 +3,7 @@
 // shared memory so 8 threads store 32 contiguous bytes of an output row. Math from int_quant.h.
 #include <algorithm>
 
+#include "kernels/cuda/fast_math.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/int_quant.h"
 
@@ -76,7 +77,7 @@ __global__ void __launch_bounds__(k_block, k_min_blocks)
             report_scale(status_of(ws), (row_begin + row) * groups_per_row + col / G,
                          status_nonfinite_scale);
 #pragma unroll
-          for (int j = 0; j < 8; ++j) q[j] = uint4_code(x[j], up.inv, up.zero_f);
+          for (int j = 0; j < 8; ++j) q[j] = fast::uint4_code(x[j], up.inv, up.zero_f);
         } else {
           uint32_t m = 0;
 #pragma unroll
@@ -85,7 +86,7 @@ __global__ void __launch_bounds__(k_block, k_min_blocks)
           scale = int4_scale<D>(f32_from_bits(m));
           const float inv = reciprocal_rn(scale);
 #pragma unroll
-          for (int j = 0; j < 8; ++j) q[j] = int4_code(x[j], inv);
+          for (int j = 0; j < 8; ++j) q[j] = fast::int4_code(x[j], inv);
         }
         if (live && lane % L == 0) {
           const uint64_t gi = row * groups_per_row + col / G;

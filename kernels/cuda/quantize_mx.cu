@@ -2,6 +2,7 @@
 // FP6 E3M2 codes and packing, e8m0 scale bytes. Math from kernels/mx.h.
 #include <algorithm>
 
+#include "kernels/cuda/fast_mx.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/mx.h"
 
@@ -95,10 +96,21 @@ __global__ void __launch_bounds__(k_block, k_min_blocks)
     const float div = mx_scale_divisor(k);
     const float rec = mx_scale_reciprocal(k);
     uint8_t codes[8];
+    float y[8];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const float y = use_div ? div_rn(x[i], div) : mul_rn(x[i], rec);
-      codes[i] = static_cast<uint8_t>(mx_encode_element(y, f));
+    for (int i = 0; i < 8; ++i) y[i] = use_div ? div_rn(x[i], div) : mul_rn(x[i], rec);
+    if constexpr (Fmt == 0) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) codes[i] = static_cast<uint8_t>(mx_encode_element(y[i], f));
+    } else {
+      // FP6: hardware fp8 conversion on the scaled grid, equal to mx_encode_element (fast_mx.cuh).
+#pragma unroll
+      for (int i = 0; i < 8; i += 2) {
+        const uint32_t p = Fmt == 1 ? fast::mx_e2m3_encode2(y[i], y[i + 1])
+                                    : fast::mx_e3m2_encode2(y[i], y[i + 1]);
+        codes[i] = static_cast<uint8_t>(p & 0xFFu);
+        codes[i + 1] = static_cast<uint8_t>(p >> 8);
+      }
     }
     // Scale byte: the first lane of the block.
     const uint64_t blk = Flat ? t / 4 : row * scols + col / 32;

@@ -3,6 +3,7 @@
 // (rows longer than 4096 elements re-read their tail, from L2). Math from the shared headers.
 #include <algorithm>
 
+#include "kernels/cuda/fast_math.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/fp8.h"
 #include "kernels/int4_fp8.h"
@@ -61,8 +62,7 @@ __global__ void __launch_bounds__(k_block, k_min_blocks)
     // int4_fp8 works on the stage-1 fp8 values: computed once, kept in the cache.
     auto stage1 = [&](float(&x)[8]) {
       if constexpr (K == row_kind::int4_fp8) {
-#pragma unroll
-        for (int i = 0; i < 8; ++i) x[i] = int4_fp8_stage1_value<D>(x[i], s1_div);
+        fast::int4_fp8_stage1_8<D>(x, s1_div);  // == int4_fp8_stage1_value<D> per element
       }
     };
     uint64_t v0 = threadIdx.x;
@@ -144,19 +144,18 @@ __global__ void __launch_bounds__(k_block, k_min_blocks)
     auto encode = [&](const float(&x)[8], uint64_t col, uint32_t n) {
       if constexpr (K == row_kind::fp8) {
         uint8_t b[8];
-#pragma unroll
-        for (int i = 0; i < 8; ++i) b[i] = fp8_quantize_element<D>(x[i], mult);
+        fast::fp8_quantize8<D>(x, mult, b);  // == fp8_quantize_element<D> per element
         store_bytes8(static_cast<uint8_t*>(out) + e_row + col, b, n);
       } else {
         int32_t q[8];
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
           if constexpr (K == row_kind::int4) {
-            q[i] = int4_code(x[i], mult);
+            q[i] = fast::int4_code(x[i], mult);
           } else if constexpr (K == row_kind::uint4) {
-            q[i] = uint4_code(x[i], mult, zero_f);
+            q[i] = fast::uint4_code(x[i], mult, zero_f);
           } else {
-            q[i] = int4_code(x[i], mult);  // x holds the stage-1 values
+            q[i] = fast::int4_code(x[i], mult);  // x holds the stage-1 values
           }
         }
         const nibble_order o =

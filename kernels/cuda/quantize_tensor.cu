@@ -3,6 +3,7 @@
 // thread per 8 elements with 16-byte loads, grid-stride. Math from kernels/fp8.h, int_quant.h.
 #include <algorithm>
 
+#include "kernels/cuda/fast_math.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/fp8.h"
 #include "kernels/int_quant.h"
@@ -79,13 +80,12 @@ __global__ void __launch_bounds__(k_block, k_min_blocks)
   const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
   auto encode = [&](const float(&x)[8], const vec_pos& p) {
     uint8_t b[8];
+    // fast:: forms equal fp8_quantize_element<D> / int8_code on every input (fast_math.cuh).
+    if constexpr (K == tensor_kind::fp8) {
+      fast::fp8_quantize8<D>(x, mult, b);
+    } else {
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      if constexpr (K == tensor_kind::fp8) {
-        b[i] = fp8_quantize_element<D>(x[i], mult);
-      } else {
-        b[i] = static_cast<uint8_t>(int8_code(x[i], mult));
-      }
+      for (int i = 0; i < 8; ++i) b[i] = static_cast<uint8_t>(fast::int8_code(x[i], mult));
     }
     store_bytes8(out + p.e, b, p.n);
   };
