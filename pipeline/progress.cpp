@@ -76,8 +76,8 @@ void progress_reporter::draw(const progress_sample& s, bool final_line) {
     std::string bar(width, ' ');
     for (int i = 0; i < int(frac * width + 0.5) && i < width; ++i) bar[i] = '#';
     std::snprintf(line, sizeof line,
-                  "\r[%s] %5.1f%%  %s / %s  %.2f GB/s  ETA %.0fs  shards %llu/%llu%s", bar.c_str(),
-                  frac * 100.0, human_bytes(s.bytes_done).c_str(),
+                  "\r[%s] %5.1f%%  %s / %s  %.2f GB/s  ETA %.0fs  shards %llu/%llu\x1b[K%s",
+                  bar.c_str(), frac * 100.0, human_bytes(s.bytes_done).c_str(),
                   human_bytes(s.bytes_total).c_str(), rate / 1e9, final_line ? 0.0 : eta,
                   (unsigned long long)s.shards_done, (unsigned long long)s.shards_total,
                   final_line ? "\n" : "");
