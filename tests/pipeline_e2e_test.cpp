@@ -165,7 +165,7 @@ TEST_CASE("the generated checkpoint has shards four times the small budget") {
   CHECK(shards >= 3);
 }
 
-TEST_CASE("output bytes do not depend on the memory budget, concurrency or I/O engine") {
+TEST_CASE("output bytes do not depend on the memory budget or concurrency or I/O engine") {
   for (const std::string scheme : {"mxfp4", "fp8", "int4_wo_128"}) {
     INFO("scheme " << scheme);
     const fs::path big = scratch() / ("big_" + scheme);
