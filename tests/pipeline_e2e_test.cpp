@@ -35,14 +35,21 @@ constexpr uint64_t MiB = uint64_t{1} << 20;
 constexpr uint64_t small_budget = 16 * MiB;  // 4 tokens of 4 MiB
 constexpr uint64_t shard_bytes = 4 * small_budget;
 
+// A scratch folder for this process, removed at exit (ctest runs each case as its own process).
 fs::path scratch() {
-  static const fs::path d = [] {
-    fs::path p = fs::temp_directory_path() / ("sq_pipeline_e2e_" + std::to_string(::getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-  }();
-  return d;
+  struct folder {
+    fs::path path;
+    folder() : path(fs::temp_directory_path() / ("sq_pipeline_e2e_" + std::to_string(::getpid()))) {
+      fs::remove_all(path);
+      fs::create_directories(path);
+    }
+    ~folder() {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  };
+  static const folder f;
+  return f.path;
 }
 
 // A llama checkpoint of about 4 shards, generated once per test binary run.
