@@ -129,6 +129,34 @@ __device__ __forceinline__ int32_t uint4_code(float w, float inv, float zero_f) 
   return rne_clamp_i(add_rn(mul_rn(w, inv), zero_f), 0.0f, 15.0f);
 }
 
+// round_src<D>(x) of one value (the pair form with a dummy partner).
+template <src_kind D>
+__device__ __forceinline__ float round_src1(float x) {
+  float dummy = 0.0f;
+  round_src2<D>(x, dummy);
+  return x;
+}
+
+// ---- per-unit scales (int_quant.h), the same operations with the fast:: pieces above ------------
+
+// int4_scale<D>(amax).
+template <src_kind D>
+__device__ __forceinline__ float int4_scale(float amax) {
+  return max_f(round_src1<D>(mul_rn(amax, k_r7_5())), k_eps());
+}
+
+// uint4_params_from_range<D>(lo, hi).
+template <src_kind D>
+__device__ __forceinline__ uint4_params uint4_params_from_range(float lo, float hi) {
+  const float mn = min_f(lo, 0.0f);
+  const float mx = max_f(hi, 0.0f);
+  const float d = round_src1<D>(sub_rn(mx, mn));
+  const float s = max_f(round_src1<D>(mul_rn(d, k_r15())), k_eps());
+  const float t = round_src1<D>(div_rn(mn, s));
+  const int32_t zp = rne_clamp_i(-t, 0.0f, 15.0f);
+  return {s, reciprocal_rn(s), zp, static_cast<float>(zp)};
+}
+
 // ---- composite element functions ---------------------------------------------------------------
 
 // fp8_quantize_element<D>(a, s_div) | fp8_quantize_element<D>(b, s_div) << 8.

@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(k_block, k_min_blocks)
           }
           lo = group_min_f<L>(lo);
           hi = group_max_f<L>(hi);
-          const uint4_params up = uint4_params_from_range<D>(lo, hi);
+          const uint4_params up = fast::uint4_params_from_range<D>(lo, hi);
           scale = up.scale;
           zero = up.zero;
           if (live && lane % L == 0 && !is_finite(scale))
@@ -83,7 +83,7 @@ __global__ void __launch_bounds__(k_block, k_min_blocks)
 #pragma unroll
           for (int j = 0; j < 8; ++j) m = max(m, abs_bits(x[j]));
           m = group_max_u32<L>(m);
-          scale = int4_scale<D>(f32_from_bits(m));
+          scale = fast::int4_scale<D>(f32_from_bits(m));
           const float inv = reciprocal_rn(scale);
 #pragma unroll
           for (int j = 0; j < 8; ++j) q[j] = fast::int4_code(x[j], inv);
