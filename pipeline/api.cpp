@@ -214,6 +214,7 @@ run_report quantize_checkpoint(const quantize_options& o) {
     if (talk) std::fprintf(stderr, "warning: %s\n", w.c_str());
   };
   finalize_output(fin);
+  journal.discard();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   rep.bytes_in = counters.bytes_done.load();

@@ -56,6 +56,16 @@ void resume_journal::record(const std::string& relative_path, const std::string&
   entries_[relative_path] = {key, size};
 }
 
+void resume_journal::discard() {
+  std::lock_guard lock(mutex_);
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  const auto path = dir_ / file_name;
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    throw io_error(path.string(), "unlink", errno);
+  entries_.clear();
+}
+
 std::string shard_key(const std::string& header_bytes, const std::string& options_text) {
   uint64_t h = 1469598103934665603ull;
   auto mix = [&h](const std::string& s) {

@@ -27,6 +27,9 @@ class resume_journal {
                               uint64_t size) const;
   // Appends a line and fsyncs it. Thread-safe.
   void record(const std::string& relative_path, const std::string& key, uint64_t size);
+  // The run is complete (shards, index, config, side files): nothing is left to resume, so the
+  // journal goes and the output folder holds exactly the files of a finished checkpoint.
+  void discard();
 
  private:
   std::filesystem::path dir_;

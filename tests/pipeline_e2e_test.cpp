@@ -281,21 +281,31 @@ TEST_CASE("resume keeps shards the journal marks complete and rewrites the rest"
   auto o = base_options("mxfp4", ref);
   o.memory_budget = small_budget;
   (void)quantize_checkpoint(o);
+  CHECK_FALSE(fs::exists(ref / ".shardquant-journal"));  // a finished run leaves no journal
 
+  // A run that dies after publishing every shard: finalize cannot write config.json because a
+  // directory holds its name. The journal then lists every shard.
   const fs::path out = scratch() / "resume_out";
+  fs::create_directories(out / "config.json" / "blocker");
   o = base_options("mxfp4", out);
   o.memory_budget = small_budget;
-  (void)quantize_checkpoint(o);
-  // Damage one shard (as if a run had died while replacing it): resume must redo it only.
+  o.existing = existing_output::overwrite;
+  CHECK_THROWS(quantize_checkpoint(o));
+  REQUIRE(fs::exists(out / ".shardquant-journal"));
+  fs::remove_all(out / "config.json");
+
+  // Damage one shard (as if a later run had died while replacing it): resume must redo it only.
   std::vector<fs::path> shards;
   for (const auto& e : fs::directory_iterator(out))
     if (e.path().extension() == ".safetensors") shards.push_back(e.path());
   std::sort(shards.begin(), shards.end());
+  REQUIRE(shards.size() >= 2);
   fs::resize_file(shards[1], 100);
   o.existing = existing_output::resume;
   const run_report r = quantize_checkpoint(o);
   CHECK(r.shards_written == 1);
   CHECK(r.shards_skipped == shards.size() - 1);
+  CHECK_FALSE(fs::exists(out / ".shardquant-journal"));
   check_same_trees(ref, out);
   fs::remove_all(ref);
   fs::remove_all(out);
