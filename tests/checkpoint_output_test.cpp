@@ -29,7 +29,7 @@ std::vector<std::string> listing(const fs::path& root) {
 
 }  // namespace
 
-TEST_CASE("an output directory equal to, inside or around the source is refused") {
+TEST_CASE("an output directory equal to or inside or around the source is refused") {
   temp_dir d;
   const fs::path src = d.path / "model";
   fs::create_directories(src / "sub");
@@ -53,7 +53,8 @@ TEST_CASE("an output directory equal to, inside or around the source is refused"
   CHECK(fs::is_directory(d.path / "model2"));
 }
 
-TEST_CASE("a missing output directory is created, an empty one used, a non-empty one refused") {
+TEST_CASE(
+    "a missing output directory is created and an empty one used but a non-empty one refused") {
   temp_dir d;
   const fs::path src = d.path / "src";
   fs::create_directories(src);
@@ -159,7 +160,8 @@ TEST_CASE("is_side_file applies the exclusions to top-level names only where the
   CHECK(is_side_file("Config.json"));
 }
 
-TEST_CASE("the index is written with 4-space indent, sorted keys, raw UTF-8 and the given total") {
+TEST_CASE(
+    "the index is written with 4-space indent and sorted keys and raw UTF-8 and the given total") {
   temp_dir d;
   write_index_json(d.path,
                    {{"z.weight", "model-00002.safetensors"},

@@ -61,7 +61,9 @@ TEST_CASE("a single-file model without an index has one shard and no warnings") 
   CHECK(ck.config_json()["model_type"] == "llama");
 }
 
-TEST_CASE("without an index every *.safetensors is a shard, sorted, with a warning below the top") {
+TEST_CASE(
+    "without an index every safetensors file is a shard in sorted order with a warning below the "
+    "top") {
   temp_dir d;
   write_text(d.path / "config.json", k_config);
   write_shard(d.path / "b.safetensors", {"x"});
@@ -78,7 +80,8 @@ TEST_CASE("without an index every *.safetensors is a shard, sorted, with a warni
   CHECK(w.any_contains("sub/c.safetensors: shard below the top level"));
 }
 
-TEST_CASE("with an index only the files it names are shards; others are ignored with a warning") {
+TEST_CASE(
+    "with an index only the files it names are shards and others are ignored with a warning") {
   temp_dir d;
   write_text(d.path / "config.json", k_config);
   write_shard(d.path / "model-00001.safetensors", {"a", "b"});
@@ -99,7 +102,7 @@ TEST_CASE("with an index only the files it names are shards; others are ignored 
       "consolidated.safetensors: not named in model.safetensors.index.json, ignored"));
 }
 
-TEST_CASE("index consistency: missing shard, tensor in two shards and wrong shard are errors") {
+TEST_CASE("index consistency: missing shard and tensor in two shards and wrong shard are errors") {
   temp_dir d;
   write_text(d.path / "config.json", k_config);
   write_shard(d.path / "s1.safetensors", {"a", "b"});
@@ -156,7 +159,7 @@ TEST_CASE("a tensor missing from weight_map is processed with a warning") {
   CHECK(w.any_contains("tensor 'extra' is not in the index's weight_map"));
 }
 
-TEST_CASE("config.json is required, strict JSON, and duplicate keys at any depth are errors") {
+TEST_CASE("config.json is required and strict JSON and duplicate keys at any depth are errors") {
   temp_dir d;
   write_shard(d.path / "model.safetensors", {"a"});
   CHECK(error_of(d.path).find("config.json is missing") != std::string::npos);

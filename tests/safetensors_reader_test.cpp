@@ -77,7 +77,7 @@ std::string error_of(const std::string& img) {
 
 }  // namespace
 
-TEST_CASE("every malformed corpus file is rejected with its own message, tensor and offset") {
+TEST_CASE("every malformed corpus file is rejected with its own message and tensor and offset") {
   const fs::path dir = fs::path(SQ_TEST_DATA_DIR) / "malformed";
   const auto rows = load_manifest(dir);
   REQUIRE(rows.size() >= 25);
@@ -127,7 +127,7 @@ TEST_CASE("a header whose length field exceeds the 8+N bytes handed over is refu
                        input_error);
 }
 
-TEST_CASE("empty tensors may sit anywhere in the chain, including before the first byte") {
+TEST_CASE("empty tensors may sit anywhere in the chain including before the first byte") {
   const std::string h = R"({"e0":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)"
                         R"("a":{"dtype":"F4","shape":[2,3],"data_offsets":[0,3]},)"
                         R"("e1":{"dtype":"I64","shape":[4,0],"data_offsets":[3,3]},)"
@@ -148,13 +148,13 @@ TEST_CASE("empty tensors may sit anywhere in the chain, including before the fir
   CHECK(hdr.file_size == 8 + h.size() + 4);
 }
 
-TEST_CASE("an empty tensor past the end of the data is a hole, not a free pass") {
+TEST_CASE("an empty tensor past the end of the data is a hole and not a free pass") {
   const std::string h = R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
                         R"("e":{"dtype":"U8","shape":[0],"data_offsets":[6,6]}})";
   CHECK(error_of(image(h, "abcd")).find("hole in the data section") != std::string::npos);
 }
 
-TEST_CASE("scalars, padding, whitespace inside the JSON and metadata are read exactly") {
+TEST_CASE("scalars and padding and whitespace inside the JSON and metadata are read exactly") {
   const std::string h =
       "{ \"__metadata__\" : {\"format\":\"pt\", \"k\\u00e9\":\"v\\n\"} ,\n"
       "\t\"s\":{\"data_offsets\":[0,2],\"extra\":{\"ignored\":[1,2]},\"shape\":[],\"dtype\":"

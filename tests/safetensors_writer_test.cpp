@@ -233,7 +233,7 @@ TEST_CASE("a shard with an unwritten byte is not published and leaves no tempora
   CHECK(dir.entries() == 0);
 }
 
-TEST_CASE("shard_writer refuses overlapping, out-of-range, wrong-size and unknown writes") {
+TEST_CASE("shard_writer refuses overlapping and out-of-range and wrong-size and unknown writes") {
   temp_dir dir;
   const fs::path file = dir.path / "o.safetensors";
   shard_writer w(shard_layout::make(file.string(), {{"a", dtype::u8, {8}}}), file);
