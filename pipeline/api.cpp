@@ -4,6 +4,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -120,17 +121,25 @@ run_report quantize_checkpoint(const quantize_options& o) {
   po.presharded = o.presharded;
 
   const std::vector<int> devices = parse_devices(o.device);
-  const uint64_t budget = o.memory_budget ? o.memory_budget : default_memory_budget();
-  const token_geometry geom = choose_token_geometry(budget);
-  // The plan reports splits and amax passes for inputs above about half a token (the rest of a
-  // token holds outputs and alignment); the job builder makes the exact cut.
-  po.token_bytes = geom.token_bytes / 2;
   const bool talk = !o.quiet && o.progress_to_stderr;
 
   prepare_output(o.input, o.output, o.existing);
   std::vector<std::string> early_warnings;
-  plan p = make_plan(
-      open_source_checkpoint(o.input, [&](std::string w) { early_warnings.push_back(w); }), po);
+  source_checkpoint src =
+      open_source_checkpoint(o.input, [&](std::string w) { early_warnings.push_back(w); });
+  // A budget chosen for the user need not exceed what the checkpoint can use (inputs plus
+  // outputs in flight): pinning 16 GiB for a 50 MB model costs seconds for nothing.
+  uint64_t budget = o.memory_budget;
+  if (!budget) {
+    uint64_t source_bytes = 0;
+    for (const auto& sh : src.shards) source_bytes += sh.header.file_size;
+    budget = std::min(default_memory_budget(), std::max(uint64_t{256} << 20, 2 * source_bytes));
+  }
+  const token_geometry geom = choose_token_geometry(budget);
+  // The plan reports splits and amax passes for inputs above about half a token (the rest of a
+  // token holds outputs and alignment); the job builder makes the exact cut.
+  po.token_bytes = geom.token_bytes / 2;
+  plan p = make_plan(std::move(src), po);
   if (talk) {
     for (const auto& w : early_warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     for (const auto& w : p.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
