@@ -71,7 +71,11 @@ floor_result io_floor(const std::vector<fs::path>& inputs, uint64_t out_total,
       const uint64_t len = std::min(chunk, f->size() - off);
       // This chunk's share of the output, block-aligned so the writes take the O_DIRECT path.
       read_so_far += len;
-      const uint64_t target = in_total ? out_total * read_so_far / in_total : 0;
+      // 128-bit product: out_total * read_so_far overflows 64 bits past ~4 GB x ~4 GB.
+      const uint64_t target =
+          in_total ? static_cast<uint64_t>(static_cast<unsigned __int128>(out_total) * read_so_far /
+                                           in_total)
+                   : 0;
       uint64_t wlen = target > written_so_far ? target - written_so_far : 0;
       if (read_so_far < in_total) wlen = align_down(wlen, io_alignment);
       const uint64_t woff = written_so_far;
