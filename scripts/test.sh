@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh "$@"
-ctest --test-dir build --output-on-failure --parallel "$(nproc)"
 # Fuzz the safetensors header reader for 60 s (clang-14 + libFuzzer, own build in build-fuzz/).
 scripts/fuzz.sh 60
+# Last, so ctest's summary closes the log.
+ctest --test-dir build --output-on-failure --parallel "$(nproc)"
