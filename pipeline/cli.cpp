@@ -76,9 +76,10 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
   q.add_option("--presharded", presharded,
                "GLOB=ROWS: FP8 source tensors matching GLOB are TP chunks of ROWS rows");
   q.add_option("--device", a.device, "cpu | cuda | cuda:N | cuda:N,M")->default_val("cpu");
-  q.add_option(
-      "--memory-budget", budget,
-      std::string("host buffer budget (default: half of available memory); ") + k_size_help);
+  q.add_option("--memory-budget", budget,
+               std::string("host buffer budget (default: half of available memory, at most 16 GiB "
+                           "and twice the checkpoint size); ") +
+                   k_size_help);
   q.add_option("--streams", a.streams, "CUDA streams per GPU / CPU quantize concurrency");
   q.add_option("--io-engine", a.io_engine, "auto | uring | pread")->default_val("auto");
   q.add_flag("--dry-run", a.dry_run, "print the plan and stop");
