@@ -226,6 +226,8 @@ run_report quantize_checkpoint(const quantize_options& o) {
   journal.discard();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
+  rep.output_dir = o.output.string();
+  rep.tensors_out = fin.weight_map.size();
   rep.bytes_in = counters.bytes_done.load();
   rep.bytes_out = file_bytes;
   rep.wall_seconds = wall;

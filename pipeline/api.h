@@ -75,10 +75,12 @@ struct stage_times {
 };
 
 struct run_report {
-  uint64_t bytes_in = 0;    // source tensor bytes read
-  uint64_t bytes_out = 0;   // output file bytes written (headers included)
-  double wall_seconds = 0;  // graph start to final index/config written
-  double gb_per_s = 0;      // bytes_in / wall_seconds / 1e9
+  std::string output_dir;    // where the quantized checkpoint is
+  uint64_t tensors_out = 0;  // tensors in the output shards
+  uint64_t bytes_in = 0;     // source tensor bytes read
+  uint64_t bytes_out = 0;    // output file bytes written (headers included)
+  double wall_seconds = 0;   // graph start to final index/config written
+  double gb_per_s = 0;       // bytes_in / wall_seconds / 1e9
   stage_times busy;
   uint64_t peak_rss_bytes = 0;     // getrusage(RUSAGE_SELF).ru_maxrss
   uint64_t peak_device_bytes = 0;  // device arena high-water mark (0 on CPU)

@@ -19,6 +19,8 @@ uint64_t peak_rss_bytes() {
 
 std::string run_report::to_json() const {
   nlohmann::ordered_json j;
+  j["output_dir"] = output_dir;
+  j["tensors_out"] = tensors_out;
   j["bytes_in"] = bytes_in;
   j["bytes_out"] = bytes_out;
   j["wall_seconds"] = wall_seconds;
@@ -41,21 +43,23 @@ std::string run_report::to_json() const {
 }
 
 std::string report_text(const run_report& r) {
-  char buf[1024];
+  char buf[8192];  // the output path is the only unbounded part
   std::snprintf(
       buf, sizeof buf,
+      "output: %s (%llu tensors)\n"
       "read %s, wrote %s in %.2fs: %.2f GB/s\n"
       "busy: read %.2fs, quantize %.2fs, write %.2fs (summed over jobs)\n"
       "memory: budget %s as %llu x %s tokens, peak %llu live; peak RSS %s; device peak %s\n"
       "shards: %llu written, %llu kept (resume); %llu jobs; io %s%s; device %s, %u "
       "stream(s)\n",
-      human_bytes(r.bytes_in).c_str(), human_bytes(r.bytes_out).c_str(), r.wall_seconds, r.gb_per_s,
-      r.busy.read, r.busy.quantize, r.busy.write, human_bytes(r.memory_budget).c_str(),
-      (unsigned long long)r.tokens, human_bytes(r.token_bytes).c_str(),
-      (unsigned long long)r.peak_live_tokens, human_bytes(r.peak_rss_bytes).c_str(),
-      human_bytes(r.peak_device_bytes).c_str(), (unsigned long long)r.shards_written,
-      (unsigned long long)r.shards_skipped, (unsigned long long)r.jobs, r.io_engine.c_str(),
-      r.direct_io ? " (O_DIRECT)" : "", r.device.c_str(), r.streams);
+      r.output_dir.c_str(), (unsigned long long)r.tensors_out, human_bytes(r.bytes_in).c_str(),
+      human_bytes(r.bytes_out).c_str(), r.wall_seconds, r.gb_per_s, r.busy.read, r.busy.quantize,
+      r.busy.write, human_bytes(r.memory_budget).c_str(), (unsigned long long)r.tokens,
+      human_bytes(r.token_bytes).c_str(), (unsigned long long)r.peak_live_tokens,
+      human_bytes(r.peak_rss_bytes).c_str(), human_bytes(r.peak_device_bytes).c_str(),
+      (unsigned long long)r.shards_written, (unsigned long long)r.shards_skipped,
+      (unsigned long long)r.jobs, r.io_engine.c_str(), r.direct_io ? " (O_DIRECT)" : "",
+      r.device.c_str(), r.streams);
   return buf;
 }
 
