@@ -105,18 +105,8 @@ void cast_elements(const job& j, const std::byte* in, std::byte* out, uint64_t n
 }
 
 scale_kind scale_kind_of(const job& j, dtype t) {
-  switch (t) {
-    case dtype::f32:
-      return scale_kind::f32;
-    case dtype::bf16:
-      return scale_kind::bf16;
-    case dtype::f16:
-      return scale_kind::f16;
-    case dtype::f8_e8m0:
-      return scale_kind::e8m0;
-    default:
-      fail(j, "block-FP8 scale of dtype " + std::string(name(t)) + " is not supported");
-  }
+  if (const auto k = scale_kind_of(t)) return *k;  // the kernels' table of scale dtypes
+  fail(j, "block-FP8 scale of dtype " + std::string(name(t)) + " is not supported");
 }
 
 // formats.md §7.2.2 for rows [row_begin, row_begin + rows) into F32 at work_pos, through the
