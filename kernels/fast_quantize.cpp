@@ -72,29 +72,30 @@ uint64_t first_bad_in(const void* src, uint64_t n) {
   return n;
 }
 
-// fp8 encode of n elements; returns the max |x| bits seen (for the non-finite check).
-template <src_kind D>
-inline uint32_t fp8_run(const void* src, uint64_t n, float s_div, uint8_t* dst) {
+// Encodes n elements with `encode(w)` into dst and returns the largest |x| bit pattern seen, so
+// the caller's non-finite check costs no second pass. One loop shape for every per-element
+// encoder below; `encode` inlines, so the loop still vectorizes.
+template <src_kind D, typename T, typename F>
+inline uint32_t encode_run(const void* src, uint64_t n, T* dst, F encode) {
   uint32_t m = 0;
   for (uint64_t i = 0; i < n; ++i) {
     const float w = load_src<D>(src, i);
     const uint32_t ab = abs_bits(w);
     m = ab > m ? ab : m;
-    dst[i] = fp8_quantize_element<D>(w, s_div);
+    dst[i] = encode(w);
   }
   return m;
 }
 
 template <src_kind D>
+inline uint32_t fp8_run(const void* src, uint64_t n, float s_div, uint8_t* dst) {
+  return encode_run<D>(src, n, dst, [s_div](float w) { return fp8_quantize_element<D>(w, s_div); });
+}
+
+template <src_kind D>
 inline uint32_t int8_run(const void* src, uint64_t n, float inv, int8_t* dst) {
-  uint32_t m = 0;
-  for (uint64_t i = 0; i < n; ++i) {
-    const float w = load_src<D>(src, i);
-    const uint32_t ab = abs_bits(w);
-    m = ab > m ? ab : m;
-    dst[i] = static_cast<int8_t>(int8_code(w, inv));
-  }
-  return m;
+  return encode_run<D>(src, n, dst,
+                       [inv](float w) { return static_cast<int8_t>(int8_code(w, inv)); });
 }
 
 // Elements 2i and 2i+1 of a source buffer as fp32. For bf16 the pair is one 32-bit word whose
@@ -241,14 +242,7 @@ inline uint32_t mx_fp6_full_blocks(const void* src, uint64_t nblocks, uint8_t* p
 // Per-row amax bits of the fp8 values of stage 1 and the values themselves (int4_fp8).
 template <src_kind D>
 inline uint32_t int4_fp8_stage1_run(const void* src, uint64_t n, float s_div, float* f) {
-  uint32_t m = 0;
-  for (uint64_t i = 0; i < n; ++i) {
-    const float w = load_src<D>(src, i);
-    const uint32_t ab = abs_bits(w);
-    m = ab > m ? ab : m;
-    f[i] = int4_fp8_stage1_value<D>(w, s_div);
-  }
-  return m;
+  return encode_run<D>(src, n, f, [s_div](float w) { return int4_fp8_stage1_value<D>(w, s_div); });
 }
 
 // int4/uint4 codes of one unit of n elements into q (int8 storage). Returns max |x| bits.
