@@ -25,6 +25,7 @@
 #include "kernels/quantize.h"
 #include "pipeline/api.h"
 #include "pipeline/make_checkpoint.h"
+#include "tensor_bytes_util.h"
 
 using namespace shardquant;
 namespace fs = std::filesystem;
@@ -101,18 +102,6 @@ void check_same_trees(const fs::path& a, const fs::path& b) {
     REQUIRE(tb.count(name) == 1);
     CHECK(tb.at(name) == bytes);
   }
-}
-
-std::vector<std::byte> tensor_bytes(const fs::path& file, const std::string& name) {
-  const safetensors_header h = read_safetensors_header(file);
-  const tensor_entry* e = h.find(name);
-  REQUIRE(e != nullptr);
-  std::vector<std::byte> v(e->byte_size());
-  std::ifstream f(file, std::ios::binary);
-  f.seekg(static_cast<std::streamoff>(h.data_start + e->begin));
-  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size()));
-  REQUIRE(f.good());
-  return v;
 }
 
 // Finds the shard (relative path) holding `tensor` in an output or source directory.

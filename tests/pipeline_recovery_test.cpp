@@ -16,6 +16,7 @@
 #include "kernels/recover_tensors.h"
 #include "pipeline/api.h"
 #include "plan_test_util.h"
+#include "tensor_bytes_util.h"
 
 using namespace sq_plan_test;
 
@@ -73,17 +74,6 @@ std::vector<uint16_t> bf16_scales(uint64_t n, uint32_t seed) {
 std::string read_all(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
-std::vector<std::byte> tensor_bytes(const fs::path& file, const std::string& name) {
-  const safetensors_header h = read_safetensors_header(file);
-  const tensor_entry* e = h.find(name);
-  REQUIRE(e != nullptr);
-  std::vector<std::byte> v(e->byte_size());
-  std::ifstream f(file, std::ios::binary);
-  f.seekg(static_cast<std::streamoff>(h.data_start + e->begin));
-  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size()));
-  return v;
 }
 
 // Quantizes `dir` into `out` with `scheme` and `budget`; returns the run's report.
