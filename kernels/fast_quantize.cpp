@@ -592,6 +592,18 @@ void put_f32(void* p, uint64_t i, float x) {
 // error; a non-finite input found anywhere makes the caller rescan for the first bad element, so
 // the reported index equals the reference's.
 
+// Per-tensor schemes: every element encoded in parallel chunks by `run(src, n, dst)`, which
+// returns the largest |x| bits it saw; true when some element was not finite.
+template <src_kind D, typename T, typename Run>
+bool encode_tensor(const source_view& v, const view_geometry& g, T* dst, Run run) {
+  std::atomic<bool> bad{false};
+  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, g.numel(), k_grain_elems), [&](const auto& r) {
+    if (run(elem_ptr(v, D, r.begin()), r.end() - r.begin(), dst + r.begin()) >= k_f32_inf_bits)
+      bad = true;
+  });
+  return bad;
+}
+
 template <src_kind D>
 quant_status fp8_tensor(const source_view& v, const view_geometry& g, const quant_outputs& o,
                         float a, bool* saw_bad) {
@@ -599,14 +611,10 @@ quant_status fp8_tensor(const source_view& v, const view_geometry& g, const quan
   const float s_div = fp8_divisor<D>(s);
   if (s_div == 0.0f) return error(code::scale_underflow, 0);
   if (o.scale) put_f32(o.scale, 0, s);
-  std::atomic<bool> bad{false};
-  uint8_t* dst = static_cast<uint8_t*>(o.weight);
-  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, g.numel(), k_grain_elems), [&](const auto& r) {
-    const uint32_t m =
-        fp8_run_k<D>(elem_ptr(v, D, r.begin()), r.end() - r.begin(), s_div, dst + r.begin());
-    if (m >= k_f32_inf_bits) bad = true;
-  });
-  *saw_bad = bad;
+  *saw_bad = encode_tensor<D>(v, g, static_cast<uint8_t*>(o.weight),
+                              [s_div](const void* src, uint64_t n, uint8_t* dst) {
+                                return fp8_run_k<D>(src, n, s_div, dst);
+                              });
   return {};
 }
 
@@ -616,14 +624,9 @@ quant_status int8_tensor(const source_view& v, const view_geometry& g, const qua
   const float s = int8_scale<D>(a);
   const float inv = reciprocal_rn(s);
   if (o.scale) put_f32(o.scale, 0, s);
-  std::atomic<bool> bad{false};
-  int8_t* dst = static_cast<int8_t*>(o.weight);
-  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, g.numel(), k_grain_elems), [&](const auto& r) {
-    const uint32_t m =
-        int8_run_k<D>(elem_ptr(v, D, r.begin()), r.end() - r.begin(), inv, dst + r.begin());
-    if (m >= k_f32_inf_bits) bad = true;
-  });
-  *saw_bad = bad;
+  *saw_bad = encode_tensor<D>(
+      v, g, static_cast<int8_t*>(o.weight),
+      [inv](const void* src, uint64_t n, int8_t* dst) { return int8_run_k<D>(src, n, inv, dst); });
   return {};
 }
 
