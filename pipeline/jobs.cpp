@@ -137,7 +137,8 @@ std::vector<std::unique_ptr<job>> job_builder::make_shard(uint32_t s, shard_stat
   state.index = s;
   state.relative_path = sp.relative_path;
   state.writer = std::make_unique<shard_writer>(sp.layout, final_path);
-  state.out = io_file::wrap_for_write(state.writer->fd(), final_path.string(), direct_);
+  state.out = io_file::wrap_for_write(state.writer->fd(), final_path.string(), direct_,
+                                      sp.layout.file_size());
   state.input_bytes = 0;
   std::vector<std::unique_ptr<job>> jobs;
   for (uint32_t it : sp.items)
