@@ -4,10 +4,14 @@
 #include "pipeline/make_checkpoint.h"
 
 #include <tbb/parallel_for.h>
+#include <tbb/parallel_reduce.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <regex>
 #include <string_view>
 
 #include "io/error.h"
@@ -384,6 +388,218 @@ std::string dtype_config_name(dtype t) {
   return t == dtype::bf16 ? "bfloat16" : t == dtype::f16 ? "float16" : "float32";
 }
 
+// Linear weights a quantized source stores quantized: all but lm_head and the MoE routers.
+bool source_quantized(const synthetic_tensor& x) {
+  return x.kind == synthetic_kind::linear && x.name != "lm_head.weight" &&
+         !x.name.ends_with("mlp.gate.weight");
+}
+
+// ---- compressed-tensors sources (--ct) ----
+struct ct_group_def {
+  std::vector<std::string> targets;
+  synthetic_ct_args args;
+};
+struct ct_source_def {
+  std::string top_format;
+  std::vector<ct_group_def> groups;
+};
+
+synthetic_ct_args ct_int(const char* format, uint32_t b, const char* strategy, bool sym,
+                         bool actorder = false) {
+  synthetic_ct_args a;
+  a.format = format;
+  a.bits = b;
+  a.strategy = strategy;
+  a.group_size = std::string_view(strategy) == "group" ? 128 : 0;
+  a.symmetric = sym;
+  a.actorder = actorder;
+  return a;
+}
+synthetic_ct_args ct_fp8(const char* strategy) {
+  synthetic_ct_args a;
+  a.format = "float-quantized";
+  a.bits = 8;
+  a.is_float = true;
+  a.strategy = strategy;
+  a.block = std::string_view(strategy) == "block" ? 128 : 0;
+  return a;
+}
+
+ct_source_def ct_groups_of(const std::string& v) {
+  const std::vector<std::string> lin{"Linear"};
+  auto one = [&](synthetic_ct_args a) {
+    const std::string f = a.format;
+    return ct_source_def{f, {{lin, std::move(a)}}};
+  };
+  if (v == "int4-group") return one(ct_int("pack-quantized", 4, "group", true));
+  if (v == "int4-group-asym") return one(ct_int("pack-quantized", 4, "group", false));
+  if (v == "int4-group-actorder") return one(ct_int("pack-quantized", 4, "group", true, true));
+  if (v == "int4-channel") return one(ct_int("pack-quantized", 4, "channel", true));
+  if (v == "int4-channel-asym") return one(ct_int("pack-quantized", 4, "channel", false));
+  if (v == "int8-channel") return one(ct_int("pack-quantized", 8, "channel", true));
+  if (v == "fp8-tensor") return one(ct_fp8("tensor"));
+  if (v == "fp8-channel") return one(ct_fp8("channel"));
+  if (v == "fp8-block") return one(ct_fp8("block"));
+  if (v == "naive-int8") return one(ct_int("naive-quantized", 8, "channel", true));
+  if (v == "int8-asym") return one(ct_int("int-quantized", 8, "channel", false));
+  const std::vector<std::string> attn{"re:.*self_attn.*"};
+  if (v == "multi-group")  // two groups with equal arguments: attention by regex, the rest
+    return {"pack-quantized",
+            {{attn, ct_int("pack-quantized", 4, "group", true)},
+             {lin, ct_int("pack-quantized", 4, "group", true)}}};
+  if (v == "mixed")  // attention fp8 per channel, everything else int4 per group
+    return {"mixed-precision",
+            {{attn, ct_fp8("channel")}, {lin, ct_int("pack-quantized", 4, "group", true)}}};
+  return {};
+}
+
+// formats.md §7.3.1 precedence: exact name, then a `re:` target (match at the start), then a
+// class-name target; ties go to the first group.
+const ct_group_def& ct_group_for(const ct_source_def& d, const std::string& module) {
+  for (int level = 0; level < 3; ++level)
+    for (const auto& g : d.groups)
+      for (const auto& t : g.targets) {
+        const bool hit =
+            level == 0 ? t == module
+            : level == 1
+                ? t.starts_with("re:") && std::regex_search(module, std::regex(t.substr(3)),
+                                                            std::regex_constants::match_continuous)
+                : !t.starts_with("re:") && t.find('.') == std::string::npos;
+        if (hit) return g;
+      }
+  throw usage_error("no --ct config group targets " + module);  // unreachable: `Linear`
+}
+
+nlohmann::ordered_json ct_weights_json(const synthetic_ct_args& a) {
+  json w;
+  w["actorder"] = a.actorder ? json("group") : json(nullptr);
+  w["block_structure"] = a.block ? json::array({a.block, a.block}) : json(nullptr);
+  w["dynamic"] = false;
+  w["group_size"] = a.group_size ? json(a.group_size) : json(nullptr);
+  w["num_bits"] = a.bits;
+  w["observer"] = "minmax";
+  w["observer_kwargs"] = json::object();
+  w["strategy"] = a.strategy;
+  w["symmetric"] = a.symmetric;
+  w["type"] = a.is_float ? "float" : "int";
+  return w;
+}
+
+void apply_ct(synthetic_model& m, const std::string& variant) {
+  const ct_source_def d = ct_groups_of(variant);
+  const dtype st = m.tensors.front().type;  // the model dtype stores the scales
+  std::vector<synthetic_tensor> out;
+  for (auto& x : m.tensors) {
+    if (!source_quantized(x)) {
+      out.push_back(std::move(x));
+      continue;
+    }
+    const std::string module = x.name.substr(0, x.name.size() - 7);
+    const synthetic_ct_args& a = ct_group_for(d, module).args;
+    const uint64_t R = x.shape[0], C = x.shape[1];
+    const uint64_t G = a.strategy == "group"   ? (C + a.group_size - 1) / a.group_size
+                       : a.strategy == "block" ? (C + a.block - 1) / a.block
+                                               : 1;
+    auto add = [&](const std::string& suffix, std::vector<uint64_t> shape, dtype type,
+                   synthetic_kind k) {
+      synthetic_tensor t{module + suffix, std::move(shape), type, k, x.shape};
+      t.base = x.name;
+      t.ct = a;
+      t.ct.scale_type = st;
+      t.joins_previous = !out.empty() && out.back().base == x.name;
+      out.push_back(std::move(t));
+    };
+    if (a.format == "pack-quantized") {
+      add(".weight_packed", {R, (C * a.bits + 31) / 32}, dtype::i32, synthetic_kind::ct_packed);
+    } else {
+      add(".weight", {R, C}, a.is_float ? dtype::f8_e4m3 : dtype::i8, synthetic_kind::ct_weight);
+    }
+    if (a.strategy == "tensor")
+      add(".weight_scale", {1}, st, synthetic_kind::ct_scale);
+    else if (a.strategy == "block")
+      add(".weight_scale", {(R + a.block - 1) / a.block, G}, st, synthetic_kind::ct_scale);
+    else
+      add(".weight_scale", {R, G}, st, synthetic_kind::ct_scale);
+    if (a.format == "pack-quantized")
+      add(".weight_shape", {2}, dtype::i64, synthetic_kind::ct_shape);
+    if (!a.symmetric) {
+      if (a.format == "pack-quantized")
+        add(".weight_zero_point", {(R * a.bits + 31) / 32, G}, dtype::i32,
+            synthetic_kind::ct_zero_point);
+      else
+        add(".weight_zero_point", {R, G}, dtype::i8, synthetic_kind::ct_zero_point);
+    }
+    if (a.actorder) add(".weight_g_idx", {C}, dtype::i32, synthetic_kind::ct_g_idx);
+  }
+  m.tensors = std::move(out);
+  json groups = json::object();
+  for (size_t i = 0; i < d.groups.size(); ++i) {
+    const auto& g = d.groups[i];
+    groups["group_" + std::to_string(i)] = {{"format", g.args.format},
+                                            {"input_activations", nullptr},
+                                            {"output_activations", nullptr},
+                                            {"targets", g.targets},
+                                            {"weights", ct_weights_json(g.args)}};
+  }
+  m.config["quantization_config"] = {{"config_groups", groups},
+                                     {"format", d.top_format},
+                                     {"global_compression_ratio", nullptr},
+                                     {"ignore", {"lm_head", "re:.*mlp\\.gate$"}},
+                                     {"kv_cache_scheme", nullptr},
+                                     {"quant_method", "compressed-tensors"},
+                                     {"quantization_status", "compressed"},
+                                     {"sparsity_config", json::object()},
+                                     {"transform_config", json::object()},
+                                     {"version", "0.20.0"}};
+}
+
+// The family glob of a tensor name: every all-digit component becomes `*`.
+std::string family_glob(const std::string& name) {
+  std::string g, part;
+  for (size_t i = 0; i <= name.size(); ++i) {
+    if (i < name.size() && name[i] != '.') {
+      part += name[i];
+      continue;
+    }
+    const bool digits = !part.empty() && std::all_of(part.begin(), part.end(),
+                                                     [](char c) { return c >= '0' && c <= '9'; });
+    if (!g.empty()) g.push_back('.');
+    if (digits)
+      g.push_back('*');
+    else
+      g.append(part);
+    part.clear();
+  }
+  return g;
+}
+
+void apply_presharding(synthetic_model& m, uint64_t cr) {
+  json globs = json::object();
+  std::string rows;
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    auto& w = m.tensors[i];
+    if (w.kind != synthetic_kind::fp8_weight) continue;
+    const uint64_t R = w.shape[0];
+    if (R % cr != 0 || R / cr < 2) {
+      if (rows.find(" " + std::to_string(R) + ",") == std::string::npos)
+        rows += " " + std::to_string(R) + ",";
+      continue;
+    }
+    const std::string g = family_glob(w.name);
+    if (!globs.contains(g)) globs[g] = cr;
+    w.chunk_rows = cr;
+    auto& sc = m.tensors[i + 1];  // the `_scale_inv` follows its weight
+    sc.chunk_rows = cr;
+    sc.shape[0] = R / cr * ((cr + 127) / 128);
+  }
+  if (globs.empty())
+    throw usage_error("--presharded " + std::to_string(cr) +
+                      ": no FP8 weight has a row count that is a multiple of it with at least two "
+                      "chunks (row counts:" +
+                      rows.substr(0, rows.size() - 1) + ")");
+  m.config["quantization_config"]["presharded_weights"] = globs;
+}
+
 }  // namespace
 
 uint64_t synthetic_tensor::bytes() const {
@@ -398,6 +614,26 @@ uint64_t synthetic_model::bytes() const {
   return b;
 }
 
+const std::vector<std::pair<std::string, std::string>>& ct_variants() {
+  static const std::vector<std::pair<std::string, std::string>> v{
+      {"int4-group", "pack-quantized int4, group 128, symmetric"},
+      {"int4-group-asym", "pack-quantized int4, group 128, asymmetric (packed zero points)"},
+      {"int4-group-actorder", "pack-quantized int4, group 128, actorder group (weight_g_idx)"},
+      {"int4-channel", "pack-quantized int4, per channel, symmetric"},
+      {"int4-channel-asym", "pack-quantized int4, per channel, asymmetric"},
+      {"int8-channel", "pack-quantized int8, per channel, symmetric"},
+      {"fp8-tensor", "float-quantized fp8 e4m3, per tensor"},
+      {"fp8-channel", "float-quantized fp8 e4m3, per channel"},
+      {"fp8-block", "float-quantized fp8 e4m3, 128x128 blocks"},
+      {"naive-int8", "naive-quantized int8 (I8 weight), per channel, symmetric"},
+      {"int8-asym", "int-quantized int8 (I8 weight), per channel, asymmetric (I8 zero points)"},
+      {"multi-group",
+       "two config groups with equal int4-group arguments: re:.*self_attn.* and Linear"},
+      {"mixed", "mixed-precision: re:.*self_attn.* fp8 per channel, other Linear int4 group"},
+  };
+  return v;
+}
+
 const std::vector<std::string>& synthetic_architectures() {
   static const std::vector<std::string> a{"llama", "deepseek_v3", "qwen3_moe"};
   return a;
@@ -408,9 +644,18 @@ synthetic_model design_model(const make_checkpoint_options& o) {
       o.type != dtype::f8_e4m3)
     throw usage_error("--dtype must be bf16, fp16, fp32 or fp8");
   const bool fp8 = o.type == dtype::f8_e4m3;
-  // FP8 sources: BF16 model, Linear weights stored as block FP8 (about 1 byte per element).
+  if (o.presharded_rows && !fp8)
+    throw usage_error("--presharded needs --dtype fp8 (a DeepSeek-style block-FP8 source)");
+  if (!o.ct.empty() && fp8)
+    throw usage_error("--ct needs --dtype bf16, fp16 or fp32 (the model and scale dtype)");
+  if (!o.ct.empty() && ct_groups_of(o.ct).groups.empty()) {
+    std::string names;
+    for (const auto& v : ct_variants()) names += (names.empty() ? "" : ", ") + v.first;
+    throw usage_error("unknown --ct '" + o.ct + "' (" + names + ")");
+  }
+  // FP8 and CT sources: Linear weights take about 1 byte per element.
   const dtype base_type = fp8 ? dtype::bf16 : o.type;
-  const uint64_t elems = o.size / (fp8 ? 1 : bits(o.type) / 8);
+  const uint64_t elems = o.size / (fp8 || !o.ct.empty() ? 1 : bits(o.type) / 8);
   synthetic_model m;
   if (o.arch == "llama") {
     auto [d, L] = fit<llama_dims>(elems, o.odd_shapes, llama_for, llama_fixed, llama_layer);
@@ -431,9 +676,7 @@ synthetic_model design_model(const make_checkpoint_options& o) {
     // FP8 with an F32 `_scale_inv` [ceil(R/128), ceil(C/128)] right after it.
     std::vector<synthetic_tensor> t;
     for (auto& x : m.tensors) {
-      const bool quant = x.kind == synthetic_kind::linear && x.name != "lm_head.weight" &&
-                         !x.name.ends_with("mlp.gate.weight");
-      if (!quant) {
+      if (!source_quantized(x)) {
         t.push_back(std::move(x));
         continue;
       }
@@ -451,7 +694,9 @@ synthetic_model design_model(const make_checkpoint_options& o) {
                                        {"fmt", "e4m3"},
                                        {"quant_method", "fp8"},
                                        {"weight_block_size", {128, 128}}};
+    if (o.presharded_rows) apply_presharding(m, o.presharded_rows);
   }
+  if (!o.ct.empty()) apply_ct(m, o.ct);
   return m;
 }
 
@@ -480,22 +725,269 @@ void matrix_row_f32(bool linear, uint64_t key, uint64_t row, uint64_t cols, floa
 
 constexpr uint64_t k_fp8_block = 128;
 
-// The fp32 rows of one 128-row block of an FP8 weight and the block scales of that block row
-// (amax / 448 per 128 columns; 1 for an all-zero block).
-void fp8_block_rows(uint64_t key, uint64_t rows, uint64_t cols, uint64_t block, float base,
-                    std::vector<float>& vals, std::vector<float>& scales) {
-  const uint64_t r0 = block * k_fp8_block;
-  const uint64_t n = std::min(k_fp8_block, rows - r0);
+// Scale rows per chunk (nb) and the scale row of weight row r (formats.md §7.2.2).
+uint64_t fp8_scale_row(uint64_t cr, uint64_t r) {
+  const uint64_t nb = (cr + k_fp8_block - 1) / k_fp8_block;
+  return (r / cr) * nb + (r % cr) / k_fp8_block;
+}
+
+// The fp32 rows of the block behind scale row `sr` of an FP8 weight (chunks of cr rows, each cut
+// into 128-row blocks) and that block row's scales (amax / 448 per 128 columns; 1 for an all-zero
+// block). Returns the block's first weight row; vals holds its rows.
+uint64_t fp8_block_rows(uint64_t key, uint64_t rows, uint64_t cr, uint64_t cols, uint64_t sr,
+                        float base, std::vector<float>& vals, std::vector<float>& scales) {
+  const uint64_t nb = (cr + k_fp8_block - 1) / k_fp8_block;
+  const uint64_t r0 = (sr / nb) * cr + (sr % nb) * k_fp8_block;
+  const uint64_t n = std::min({k_fp8_block, rows - r0, cr - (sr % nb) * k_fp8_block});
   vals.resize(n * cols);
   tbb::parallel_for(uint64_t{0}, n, [&](uint64_t i) {
     matrix_row_f32(true, key, r0 + i, cols, base, vals.data() + i * cols);
   });
-  const uint64_t nb = (cols + k_fp8_block - 1) / k_fp8_block;
-  scales.assign(nb, 0.0f);
+  const uint64_t nbw = (cols + k_fp8_block - 1) / k_fp8_block;
+  scales.assign(nbw, 0.0f);
   for (uint64_t i = 0; i < n; ++i)
     for (uint64_t c = 0; c < cols; ++c)
       scales[c / k_fp8_block] = std::max(scales[c / k_fp8_block], std::fabs(vals[i * cols + c]));
   for (float& sc : scales) sc = sc > 0 ? sc / 448.0f : 1.0f;
+  return r0;
+}
+
+// ---- compressed-tensors quantization of the fp32 rows ----
+
+float round_to(dtype t, float v) {
+  return t == dtype::bf16  ? bf16_to_f32(to_bf16_rne(v))
+         : t == dtype::f16 ? f16_to_f32(to_f16_rne(v))
+                           : v;
+}
+
+// actorder group: column j belongs to group g_idx[j]; groups are filled in a seeded random
+// column order (as GPTQ's activation order would), so g_idx[j] != j div g.
+std::vector<int32_t> ct_g_idx(uint64_t key, uint64_t cols, uint64_t g) {
+  std::vector<uint64_t> perm(cols);
+  for (uint64_t i = 0; i < cols; ++i) perm[i] = i;
+  rng r{splitmix(key ^ 0x67696478ull)};
+  for (uint64_t i = cols; i > 1; --i) std::swap(perm[i - 1], perm[r.next() % i]);
+  std::vector<int32_t> gi(cols);
+  for (uint64_t k = 0; k < cols; ++k) gi[perm[k]] = static_cast<int32_t>(k / g);
+  return gi;
+}
+
+// Max |x| over a whole weight (tensor strategy); cached because every row request needs it.
+float ct_tensor_amax(uint64_t key, uint64_t rows, uint64_t cols, float base) {
+  static std::mutex mu;
+  static std::map<std::pair<uint64_t, uint64_t>, float> cache;
+  {
+    std::lock_guard<std::mutex> l(mu);
+    if (auto it = cache.find({key, rows * cols}); it != cache.end()) return it->second;
+  }
+  const float amax = tbb::parallel_reduce(
+      tbb::blocked_range<uint64_t>(0, rows, 64), 0.0f,
+      [&](const auto& rg, float a) {
+        std::vector<float> row(cols);
+        for (uint64_t r = rg.begin(); r < rg.end(); ++r) {
+          matrix_row_f32(true, key, r, cols, base, row.data());
+          for (float x : row) a = std::max(a, std::fabs(x));
+        }
+        return a;
+      },
+      [](float a, float b) { return std::max(a, b); });
+  std::lock_guard<std::mutex> l(mu);
+  cache[{key, rows * cols}] = amax;
+  return amax;
+}
+
+// Codes of weight rows [r0, r0 + n): q (n x C), and per row `ns` scales and zero points
+// (group: one per group; channel/tensor: 1; block: one per 128-column block of the row's block).
+struct ct_rows {
+  uint64_t ns = 1;
+  std::vector<int32_t> q;
+  std::vector<float> s;
+  std::vector<int32_t> zp;
+};
+
+int32_t rne_clamp(float y, int32_t lo, int32_t hi) {
+  const float r = std::nearbyint(y);  // round half to even (default rounding mode)
+  return static_cast<int32_t>(std::clamp(r, static_cast<float>(lo), static_cast<float>(hi)));
+}
+
+// One row of codes from its values and the per-column scale/zero point.
+void ct_encode_row(const synthetic_ct_args& a, const float* x, uint64_t cols,
+                   const std::vector<uint64_t>& col_group, const float* s, const int32_t* zp,
+                   int32_t* q) {
+  const int32_t qmin = -(1 << (a.bits - 1)), qmax = (1 << (a.bits - 1)) - 1;
+  for (uint64_t c = 0; c < cols; ++c) {
+    const uint64_t g = col_group[c];
+    const float y = x[c] / s[g];
+    q[c] = a.is_float ? fp8_e4m3fn_encode(y) : rne_clamp(y + static_cast<float>(zp[g]), qmin, qmax);
+  }
+}
+
+void ct_quantize_rows(const synthetic_tensor& t, uint64_t seed, uint64_t r0, uint64_t n,
+                      ct_rows& o) {
+  const synthetic_ct_args& a = t.ct;
+  const uint64_t R = t.source_shape[0], C = t.source_shape[1];
+  const uint64_t key = splitmix(seed ^ fnv1a(t.base));
+  const float base = 1.0f / std::sqrt(static_cast<float>(C));
+  const float qmax = a.is_float ? 448.0f : static_cast<float>((1 << (a.bits - 1)) - 1);
+  const int32_t qlo = -(1 << (a.bits - 1)), qhi = (1 << (a.bits - 1)) - 1;
+  const dtype sdt = a.scale_type;  // codes are computed with the stored (rounded) scale
+  std::vector<uint64_t> col_group(C);
+  std::vector<int32_t> gidx;
+  if (a.actorder) gidx = ct_g_idx(key, C, a.group_size);
+  for (uint64_t c = 0; c < C; ++c)
+    col_group[c] = a.strategy == "group"
+                       ? (a.actorder ? static_cast<uint64_t>(gidx[c]) : c / a.group_size)
+                   : a.strategy == "block" ? c / a.block
+                                           : 0;
+  o.ns = a.strategy == "group"   ? (C + a.group_size - 1) / a.group_size
+         : a.strategy == "block" ? (C + a.block - 1) / a.block
+                                 : 1;
+  o.q.assign(n * C, 0);
+  o.s.assign(n * o.ns, 1.0f);
+  o.zp.assign(n * o.ns, 0);
+  if (a.strategy == "block") {
+    // Whole blocks of a.block rows, scales over each block, then the requested rows.
+    std::vector<float> vals;
+    for (uint64_t r = r0; r < r0 + n;) {
+      const uint64_t b0 = r / a.block * a.block, bn = std::min(a.block, R - b0);
+      vals.resize(bn * C);
+      tbb::parallel_for(uint64_t{0}, bn, [&](uint64_t i) {
+        matrix_row_f32(true, key, b0 + i, C, base, vals.data() + i * C);
+      });
+      std::vector<float> s(o.ns, 0.0f);
+      for (uint64_t i = 0; i < bn * C; ++i)
+        s[col_group[i % C]] = std::max(s[col_group[i % C]], std::fabs(vals[i]));
+      for (float& v : s) v = v > 0 ? round_to(sdt, v / qmax) : 1.0f;
+      const std::vector<int32_t> zero(o.ns, 0);
+      const uint64_t end = std::min(r0 + n, b0 + bn);
+      for (; r < end; ++r) {
+        ct_encode_row(a, vals.data() + (r - b0) * C, C, col_group, s.data(), zero.data(),
+                      o.q.data() + (r - r0) * C);
+        std::copy(s.begin(), s.end(), o.s.begin() + static_cast<ptrdiff_t>((r - r0) * o.ns));
+      }
+    }
+    return;
+  }
+  const float tensor_s =
+      a.strategy == "tensor"
+          ? [&] {
+              const float am = ct_tensor_amax(key, R, C, base);
+              return am > 0 ? round_to(sdt, am / qmax) : 1.0f;
+            }()
+          : 0.0f;
+  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, n, 16), [&](const auto& rg) {
+    std::vector<float> x(C), lo(o.ns), hi(o.ns);
+    for (uint64_t i = rg.begin(); i < rg.end(); ++i) {
+      matrix_row_f32(true, key, r0 + i, C, base, x.data());
+      float* s = o.s.data() + i * o.ns;
+      int32_t* zp = o.zp.data() + i * o.ns;
+      if (a.strategy == "tensor") {
+        s[0] = tensor_s;
+      } else {
+        std::fill(lo.begin(), lo.end(), 0.0f);  // ranges include 0 (as CT's min-max observer)
+        std::fill(hi.begin(), hi.end(), 0.0f);
+        for (uint64_t c = 0; c < C; ++c) {
+          lo[col_group[c]] = std::min(lo[col_group[c]], x[c]);
+          hi[col_group[c]] = std::max(hi[col_group[c]], x[c]);
+        }
+        for (uint64_t g = 0; g < o.ns; ++g) {
+          if (a.symmetric) {
+            const float amax = std::max(-lo[g], hi[g]);
+            s[g] = amax > 0 ? round_to(sdt, amax / qmax) : 1.0f;
+          } else {
+            const float span = hi[g] - lo[g];
+            s[g] = span > 0 ? round_to(sdt, span / static_cast<float>(qhi - qlo)) : 1.0f;
+            zp[g] = rne_clamp(static_cast<float>(qlo) - lo[g] / s[g], qlo, qhi);
+          }
+        }
+      }
+      ct_encode_row(a, x.data(), C, col_group, s, zp, o.q.data() + i * C);
+    }
+  });
+}
+
+// Stored unsigned value v (q + 2^(b-1)) of element i of a packed line (formats.md §7.3.2).
+void ct_pack_put(uint32_t* words, uint64_t i, uint32_t b, uint32_t v) {
+  const uint64_t bit = i * b;
+  words[bit >> 5] |= v << (bit & 31u);
+}
+
+void ct_generate(const synthetic_tensor& t, uint64_t seed, uint64_t row_begin, uint64_t rows,
+                 std::byte* out) {
+  const synthetic_ct_args& a = t.ct;
+  const uint64_t R = t.source_shape[0], C = t.source_shape[1];
+  const uint32_t off = 1u << (a.bits - 1);
+  ct_rows q;
+  switch (t.kind) {
+    case synthetic_kind::ct_shape: {
+      const int64_t v[2] = {static_cast<int64_t>(R), static_cast<int64_t>(C)};
+      std::memcpy(out, v, sizeof v);
+      return;
+    }
+    case synthetic_kind::ct_g_idx: {
+      const auto gi = ct_g_idx(splitmix(seed ^ fnv1a(t.base)), C, a.group_size);
+      std::memcpy(out, gi.data(), gi.size() * 4);
+      return;
+    }
+    case synthetic_kind::ct_packed: {
+      ct_quantize_rows(t, seed, row_begin, rows, q);
+      const uint64_t words = t.shape[1];
+      std::vector<uint32_t> w(rows * words, 0);
+      for (uint64_t i = 0; i < rows; ++i)
+        for (uint64_t c = 0; c < C; ++c)
+          ct_pack_put(w.data() + i * words, c, a.bits,
+                      static_cast<uint32_t>(q.q[i * C + c] + static_cast<int32_t>(off)));
+      std::memcpy(out, w.data(), w.size() * 4);
+      return;
+    }
+    case synthetic_kind::ct_weight: {
+      ct_quantize_rows(t, seed, row_begin, rows, q);
+      auto* o = reinterpret_cast<uint8_t*>(out);
+      for (uint64_t i = 0; i < rows * C; ++i) o[i] = static_cast<uint8_t>(q.q[i]);
+      return;
+    }
+    case synthetic_kind::ct_scale: {
+      const uint64_t eb = bits(t.type) / 8;
+      if (a.strategy == "tensor") {
+        ct_quantize_rows(t, seed, 0, 1, q);
+        store(t.type, q.s[0], out);
+        return;
+      }
+      for (uint64_t i = 0; i < rows; ++i) {
+        // block strategy: scale row b is the scale row of weight row b * block
+        const uint64_t wr = a.strategy == "block" ? (row_begin + i) * a.block : row_begin + i;
+        if (a.strategy == "block" || i == 0)
+          ct_quantize_rows(t, seed, wr, a.strategy == "block" ? 1 : rows, q);
+        const uint64_t qi = a.strategy == "block" ? 0 : i;
+        for (uint64_t g = 0; g < q.ns; ++g)
+          store(t.type, q.s[qi * q.ns + g], out + (i * q.ns + g) * eb);
+      }
+      return;
+    }
+    case synthetic_kind::ct_zero_point: {
+      if (a.format != "pack-quantized") {  // I8 [R, G], same shape as the scale
+        ct_quantize_rows(t, seed, row_begin, rows, q);
+        auto* o = reinterpret_cast<int8_t*>(out);
+        for (uint64_t i = 0; i < rows * q.ns; ++i) o[i] = static_cast<int8_t>(q.zp[i]);
+        return;
+      }
+      // Packed down each column: word row w holds weight rows [w * 32/b, (w + 1) * 32/b).
+      const uint64_t per = 32 / a.bits;
+      const uint64_t w0 = row_begin * per, w1 = std::min(R, (row_begin + rows) * per);
+      ct_quantize_rows(t, seed, w0, w1 - w0, q);
+      const uint64_t G = q.ns;
+      std::vector<uint32_t> w(rows * G, 0);
+      for (uint64_t r = w0; r < w1; ++r)
+        for (uint64_t g = 0; g < G; ++g)
+          w[(r / per - row_begin) * G + g] |=
+              static_cast<uint32_t>(q.zp[(r - w0) * G + g] + static_cast<int32_t>(off))
+              << ((r * a.bits) & 31u);
+      std::memcpy(out, w.data(), w.size() * 4);
+      return;
+    }
+    default:
+      return;
+  }
 }
 
 }  // namespace
@@ -510,11 +1002,12 @@ void generate_rows(const synthetic_tensor& t, uint64_t seed, uint64_t row_begin,
     const std::string wname = is_scale ? t.name.substr(0, t.name.size() - 10) : t.name;
     const uint64_t key = splitmix(seed ^ fnv1a(wname));
     const uint64_t R = t.source_shape[0], C = t.source_shape[1];
+    const uint64_t cr = t.chunk_rows ? t.chunk_rows : R;
     const float base = 1.0f / std::sqrt(static_cast<float>(C));
     std::vector<float> vals, scales;
     if (is_scale) {
       for (uint64_t b = row_begin; b < row_begin + rows; ++b) {
-        fp8_block_rows(key, R, C, b, base, vals, scales);
+        (void)fp8_block_rows(key, R, cr, C, b, base, vals, scales);
         std::memcpy(out + (b - row_begin) * cols * 4, scales.data(), cols * 4);
       }
       return;
@@ -522,16 +1015,19 @@ void generate_rows(const synthetic_tensor& t, uint64_t seed, uint64_t row_begin,
     uint64_t done = 0;
     while (done < rows) {
       const uint64_t r = row_begin + done;
-      const uint64_t b = r / k_fp8_block;
-      fp8_block_rows(key, R, C, b, base, vals, scales);
-      const uint64_t end = std::min(row_begin + rows, (b + 1) * k_fp8_block);
+      const uint64_t b0 = fp8_block_rows(key, R, cr, C, fp8_scale_row(cr, r), base, vals, scales);
+      const uint64_t end = std::min(row_begin + rows, b0 + vals.size() / C);
       for (uint64_t rr = r; rr < end; ++rr) {
-        const float* v = vals.data() + (rr - b * k_fp8_block) * C;
+        const float* v = vals.data() + (rr - b0) * C;
         auto* o = reinterpret_cast<uint8_t*>(out) + (rr - row_begin) * C;
         for (uint64_t c = 0; c < C; ++c) o[c] = fp8_e4m3fn_encode(v[c] / scales[c / k_fp8_block]);
       }
       done += end - r;
     }
+    return;
+  }
+  if (t.kind >= synthetic_kind::ct_packed) {
+    ct_generate(t, seed, row_begin, rows, out);
     return;
   }
   const uint64_t key = splitmix(seed ^ fnv1a(t.name));
@@ -571,7 +1067,7 @@ make_checkpoint_result make_checkpoint(const make_checkpoint_options& o) {
   std::vector<std::vector<const synthetic_tensor*>> shards(1);
   uint64_t cur = 0;
   for (const auto& t : m.tensors) {
-    if (cur > 0 && cur + t.bytes() > shard_max) {
+    if (cur > 0 && cur + t.bytes() > shard_max && !t.joins_previous) {
       shards.emplace_back();
       cur = 0;
     }

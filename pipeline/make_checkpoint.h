@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -34,14 +35,43 @@ enum class synthetic_kind : uint8_t {
   bias,        // small values (e.g. e_score_correction_bias), stored F32
   fp8_weight,  // linear weight stored F8_E4M3 with 128x128 block scales (--dtype fp8)
   fp8_scale,   // the F32 `_scale_inv` of an fp8_weight
+  // compressed-tensors (--ct): the tensors of one quantized Linear module, all derived from the
+  // same fp32 rows the plain weight would have (keyed by the weight's name, `base`).
+  ct_packed,      // `weight_packed` I32 [R, ceil(C*b/32)] (pack-quantized)
+  ct_shape,       // `weight_shape` I64 [2] = [R, C]
+  ct_weight,      // `weight` F8_E4M3 (float-quantized) or I8 (naive/int-quantized) [R, C]
+  ct_scale,       // `weight_scale` in the model dtype, shape by strategy
+  ct_zero_point,  // `weight_zero_point`: packed I32 [ceil(R*b/32), G] or I8 [R, 1]
+  ct_g_idx,       // `weight_g_idx` I32 [C] (actorder group)
+};
+
+// compressed-tensors weight arguments of one config group (formats.md §7.3).
+struct synthetic_ct_args {
+  std::string format;     // pack-quantized | float-quantized | naive-quantized | int-quantized
+  uint32_t bits = 0;      // 4 or 8
+  bool is_float = false;  // type float (fp8 e4m3) instead of int
+  std::string strategy;   // tensor | channel | group | block
+  uint64_t group_size = 0;
+  uint64_t block = 0;  // block strategy: block_structure [block, block]
+  bool symmetric = true;
+  bool actorder = false;          // actorder "group": a permuted weight_g_idx is written
+  dtype scale_type = dtype::f32;  // the model dtype, in which `weight_scale` is stored
 };
 
 struct synthetic_tensor {
+  synthetic_tensor() = default;
+  synthetic_tensor(std::string n, std::vector<uint64_t> s, dtype t, synthetic_kind k,
+                   std::vector<uint64_t> src = {})
+      : name(std::move(n)), shape(std::move(s)), type(t), kind(k), source_shape(std::move(src)) {}
   std::string name;
   std::vector<uint64_t> shape;
-  dtype type;
-  synthetic_kind kind;
-  std::vector<uint64_t> source_shape;  // fp8_weight / fp8_scale: the weight's [R, C]
+  dtype type = dtype::f32;
+  synthetic_kind kind = synthetic_kind::linear;
+  std::vector<uint64_t> source_shape;  // fp8_* / ct_*: the weight's [R, C]
+  uint64_t chunk_rows = 0;  // fp8_*: presharded chunk rows (0 = R, one chunk), formats.md §7.2.4
+  std::string base;         // ct_*: the weight's name (`M.weight`)
+  synthetic_ct_args ct;     // ct_*: the arguments of the module's config group
+  bool joins_previous = false;  // kept in the previous tensor's shard (CT companions, §7.3.1)
   [[nodiscard]] uint64_t bytes() const;
 };
 
@@ -61,7 +91,19 @@ struct make_checkpoint_options {
   std::filesystem::path out;
   uint64_t seed = 0;
   bool odd_shapes = false;
+  // compressed-tensors source (model dtype = type, which must be bf16/f16/f32): one of
+  // ct_variants(); empty = none. Linear weights except lm_head and the routers are quantized
+  // from the same fp32 rows a plain checkpoint would hold; scales are stored in the model dtype.
+  std::string ct;
+  // FP8 sources only: TP-presharded chunk rows (formats.md §7.2.4). Every weight family whose
+  // row count is a multiple of it (at least two chunks) is block-quantized per chunk (scale
+  // [(R/cr)*ceil(cr/128), ceil(C/128)]) and listed in quantization_config.presharded_weights
+  // under a glob with `*` for the layer and expert numbers. 0 = not presharded.
+  uint64_t presharded_rows = 0;
 };
+
+// The --ct variants with a one-line description each.
+[[nodiscard]] const std::vector<std::pair<std::string, std::string>>& ct_variants();
 
 [[nodiscard]] const std::vector<std::string>& synthetic_architectures();
 
