@@ -1,6 +1,7 @@
 // What a directory's file system can do for the pipeline's I/O patterns, measured: reads of
 // 8 MiB pieces of one file by N threads (pread), and writes of 8 MiB pieces into one new file by
-// N threads three ways: pwrite, a shared mapping per piece (mmap + memcpy + munmap), and pwrite
+// N threads four ways: pwrite, a shared mapping per piece (mmap + memcpy + munmap), the same with
+// the pages populated first (MADV_POPULATE_WRITE, what io/async_io.cpp does on tmpfs), and pwrite
 // into N separate files. On tmpfs, write(2) to one file holds the inode lock, so N writers of one
 // file run one at a time while page faults into a shared mapping do not; this probe shows by how
 // much on a given machine. Self-contained (libc only) so it builds anywhere:
@@ -70,8 +71,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string dir = argv[1];
-  const size_t total = static_cast<size_t>((argc > 2 ? std::atof(argv[2]) : 4.0) * (1u << 30)) /
-                       k_piece * k_piece;
+  const size_t total =
+      static_cast<size_t>((argc > 2 ? std::atof(argv[2]) : 4.0) * (1u << 30)) / k_piece * k_piece;
   std::vector<unsigned> thread_counts;
   {
     std::stringstream ss(argc > 3 ? argv[3] : "1,2,4,8");
@@ -88,9 +89,10 @@ int main(int argc, char** argv) {
   const std::string one = dir + "/io_probe.bin";
   std::printf("io_probe %s: %.2f GiB per pass, %zu MiB pieces\n", dir.c_str(),
               static_cast<double>(total) / (1u << 30), k_piece >> 20);
-  std::printf("%-8s %12s %12s %12s %12s\n", "threads", "pread", "pwrite-1", "mmap-1", "pwrite-N");
+  std::printf("%-8s %12s %12s %12s %12s %12s\n", "threads", "pread", "pwrite-1", "mmap-1",
+              "populate-1", "pwrite-N");
   for (unsigned threads : thread_counts) {
-    double pw = 0, mm = 0, pwn = 0, rd = 0;
+    double pw = 0, mm = 0, mp = 0, pwn = 0, rd = 0;
     {
       fd_guard f(open_new(one, total));
       pw = run(threads, total, [&](unsigned t, size_t off) {
@@ -113,6 +115,17 @@ int main(int argc, char** argv) {
         ::munmap(m, k_piece);
       });
     }
+    {
+      fd_guard f(open_new(one, total));
+      mp = run(threads, total, [&](unsigned t, size_t off) {
+        void* m = ::mmap(nullptr, k_piece, PROT_READ | PROT_WRITE, MAP_SHARED, f.fd,
+                         static_cast<off_t>(off));
+        if (m == MAP_FAILED) die("mmap");
+        if (::madvise(m, k_piece, 23 /* MADV_POPULATE_WRITE */) != 0) die("madvise");
+        std::memcpy(m, bufs[t].get(), k_piece);
+        ::munmap(m, k_piece);
+      });
+    }
     ::unlink(one.c_str());
     {
       std::vector<std::unique_ptr<fd_guard>> fds;
@@ -127,7 +140,8 @@ int main(int argc, char** argv) {
       for (unsigned t = 0; t < threads; ++t)
         ::unlink((dir + "/io_probe." + std::to_string(t)).c_str());
     }
-    std::printf("%-8u %9.2f GB/s %6.2f GB/s %6.2f GB/s %6.2f GB/s\n", threads, rd, pw, mm, pwn);
+    std::printf("%-8u %7.2f GB/s %7.2f GB/s %7.2f GB/s %7.2f GB/s %7.2f GB/s\n", threads, rd, pw,
+                mm, mp, pwn);
   }
   return 0;
 }

@@ -13,9 +13,11 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -215,6 +217,13 @@ class async_io::memory_copier {
     // Half the cores, 2 to 8: on the H100 machine (16 cores) tmpfs reads scaled to 22 GB/s and
     // mapped writes to one file to 4.7 GB/s at 8 threads, with little gain past that.
     const unsigned n = std::clamp(std::thread::hardware_concurrency() / 2, 2u, 8u);
+    // Mapped writes pay page faults and a TLB shootdown per piece; they beat pwrite() only with
+    // several writers (H100 machine: 1.6 vs 1.6 GB/s at 1 thread, 2.5 vs 2.9 at 2, 4.2 vs 2.9 at
+    // 4; on a 2-core VM 0.9 vs 1.6 at 1-2 threads).
+    // SHARDQUANT_TMPFS_WRITES=map|pwrite overrides the choice (benchmarks, tests).
+    const char* env = std::getenv("SHARDQUANT_TMPFS_WRITES");
+    const std::string_view forced = env ? env : "";
+    mapped_writes_ = forced == "map" ? true : forced == "pwrite" ? false : n >= 4;
     for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this] { work(); });
   }
   ~memory_copier() {
@@ -255,7 +264,7 @@ class async_io::memory_copier {
         queue_.pop_front();
         ++busy_;
       }
-      owner_.complete(p, p.is_write ? write(p) : read(p));
+      owner_.complete(p, p.is_write ? write(p, mapped_writes_) : read(p));
       {
         std::lock_guard lock(mutex_);
         --busy_;
@@ -273,10 +282,10 @@ class async_io::memory_copier {
   // populated first (MADV_POPULATE_WRITE), which reports a full file system as an error instead
   // of a SIGBUS during the copy. Any failure falls back to pwrite(), which then reports the
   // file system's own error.
-  static int64_t write(const piece& p) {
+  static int64_t write(const piece& p, bool mapped) {
     const io_file& f = *p.req->file;
     static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-    if (p.offset + p.length <= f.size()) {
+    if (mapped && p.offset + p.length <= f.size()) {
       const uint64_t begin = align_down(p.offset, page);
       const uint64_t span = p.offset + p.length - begin;
       void* m = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_SHARED, f.buffered_fd(),
@@ -299,6 +308,7 @@ class async_io::memory_copier {
 #endif
 
   async_io& owner_;
+  bool mapped_writes_ = false;
   std::mutex mutex_;
   std::condition_variable ready_, idle_;
   std::deque<piece> queue_;

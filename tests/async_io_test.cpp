@@ -188,50 +188,55 @@ TEST_CASE(
   }
   const size_t n = (size_t(9) << 20) + 777;
   const auto data = random_bytes(n, 99);
-  for (auto& io : engines()) {
-    INFO("engine " << io->name());
-    // A temporary file as the shard writer makes it: a few header bytes written, the rest to
-    // come. wrap_for_write grows a tmpfs file to the final size, so mapped writes apply.
-    const fs::path p = dir / "grow.bin";
-    const int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    REQUIRE(fd >= 0);
-    REQUIRE(::pwrite(fd, data.data(), 100, 0) == 100);
-    auto out = io_file::wrap_for_write(fd, p.string(), true, n);
-    CHECK(out->memory_backed());
-    CHECK(out->size() == n);
-    // Many concurrent pieces of one file, unaligned cuts (the head and tail pages are shared
-    // between neighbouring pieces' mappings).
-    std::vector<std::promise<std::exception_ptr>> done;
-    std::vector<uint64_t> cuts{100};
-    for (uint64_t c = 100 + 4001; c < n; c += (uint64_t{1} << 20) + 4093) cuts.push_back(c);
-    cuts.push_back(n);
-    done.resize(cuts.size() - 1);
-    for (size_t i = 0; i + 1 < cuts.size(); ++i)
-      io->write(out, cuts[i], cuts[i + 1] - cuts[i], data.data() + cuts[i],
-                [&done, i](std::exception_ptr e) { done[i].set_value(e); });
-    for (auto& d : done) {
-      auto e = d.get_future().get();
-      if (e) std::rethrow_exception(e);
-    }
-    io->drain();
-    out.reset();
-    ::close(fd);
-    CHECK(read_back(p) == data);
+  // Both ways of writing (the copy threads read the knob when an engine first meets a tmpfs file).
+  for (const char* how : {"map", "pwrite"}) {
+    ::setenv("SHARDQUANT_TMPFS_WRITES", how, 1);
+    for (auto& io : engines()) {
+      INFO("engine " << io->name() << ", tmpfs writes: " << how);
+      // A temporary file as the shard writer makes it: a few header bytes written, the rest to
+      // come. wrap_for_write grows a tmpfs file to the final size, so mapped writes apply.
+      const fs::path p = dir / "grow.bin";
+      const int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      REQUIRE(fd >= 0);
+      REQUIRE(::pwrite(fd, data.data(), 100, 0) == 100);
+      auto out = io_file::wrap_for_write(fd, p.string(), true, n);
+      CHECK(out->memory_backed());
+      CHECK(out->size() == n);
+      // Many concurrent pieces of one file, unaligned cuts (the head and tail pages are shared
+      // between neighbouring pieces' mappings).
+      std::vector<std::promise<std::exception_ptr>> done;
+      std::vector<uint64_t> cuts{100};
+      for (uint64_t c = 100 + 4001; c < n; c += (uint64_t{1} << 20) + 4093) cuts.push_back(c);
+      cuts.push_back(n);
+      done.resize(cuts.size() - 1);
+      for (size_t i = 0; i + 1 < cuts.size(); ++i)
+        io->write(out, cuts[i], cuts[i + 1] - cuts[i], data.data() + cuts[i],
+                  [&done, i](std::exception_ptr e) { done[i].set_value(e); });
+      for (auto& d : done) {
+        auto e = d.get_future().get();
+        if (e) std::rethrow_exception(e);
+      }
+      io->drain();
+      out.reset();
+      ::close(fd);
+      CHECK(read_back(p) == data);
 
-    // A file that is NOT grown (final size 0 = unknown): writes past its end take the pwrite
-    // fallback and extend it.
-    const int fd2 = ::open(p.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    REQUIRE(fd2 >= 0);
-    auto out2 = io_file::wrap_for_write(fd2, p.string(), false);
-    CHECK(out2->size() == 0);
-    std::promise<std::exception_ptr> d2;
-    io->write(out2, 0, n, data.data(), [&](std::exception_ptr e) { d2.set_value(e); });
-    auto e2 = d2.get_future().get();
-    if (e2) std::rethrow_exception(e2);
-    out2.reset();
-    ::close(fd2);
-    CHECK(read_back(p) == data);
+      // A file that is NOT grown (final size 0 = unknown): writes past its end take the pwrite
+      // fallback and extend it.
+      const int fd2 = ::open(p.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      REQUIRE(fd2 >= 0);
+      auto out2 = io_file::wrap_for_write(fd2, p.string(), false);
+      CHECK(out2->size() == 0);
+      std::promise<std::exception_ptr> d2;
+      io->write(out2, 0, n, data.data(), [&](std::exception_ptr e) { d2.set_value(e); });
+      auto e2 = d2.get_future().get();
+      if (e2) std::rethrow_exception(e2);
+      out2.reset();
+      ::close(fd2);
+      CHECK(read_back(p) == data);
+    }
   }
+  ::unsetenv("SHARDQUANT_TMPFS_WRITES");
   // A disk file is never grown by wrap_for_write.
   {
     const fs::path d = scratch_dir("/tmp");
