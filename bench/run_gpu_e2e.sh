@@ -8,7 +8,8 @@
 # the floor); the same from /dev/shm (target: >= 8 GB/s input) when it has room.
 # Environment: OUT (log folder, default ./e2e-out), SQ_BENCH_DIR (scratch on the disk to test,
 # default ./bench-data), SQ_SIZE (checkpoint size, default 16G), SQ_BUDGET (default 8G),
-# SQ_STREAMS (default 4).
+# SQ_STREAMS (default 4). SQ_SKIP_IDENTITY=1 skips the identity check, SQ_ONLY_IDENTITY=1 runs
+# only it, SQ_ONLY_SHM=1 runs only the /dev/shm part (checkpoint made there; nothing on the disk).
 set -uo pipefail
 PREFIX=${1:-gpu-install}
 BIN=$(cd "$PREFIX/bin" && pwd)
@@ -34,6 +35,34 @@ nproc; free -g | head -2
 df -h "$WORK" /dev/shm || true
 findmnt -T "$WORK" -o SOURCE,FSTYPE,OPTIONS || true
 "$BIN/shardquant" --version 2>/dev/null || true
+
+shm_runs() {  # $1 = checkpoint folder on /dev/shm
+  "$BIN/e2e_bench" --model-dir "$1" --output-dir /dev/shm/sq-e2e/out \
+    --scheme mxfp4 --device cuda --memory-budget "$BUDGET" --streams "$STREAMS" \
+    --json "$OUT/shm-mxfp4-cuda.json"
+  echo "--- /dev/shm, tmpfs writes forced to pwrite (A/B for the mapped writes of the copy threads)"
+  SHARDQUANT_TMPFS_WRITES=pwrite "$BIN/e2e_bench" --model-dir "$1" --output-dir /dev/shm/sq-e2e/out \
+    --scheme mxfp4 --device cuda --memory-budget "$BUDGET" --streams "$STREAMS" --skip-floor \
+    --json "$OUT/shm-mxfp4-cuda-pwrite.json"
+  echo "--- /dev/shm with the pread engine"
+  "$BIN/e2e_bench" --model-dir "$1" --output-dir /dev/shm/sq-e2e/out \
+    --scheme mxfp4 --device cuda --memory-budget "$BUDGET" --streams "$STREAMS" --io-engine pread \
+    --json "$OUT/shm-mxfp4-cuda-pread.json"
+  echo "--- /dev/shm, CPU backend (no PCIe copies)"
+  "$BIN/e2e_bench" --model-dir "$1" --output-dir /dev/shm/sq-e2e/out \
+    --scheme mxfp4 --device cpu --memory-budget "$BUDGET" --skip-floor \
+    --json "$OUT/shm-mxfp4-cpu.json"
+}
+
+if [ -n "${SQ_ONLY_SHM:-}" ]; then
+  say "/dev/shm only: a $SIZE bf16 llama checkpoint made there, floor and bf16 -> mxfp4"
+  rm -rf /dev/shm/sq-e2e && mkdir -p /dev/shm/sq-e2e
+  "$BIN/shardquant" make-checkpoint --arch llama --size "$SIZE" --shard-size 4G --out /dev/shm/sq-e2e/ckpt
+  du -sh /dev/shm/sq-e2e/ckpt
+  shm_runs /dev/shm/sq-e2e/ckpt
+  rm -rf /dev/shm/sq-e2e
+  say "done (/dev/shm only)"; exit 0
+fi
 
 if [ -z "${SQ_SKIP_IDENTITY:-}" ]; then
 say "CPU vs CUDA output identity (1G llama, small budget so tensors split)"
@@ -90,13 +119,7 @@ avail_kb=$(df -k --output=avail /dev/shm | tail -1)
 if [ "$avail_kb" -gt $((need_kb * 2)) ]; then
   rm -rf /dev/shm/sq-e2e && mkdir -p /dev/shm/sq-e2e
   cp -r "$WORK/ckpt" /dev/shm/sq-e2e/ckpt
-  "$BIN/e2e_bench" --model-dir /dev/shm/sq-e2e/ckpt --output-dir /dev/shm/sq-e2e/out \
-    --scheme mxfp4 --device cuda --memory-budget "$BUDGET" --streams "$STREAMS" \
-    --json "$OUT/shm-mxfp4-cuda.json"
-  echo "--- /dev/shm with the pread engine (compare: io_uring runs tmpfs copies in io-wq workers)"
-  "$BIN/e2e_bench" --model-dir /dev/shm/sq-e2e/ckpt --output-dir /dev/shm/sq-e2e/out \
-    --scheme mxfp4 --device cuda --memory-budget "$BUDGET" --streams "$STREAMS" --io-engine pread \
-    --json "$OUT/shm-mxfp4-cuda-pread.json"
+  shm_runs /dev/shm/sq-e2e/ckpt
   rm -rf /dev/shm/sq-e2e
 else
   echo "/dev/shm has $((avail_kb / 1024)) MiB free, needs $((need_kb * 2 / 1024)) MiB: skipped"
