@@ -9,7 +9,14 @@
 # Usage (device tool, repo root, carry [".whl", ".conformance-ckpt"]): bash tests/conformance/gpu_run.sh
 # Second run (references for FP8 sources, keep-original, converters, overrides; carry also
 # ".conformance-ckpt2"): SKIP_GOLDEN=1 SKIP_MATRIX=1 JOBS=.conformance-ckpt2/jobs.txt bash tests/conformance/gpu_run.sh
+# make-checkpoint matrix (carry [".whl", "gpu-install"]): SQ_MATRIX=all SQ_BIN=gpu-install/bin/shardquant
+#   SKIP_GOLDEN=1 bash tests/conformance/gpu_run.sh -- makes sq_matrix.py's checkpoints with that binary
+#   in /tmp/sqm, runs Quark on CUDA for sq_matrix.py's jobs (every scheme, keep-original on FP8/CT
+#   sources), builds $OUT/quark-0.13-cuda-sq.json.gz (ref_bundle.py build --gen sq) and replays it
+#   with the same binary on the CPU (all jobs, REPLAY_CPU_S) and on CUDA (FP8 and CT labels, until
+#   DEADLINE_S after the start). SQ_ONLY=n1,n2 narrows the set to those sq_matrix.py names.
 set -uo pipefail
+T0=$(date +%s)
 OUT="${OUT:-/tmp/gpu_run_out}"
 mkdir -p "$OUT"
 here="tests/conformance"
@@ -51,6 +58,44 @@ if [[ -n "${JOBS:-}" ]]; then
     done
   done
   tar czf "$OUT/quark_cuda_manifests2.tgz" -C /tmp/qman2 .
+fi
+
+if [[ -n "${SQ_MATRIX:-}" ]]; then
+  sq="${SQ_BIN:-gpu-install/bin/shardquant}"
+  export LD_LIBRARY_PATH="$(dirname "$(dirname "$sq")")/lib:${LD_LIBRARY_PATH:-}"
+  t0=$(date +%s)
+  sel=(--set "$SQ_MATRIX")
+  [[ -n "${SQ_ONLY:-}" ]] && sel=(--only "$SQ_ONLY")
+  "$PY" "$here/sq_matrix.py" make --sq "$sq" --root /tmp/sqm "${sel[@]}" >"$OUT/sq_make.txt" 2>&1
+  rc=$?
+  echo "make-checkpoint matrix ($SQ_MATRIX): rc=$rc $(ls /tmp/sqm | wc -l) checkpoints, $(du -sm /tmp/sqm | cut -f1) MB in $(( $(date +%s) - t0 )) s"
+  "$PY" "$here/sq_matrix.py" jobs --root /tmp/sqm --out-root /tmp/qref3 "${sel[@]}" >"$OUT/sq_jobs.txt"
+  t0=$(date +%s)
+  timeout "${QUARK_S:-330}" "$PY" "$here/quark_ref.py" --jobs "$OUT/sq_jobs.txt" --device "$QDEV" --replace \
+    >"$OUT/quark_cuda_sq_jobs.txt" 2>"$OUT/quark_cuda_sq_stderr.txt"
+  rc=$?
+  echo "quark F2F $QDEV on $(wc -l <"$OUT/sq_jobs.txt") jobs: rc=$rc $(grep -c '^JOB ok' "$OUT/quark_cuda_sq_jobs.txt") ok, $(grep -c '^JOB error' "$OUT/quark_cuda_sq_jobs.txt") errors, $(( $(date +%s) - t0 )) s"
+  grep '^JOB error' "$OUT/quark_cuda_sq_jobs.txt" | sed 's/Registered values.*//' | cut -c1-200 | sort | uniq | head -40
+  t0=$(date +%s)
+  "$PY" "$here/ref_bundle.py" build "$OUT/quark-0.13-cuda-sq.json.gz" --gen sq --jobs "$OUT/sq_jobs.txt" \
+    --outputs /tmp/qref3 --ckpt-root /tmp/sqm \
+    --about "Quark 0.13 F2F on CUDA ($(nvidia-smi -L | head -1 | cut -c1-60)), inputs from shardquant make-checkpoint (tests/conformance/sq_matrix.py set $SQ_MATRIX)"
+  echo "bundle built in $(( $(date +%s) - t0 )) s"
+  t0=$(date +%s)
+  timeout "${REPLAY_CPU_S:-120}" "$PY" "$here/ref_bundle.py" run "$OUT/quark-0.13-cuda-sq.json.gz" --sq "$sq" \
+    --work /tmp/rb-cpu --sq-device cpu >"$OUT/replay_cpu.txt" 2>&1
+  rc=$?
+  echo "replay shardquant cpu: rc=$rc $(tail -1 "$OUT/replay_cpu.txt") in $(( $(date +%s) - t0 )) s"
+  t0=$(date +%s)
+  # shardquant's CUDA path on the recovered sources (FP8 and compressed-tensors labels), in the
+  # time left before DEADLINE_S (default 470 s after the start)
+  left=$(( ${DEADLINE_S:-470} - (t0 - T0) ))
+  (( left < 10 )) && left=10
+  labels="$( { "$PY" "$here/sq_matrix.py" list --set fp8; "$PY" "$here/sq_matrix.py" list --set ct; } | sed 'p;s/$/-keep/' | paste -sd, -)"
+  timeout "$left" "$PY" "$here/ref_bundle.py" run "$OUT/quark-0.13-cuda-sq.json.gz" --sq "$sq" \
+    --work /tmp/rb-cuda --sq-device "${SQ_REPLAY_DEVICE:-cuda}" --labels "$labels" >"$OUT/replay_cuda.txt" 2>&1
+  rc=$?
+  echo "replay shardquant ${SQ_REPLAY_DEVICE:-cuda} (fp8 + ct labels, limit $left s): rc=$rc $(tail -1 "$OUT/replay_cuda.txt") in $(( $(date +%s) - t0 )) s"
 fi
 
 if [[ -d .conformance-ckpt && -z "${SKIP_MATRIX:-}" ]]; then

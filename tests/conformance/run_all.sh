@@ -12,11 +12,16 @@
 #                             tests/conformance/reference/quark-0.13-cuda.json.gz (Quark on an H100, 181
 #                             runs incl. FP8 sources, keep-original, converters, overrides); --schemes,
 #                             --work, --sq-device apply
-#   --ckpt-gen sq|python      checkpoints from `shardquant make-checkpoint` (default when it works) or
-#                             from make_ckpt.py (numpy; fixed toy shapes, --size/--shard-size ignored)
+#   --ckpt-gen sq|python      checkpoints from `shardquant make-checkpoint` (default) or from
+#                             make_ckpt.py (numpy; fixed toy shapes, plain arch:dtype[:odd] entries only)
+#   --set plain|fp8|ct|all    sq_matrix.py's checkpoint sets (default plain: 3 archs x bf16/fp16/fp32,
+#                             some odd; fp8: block-FP8 sources incl. odd and presharded; ct: the
+#                             compressed-tensors variants)
+#   --matrix N1,N2,...        checkpoints instead of --set: sq_matrix.py names
+#                             (ARCH-DTYPE[-odd][-fp8src|-ps<ROWS>|-ct-<VARIANT>]) or arch:dtype[:odd]
 #   --schemes a,b,...         default: `shardquant schemes` (all supported)
-#   --matrix arch:dtype[:odd],...  checkpoints to make (default below)
-#   --size BYTES --shard-size BYTES   checkpoint size (default 6000000 / 2500000)
+#   --size BYTES --shard-size BYTES   make-checkpoint sizes (default 6000000 / 2500000, as sq_matrix.py
+#                             and the reference bundles)
 #   --work DIR                work directory (default ./conformance-work; must be empty or absent,
 #                             or hold an earlier run of this script: its checkpoints are reused)
 #   --no-quark / --no-sq      skip one side (e.g. make only the references)
@@ -33,7 +38,8 @@ ref_root=""
 ref_bundle=""
 ckpt_gen=""
 schemes=""
-matrix="llama:bf16,llama:fp16:odd,deepseek_v3:bf16,deepseek_v3:fp16:odd,qwen3_moe:fp32,qwen3_moe:bf16:odd"
+matrix=""
+ckpt_set="plain"
 size=6000000
 shard_size=2500000
 work="$PWD/conformance-work"
@@ -48,12 +54,13 @@ while [[ $# -gt 0 ]]; do
     --ckpt-gen) ckpt_gen="$2"; shift 2 ;;
     --schemes) schemes="$2"; shift 2 ;;
     --matrix) matrix="$2"; shift 2 ;;
+    --set) ckpt_set="$2"; shift 2 ;;
     --size) size="$2"; shift 2 ;;
     --shard-size) shard_size="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
     --no-quark) do_quark=0; shift ;;
     --no-sq) do_sq=0; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -77,7 +84,12 @@ if [[ -n "$ref_bundle" ]]; then
     ${schemes:+--schemes "$schemes"} --python "$py"
 fi
 if [[ -z "$ckpt_gen" ]]; then
-  if [[ -n "$sq" ]] && "$sq" make-checkpoint --help >/dev/null 2>&1; then ckpt_gen=sq; else ckpt_gen=python; fi
+  if [[ -n "$sq" ]] && "$sq" make-checkpoint --help >/dev/null 2>&1; then ckpt_gen=sq; else
+    echo "run_all.sh: no working 'shardquant make-checkpoint'; falling back to make_ckpt.py" >&2; ckpt_gen=python; fi
+fi
+if [[ -z "$matrix" ]]; then
+  if [[ $ckpt_gen == sq ]]; then matrix="$("$py" "$here/sq_matrix.py" list --set "$ckpt_set" | paste -sd, -)"
+  else matrix="llama:bf16,llama:fp16:odd,deepseek_v3:bf16,deepseek_v3:fp16:odd,qwen3_moe:fp32,qwen3_moe:bf16:odd"; fi
 fi
 if [[ -z "$quark_device" ]]; then
   quark_device="$("$py" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null || echo cpu)"
@@ -111,16 +123,27 @@ echo "run_all.sh: schemes=$schemes"
 ckpts=()
 IFS=, read -ra entries <<<"$matrix"
 for e in "${entries[@]}"; do
-  IFS=: read -r arch dt odd <<<"$e"
-  name="$arch-$dt${odd:+-odd}"
+  if [[ "$e" == *:* ]]; then
+    IFS=: read -r arch dt odd <<<"$e"
+    name="$arch-$dt${odd:+-odd}"
+  else
+    name="$e"
+  fi
   ckpts+=("$name")
   if [[ ! -f "$ckroot/$name/config.json" ]]; then
     if [[ $ckpt_gen == sq ]]; then
-      args=(make-checkpoint --arch "$arch" --size "$size" --dtype "$dt" --shard-size "$shard_size" --out "$ckroot/$name")
+      # sq_matrix.py's name -> make-checkpoint arguments (the ones reference bundles record)
+      read -ra args <<<"$("$py" "$here/sq_matrix.py" args "$name")" || exit 1
+      args=(make-checkpoint "${args[@]}" --out "$ckroot/$name")
+      for i in "${!args[@]}"; do
+        [[ "${args[$i]}" == --size ]] && args[$((i + 1))]="$size"
+        [[ "${args[$i]}" == --shard-size ]] && args[$((i + 1))]="$shard_size"
+      done
     else
+      [[ "$e" == *:* ]] || { echo "run_all.sh: --ckpt-gen python takes arch:dtype[:odd] entries, not $e" >&2; exit 2; }
       args=("$here/make_ckpt.py" --arch "$arch" --dtype "$dt" --out "$ckroot/$name")
+      [[ -n "$odd" ]] && args+=(--odd-shapes)
     fi
-    [[ -n "$odd" ]] && args+=(--odd-shapes)
     if [[ $ckpt_gen == sq ]]; then "$sq" "${args[@]}"; else "$py" "${args[@]}"; fi >"$work/make-$name.log" 2>&1 \
       || { echo "make checkpoint $name failed:"; cat "$work/make-$name.log"; exit 1; }
   fi
