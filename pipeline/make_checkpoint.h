@@ -3,6 +3,11 @@
 // size, a realistic config.json, side files, and weights drawn like trained ones. Writes through
 // io's shard_layout/shard_writer; never holds a whole shard in memory.
 //
+// Quantized sources (formats.md §7), quantized from the same fp32 rows a plain checkpoint holds:
+// DeepSeek-style block FP8 (--dtype fp8), optionally TP-presharded (--presharded ROWS, §7.2.4),
+// and compressed-tensors (--ct VARIANT, §7.3: pack-quantized, float-quantized, naive/int-quantized,
+// several config groups) whose module tensors always share one shard.
+//
 // --odd-shapes: intermediate sizes (dense and MoE) and the DeepSeek LoRA ranks are chosen
 // ≡ 2 (mod 4) and the vocabulary odd, so that
 //   - int4_wo_* / int4_wa_64 / uint4_wo_* (per-group, in % g) reject mlp.down_proj,

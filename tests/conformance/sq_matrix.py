@@ -46,7 +46,8 @@ CT = ["llama-bf16-ct-int4-group", "llama-bf16-ct-int4-group-asym", "llama-fp16-c
       "qwen3_moe-bf16-ct-fp8-channel", "qwen3_moe-bf16-ct-int8-asym", "qwen3_moe-bf16-ct-multi-group",
       "deepseek_v3-fp32-ct-int8-channel", "deepseek_v3-bf16-ct-fp8-block",
       "llama-bf16-odd-ct-int4-channel-asym", "qwen3_moe-bf16-odd-ct-fp8-block"]
-SETS = {"plain": PLAIN, "fp8": FP8, "ct": CT, "all": PLAIN + FP8 + CT}
+# "all" runs the newest references first, so a run cut by its time limit still has them.
+SETS = {"plain": PLAIN, "fp8": FP8, "ct": CT, "all": CT + FP8[4:] + FP8[:4] + PLAIN}
 
 # Checkpoints where Quark 0.13 (+ compressed-tensors 0.20) is known to depart from formats.md; a
 # replay counts a difference there as documented, not failed. Measured with Quark on the CPU
@@ -123,15 +124,14 @@ def jobs(root: str, out_root: str, names: list[str], schemes: list[str] | None, 
     runs on the FP8 and two compressed-tensors sources (OUTPUT_DIR = out_root/<label>/<scheme>,
     label = checkpoint name, + '-keep' for keep-original)."""
     lines = []
+    keep = [s for s in ("mxfp4", "int8", "ptpc_fp8")
+            if s in (schemes or (CPU_SAFE_SCHEMES if cpu_safe else ALL_SCHEMES))]
     for n in names:
         use = schemes or (CPU_SAFE_SCHEMES if cpu_safe else CT_SCHEMES if "-ct-" in n else ALL_SCHEMES)
         if cpu_safe:
             use = [s for s in use if s in CPU_SAFE_SCHEMES]
         for s in use:
             lines.append(f"{root}/{n} {s} {out_root}/{n}/{s}")
-    schemes = schemes or (CPU_SAFE_SCHEMES if cpu_safe else ALL_SCHEMES)
-    keep = [s for s in ("mxfp4", "int8", "ptpc_fp8") if s in schemes]
-    for n in names:
         if "-fp8src" in n or "-ps" in n or n.endswith("-ct-int4-group") or n.endswith("-ct-fp8-channel"):
             for s in keep:
                 lines.append(f"{root}/{n} {s} {out_root}/{n}-keep/{s} --keep-original")
