@@ -245,6 +245,12 @@ inline uint32_t int4_fp8_stage1_run(const void* src, uint64_t n, float s_div, fl
   return encode_run<D>(src, n, f, [s_div](float w) { return int4_fp8_stage1_value<D>(w, s_div); });
 }
 
+// The int8 codes of stage 1 of a progressive pair as F32 values.
+template <src_kind D>
+inline uint32_t int8_values_run(const void* src, uint64_t n, float inv, float* f) {
+  return encode_run<D>(src, n, f, [inv](float w) { return int8_code_value(w, inv); });
+}
+
 // int4/uint4 codes of one unit of n elements into q (int8 storage). Returns max |x| bits.
 template <src_kind D>
 inline uint32_t int4_unit_run(const void* src, uint64_t n, float* scale, int8_t* q) {
@@ -383,12 +389,17 @@ inline uint32_t int_row(const void* src, uint64_t units, uint64_t unit, bool asy
 
 // Packs 8 rows of codes (row stride `stride`, rows >= n_rows are 0) of columns [0, n) into the
 // words w[j * ld] (part of one word column of the transposed output).
+// `reorder`: nibble i holds row [0,2,4,6,1,3,5,7][i] (second stage of a progressive pair).
 inline void pack_column(const int8_t* q, uint64_t n, uint64_t stride, uint32_t n_rows, uint32_t* w,
-                        uint64_t ld) {
+                        uint64_t ld, bool reorder) {
+  const nibble_order order = reorder ? nibble_order::int4_fp8 : nibble_order::sequential;
   if (n_rows == 8) {  // the common case, unrolled so the loop over j vectorizes
-    const int8_t *q0 = q, *q1 = q + stride, *q2 = q + 2 * stride, *q3 = q + 3 * stride,
-                 *q4 = q + 4 * stride, *q5 = q + 5 * stride, *q6 = q + 6 * stride,
-                 *q7 = q + 7 * stride;
+    const int8_t *q0 = q, *q1 = q + nibble_source(order, 1) * stride,
+                 *q2 = q + nibble_source(order, 2) * stride,
+                 *q3 = q + nibble_source(order, 3) * stride,
+                 *q4 = q + nibble_source(order, 4) * stride,
+                 *q5 = q + nibble_source(order, 5) * stride,
+                 *q6 = q + nibble_source(order, 6) * stride, *q7 = q + 7 * stride;
     auto nib = [](int8_t x, uint32_t i) {
       return (static_cast<uint32_t>(static_cast<uint8_t>(x)) & 0xFu) << (4 * i);
     };
@@ -399,8 +410,12 @@ inline void pack_column(const int8_t* q, uint64_t n, uint64_t stride, uint32_t n
   }
   for (uint64_t j = 0; j < n; ++j) {
     uint32_t word = 0;
-    for (uint32_t i = 0; i < n_rows; ++i)
-      word |= (static_cast<uint32_t>(static_cast<uint8_t>(q[i * stride + j])) & 0xFu) << (4 * i);
+    for (uint32_t i = 0; i < 8; ++i) {
+      const uint32_t src = nibble_source(order, i);
+      if (src < n_rows)
+        word |= (static_cast<uint32_t>(static_cast<uint8_t>(q[src * stride + j])) & 0xFu)
+                << (4 * i);
+    }
     std::memcpy(w + j * ld, &word, 4);
   }
 }
@@ -409,7 +424,7 @@ inline void pack_column(const int8_t* q, uint64_t n, uint64_t stride, uint32_t n
 // word (j, c) = rows 8c..8c+7 at column j, written to w[j * ld + c]. Words go through a small
 // buffer so each output row j receives its ceil(nr/8) words as one contiguous store.
 inline uint32_t pack_tile(const int8_t* q, uint64_t nr, uint64_t jw, uint64_t qs, uint32_t* w,
-                          uint64_t ld) {
+                          uint64_t ld, bool reorder) {
   constexpr uint64_t k_jb = 64;
   uint32_t buf[k_jb * 16];
   const uint64_t ncols = ceil_div(nr, 8);
@@ -417,7 +432,7 @@ inline uint32_t pack_tile(const int8_t* q, uint64_t nr, uint64_t jw, uint64_t qs
     const uint64_t nj = std::min(k_jb, jw - jb);
     for (uint64_t c = 0; c < ncols; ++c)
       pack_column(q + 8 * c * qs + jb, nj, qs,
-                  static_cast<uint32_t>(std::min<uint64_t>(8, nr - 8 * c)), buf + c, 16);
+                  static_cast<uint32_t>(std::min<uint64_t>(8, nr - 8 * c)), buf + c, 16, reorder);
     for (uint64_t j = 0; j < nj; ++j) std::memcpy(w + (jb + j) * ld, buf + 16 * j, 4 * ncols);
   }
   return 0;
@@ -506,8 +521,13 @@ SQ_KIND_WRAPPERS(fp8_run, uint32_t, (const void* src, uint64_t n, float s, uint8
 SQ_KIND_WRAPPERS(int8_run, uint32_t, (const void* src, uint64_t n, float s, int8_t* d),
                  (src, n, s, d))
 SQ_DISPATCHED(uint32_t, pack_tile_d,
-              (const int8_t* q, uint64_t nr, uint64_t jw, uint64_t qs, uint32_t* w, uint64_t ld),
-              (q, nr, jw, qs, w, ld), pack_tile(q, nr, jw, qs, w, ld))
+              (const int8_t* q, uint64_t nr, uint64_t jw, uint64_t qs, uint32_t* w, uint64_t ld,
+               bool reorder),
+              (q, nr, jw, qs, w, ld, reorder), pack_tile(q, nr, jw, qs, w, ld, reorder))
+SQ_KIND_WRAPPERS(int4_fp8_stage1_run, uint32_t,
+                 (const void* src, uint64_t n, float s_div, float* f), (src, n, s_div, f))
+SQ_KIND_WRAPPERS(int8_values_run, uint32_t, (const void* src, uint64_t n, float inv, float* f),
+                 (src, n, inv, f))
 SQ_KIND_WRAPPERS(int4_fp8_row, uint32_t,
                  (const void* src, uint64_t in, float s_div, float* f, int8_t* q, uint32_t* w,
                   float* s2),
@@ -721,7 +741,7 @@ quant_status mx(const source_view& v, const view_geometry& g, const quant_output
 // int4/uint4 per-group (transposed packing, 8-row tasks) and per-channel (row tasks).
 template <src_kind D>
 quant_status int_family(const source_view& v, const view_geometry& g, const quant_outputs& o,
-                        bool asym, bool grouped, uint64_t unit, bool* saw_bad) {
+                        bool asym, bool grouped, uint64_t unit, nibble_order order, bool* saw_bad) {
   const uint64_t in = g.last;
   const uint64_t units = in / unit;
   std::atomic<bool> bad{false};
@@ -768,7 +788,8 @@ quant_status int_family(const source_view& v, const view_geometry& g, const quan
           bad = true;
           continue;
         }
-        pack_tile_d(q.data(), nr, jw, tile_j, wout + j0 * ld + c0, ld);
+        pack_tile_d(q.data(), nr, jw, tile_j, wout + j0 * ld + c0, ld,
+                    order == nibble_order::int4_fp8);
       }
     });
   } else {
@@ -781,7 +802,10 @@ quant_status int_family(const source_view& v, const view_geometry& g, const quan
               bad = true;
               continue;
             }
-            pack_row<nibble_order::sequential>(q.data(), in, wout + r * words_per_row);
+            if (order == nibble_order::sequential)
+              pack_row<nibble_order::sequential>(q.data(), in, wout + r * words_per_row);
+            else
+              pack_row<nibble_order::int4_fp8>(q.data(), in, wout + r * words_per_row);
           }
         });
   }
@@ -819,12 +843,141 @@ quant_status int4_fp8(const source_view& v, const view_geometry& g, const quant_
   return {};
 }
 
+// One single-stage format; `order` is the int4/uint4 nibble order (sequential, or Quark's
+// reorder order for the second stage of a pair). Sets *saw_bad when an element was not finite.
 template <src_kind D>
-quant_status run(scheme_id s, const source_view& v, const view_geometry& g, const quant_outputs& o,
-                 std::optional<float> tensor_amax) {
-  const scheme_info& si = info(s);
+quant_status run_single(const weight_format& f, const source_view& v, const view_geometry& g,
+                        const quant_outputs& o, float a, nibble_order order, bool* saw_bad) {
+  switch (f.family) {
+    case scheme_family::fp8_tensor:
+      return fp8_tensor<D>(v, g, o, a, saw_bad);
+    case scheme_family::fp8_row:
+      return fp8_row<D>(v, g, o, saw_bad);
+    case scheme_family::int8_tensor:
+      return int8_tensor<D>(v, g, o, a, saw_bad);
+    case scheme_family::int4_group:
+    case scheme_family::uint4_group:
+      return int_family<D>(v, g, o, f.family == scheme_family::uint4_group, true, f.group_size,
+                           order, saw_bad);
+    case scheme_family::int4_channel:
+    case scheme_family::uint4_channel:
+      return int_family<D>(v, g, o, f.family == scheme_family::uint4_channel, false, g.last, order,
+                           saw_bad);
+    case scheme_family::mx:
+      return mx<D>(v, g, o, f.element, saw_bad);
+    case scheme_family::int4_fp8:
+      break;
+  }
+  return error(code::bad_argument, 0);
+}
+
+// A progressive pair other than the int4_fp8 preset: row chunks in parallel; per chunk the
+// first stage's code values go to an F32 buffer (its scales straight to o.scale), then the second
+// stage runs on that buffer as an F32 view of the same rows (nested parallelism), packed in
+// Quark's reorder order, its scale to o.extra and zero point to o.extra2.
+template <src_kind D>
+quant_status progressive(const weight_scheme& s, const source_view& v, const view_geometry& g,
+                         const quant_outputs& o, float a, bool* saw_bad) {
+  const weight_format& f1 = s.first;
+  float s_div = 0.0f, inv = 0.0f;
+  if (f1.family == scheme_family::fp8_tensor) {
+    const float s1 = fp8_tensor_scale(a);
+    s_div = fp8_divisor<D>(s1);
+    if (s_div == 0.0f) return error(code::scale_underflow, 0);
+    if (o.scale) put_f32(o.scale, 0, s1);
+  } else if (f1.family == scheme_family::int8_tensor) {
+    const float s1 = int8_scale<D>(a);
+    inv = reciprocal_rn(s1);
+    if (o.scale) put_f32(o.scale, 0, s1);
+  }
+  const uint64_t mult = std::max<uint32_t>(1, row_split_multiple(s));
+  const uint64_t chunk = row_grain(g.inner, mult);
+  const uint64_t chunks = ceil_div(g.rows, chunk);
+  const std::vector<output_piece> base =
+      range_layout(s, v.shape, g.row_begin, g.row_begin + g.rows);
+  std::atomic<bool> bad{false};
+  first_index underflow;
+  first_index second_error;
+  std::atomic<uint8_t> second_code{0};
+  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, chunks, 1), [&](const auto& cr) {
+    std::vector<float> vals;
+    for (uint64_t c = cr.begin(); c < cr.end(); ++c) {
+      const uint64_t r0 = c * chunk;
+      const uint64_t nr = std::min(chunk, g.rows - r0);
+      vals.resize(nr * g.inner);
+      bool chunk_ok = true;
+      for (uint64_t r = r0; r < r0 + nr; ++r) {
+        const char* src = elem_ptr(v, D, r * g.inner);
+        float* dst = vals.data() + (r - r0) * g.inner;
+        uint32_t m = 0;
+        if (f1.family == scheme_family::fp8_row) {
+          m = max_abs_bits_k<D>(src, g.inner);
+          if (m >= k_f32_inf_bits) {
+            chunk_ok = false;
+            continue;
+          }
+          const float s1 = fp8_row_scale(f32_from_bits(m));
+          const float d = fp8_divisor<D>(s1);
+          if (d == 0.0f) {
+            underflow.offer(g.row_begin + r);
+            chunk_ok = false;
+            continue;
+          }
+          put_f32(o.scale, r, s1);
+          int4_fp8_stage1_run_k<D>(src, g.inner, d, dst);
+        } else if (f1.family == scheme_family::fp8_tensor) {
+          m = int4_fp8_stage1_run_k<D>(src, g.inner, s_div, dst);
+        } else {
+          m = int8_values_run_k<D>(src, g.inner, inv, dst);
+        }
+        if (m >= k_f32_inf_bits) chunk_ok = false;
+      }
+      if (!chunk_ok) {
+        bad = true;
+        continue;
+      }
+      // The chunk's part of each output, relative to the view's part.
+      const std::vector<output_piece> here =
+          range_layout(s, v.shape, g.row_begin + r0, g.row_begin + r0 + nr);
+      auto at_piece = [&](void* p, size_t t) -> void* {
+        return p ? static_cast<char*>(p) + (here[t].offset - base[t].offset) : nullptr;
+      };
+      source_view fv = v;
+      fv.type = dtype::f32;
+      fv.data = vals.data();
+      fv.row_begin = g.row_begin + r0;
+      fv.row_end = g.row_begin + r0 + nr;
+      view_geometry fg = g;
+      fg.kind = src_kind::f32;
+      fg.row_begin = fv.row_begin;
+      fg.rows = nr;
+      quant_outputs o2;
+      o2.weight = at_piece(o.weight, 0);
+      o2.scale = at_piece(o.extra, 2);
+      o2.extra = here.size() > 3 ? at_piece(o.extra2, 3) : nullptr;
+      // Per-group: the word columns of this chunk inside the view's [in, ld] piece.
+      o2.weight_ld = o.weight_ld ? o.weight_ld : ceil_div(g.rows, 8);
+      bool sb = false;
+      const quant_status st =
+          run_single<src_kind::f32>(s.second, fv, fg, o2, 0.0f, nibble_order::int4_fp8, &sb);
+      if (!st.ok()) {
+        second_error.offer(st.index);
+        second_code = static_cast<uint8_t>(st.what);
+      }
+    }
+  });
+  *saw_bad = bad;
+  if (underflow.get() != k_all_rows) return error(code::scale_underflow, underflow.get());
+  if (second_error.get() != k_all_rows)
+    return error(static_cast<code>(second_code.load()), second_error.get());
+  return {};
+}
+
+template <src_kind D>
+quant_status run(const weight_scheme& s, const source_view& v, const view_geometry& g,
+                 const quant_outputs& o, std::optional<float> tensor_amax) {
   float a = 0.0f;
-  if (needs_tensor_amax(si.family)) {
+  if (needs_tensor_amax(s)) {
     if (quant_status st = detail::need_amax(g, tensor_amax); !st.ok()) return st;
     if (tensor_amax) {
       a = *tensor_amax;
@@ -836,32 +989,14 @@ quant_status run(scheme_id s, const source_view& v, const view_geometry& g, cons
   }
   bool saw_bad = false;
   quant_status st;
-  switch (si.family) {
-    case scheme_family::fp8_tensor:
-      st = fp8_tensor<D>(v, g, o, a, &saw_bad);
-      break;
-    case scheme_family::fp8_row:
-      st = fp8_row<D>(v, g, o, &saw_bad);
-      break;
-    case scheme_family::int8_tensor:
-      st = int8_tensor<D>(v, g, o, a, &saw_bad);
-      break;
-    case scheme_family::int4_group:
-    case scheme_family::uint4_group:
-      st = int_family<D>(v, g, o, si.family == scheme_family::uint4_group, true, si.group_size,
-                         &saw_bad);
-      break;
-    case scheme_family::int4_channel:
-    case scheme_family::uint4_channel:
-      st = int_family<D>(v, g, o, si.family == scheme_family::uint4_channel, false, g.last,
-                         &saw_bad);
-      break;
-    case scheme_family::mx:
-      st = mx<D>(v, g, o, si.element, &saw_bad);
-      break;
-    case scheme_family::int4_fp8:
-      st = int4_fp8<D>(v, g, o, a, &saw_bad);
-      break;
+  if (!s.progressive) {
+    st = run_single<D>(s.first, v, g, o, a, nibble_order::sequential, &saw_bad);
+  } else if (!progressive_error(s.first, s.second).empty()) {
+    return error(code::bad_argument, 0);
+  } else if (s == weight_scheme(scheme_id::int4_fp8)) {
+    st = int4_fp8<D>(v, g, o, a, &saw_bad);  // the preset, fused per row (§10)
+  } else {
+    st = progressive<D>(s, v, g, o, a, &saw_bad);
   }
   // Errors are rare: on any, report what the reference reports (the first non-finite element
   // wins over scale errors).
@@ -902,7 +1037,7 @@ amax_result amax(const source_view& v) {
   });
 }
 
-quant_status quantize(scheme_id s, const source_view& v, const quant_outputs& out,
+quant_status quantize(const weight_scheme& s, const source_view& v, const quant_outputs& out,
                       std::optional<float> tensor_amax) {
   view_geometry g;
   if (quant_status st = detail::check_view(s, v, &g); !st.ok()) return st;

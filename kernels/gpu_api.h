@@ -273,10 +273,10 @@ void reset_workspace(void* workspace, size_t bytes, const stream& s);
 void set_tensor_amax(void* workspace, float amax, const stream& s);
 // Quantizes the range into `out` (device pointers, layout of kernels/quantize.h). Every range
 // writes the per-tensor scale when out.scale is set, like the CPU.
-[[nodiscard]] quant_status quantize(scheme_id scheme, const source_view& v,
+[[nodiscard]] quant_status quantize(const weight_scheme& scheme, const source_view& v,
                                     const quant_outputs& out, void* workspace, size_t bytes,
                                     const stream& s);
-[[nodiscard]] quant_status quantize(scheme_id scheme, const fp8_block_source& v,
+[[nodiscard]] quant_status quantize(const weight_scheme& scheme, const fp8_block_source& v,
                                     const quant_outputs& out, void* workspace, size_t bytes,
                                     const stream& s);
 // Copies the workspace's kernel_status to `dst` (pinned host memory) on `s`.

@@ -24,6 +24,15 @@ SQ_HD int32_t int8_code(float w, float inv) {
   return rne_clamp_i(mul_rn(w, inv), -128, 127);
 }
 
+// The value of an int8 code as fp32, the input of a progressive pair's second stage (Quark's
+// `.float()` of the int8 codes: a zero code is +0). GCC 12 rewrites `(float)(int)x` into a float
+// truncation, which keeps the -0 of a negative x that rounds to 0 (seen in the vectorized loop,
+// and a `+ 0.0f` was folded away); going through q + 256 (exact, in [128, 383]) and subtracting
+// 256 again gives +0 for q = 0 and cannot be rewritten that way.
+SQ_HD float int8_code_value(float w, float inv) {
+  return sub_rn(static_cast<float>(int8_code(w, inv) + 256), 256.0f);
+}
+
 // ---- int4, symmetric (§5.5) ---------------------------------------------------------------------
 
 // s = max(round_D(RN32(amax * R(7.5))), EPS) (reciprocal multiply, TC4; rounded to D, TC3).
@@ -76,6 +85,8 @@ SQ_HD int32_t uint4_code(float w, float inv, float zero_f) {
 // ------------------------------------------------------------------
 
 // Nibble i of a word holds element order[i] of its 8 elements.
+// int4_fp8: Quark's pack order with reorder=True, [0,2,4,6,1,3,5,7]: int4_fp8 and the int4/uint4
+// second stage of every progressive pair (per-group: along the transposed rows).
 enum class nibble_order : uint8_t { sequential, int4_fp8 };
 
 // Element index held by nibble i.

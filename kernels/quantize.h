@@ -77,18 +77,20 @@ namespace reference {
 // Where this call writes. Each pointer points at the part of its output tensor that belongs to the
 // view's row range (see range_layout), in the dtype of output_tensors():
 //   weight: F8_E4M3 / I8 / U8 / I32 bytes; scale: F32 (U8 e8m0 bytes for MX); extra:
-//   `_zero_point` I32 (uint4) or `_scale_2` F32 (int4_fp8), nullptr otherwise.
+//   `_zero_point` I32 (uint4) or `_scale_2` F32 (progressive pairs such as int4_fp8), nullptr
+//   otherwise; extra2: `_zero_point` I32 of a pair with an asymmetric (uint4) second stage.
 // Per-tensor scales (fp8, int8, int4_fp8 `_scale`, shape []) are written by every call (the same
 // value for every range of a tensor); scale may be nullptr to skip it.
 struct quant_outputs {
   void* weight = nullptr;
   void* scale = nullptr;
   void* extra = nullptr;
-  // int4/uint4 per-group only: the packed weight is [in, ceil(out/8)] (transposed). This call
-  // writes words (j, c) for j in [0, in) and its columns c in [0, ceil(rows/8)) at weight[j *
-  // weight_ld + c] (I32 units). 0 means ceil(rows/8): a dense [in, ceil(rows/8)] piece. For the
-  // whole tensor either value gives the final layout.
+  // int4/uint4 per-group only (also as a second stage): the packed weight is [in, ceil(out/8)]
+  // (transposed). This call writes words (j, c) for j in [0, in) and its columns c in [0,
+  // ceil(rows/8)) at weight[j * weight_ld + c] (I32 units). 0 means ceil(rows/8): a dense [in,
+  // ceil(rows/8)] piece. For the whole tensor either value gives the final layout.
   uint64_t weight_ld = 0;
+  void* extra2 = nullptr;  // last, so positional initializers of the fields above keep working
 };
 
 // The part of one output tensor a row range writes: `count` runs of `run_bytes` bytes; run i
@@ -108,7 +110,8 @@ struct output_piece {
 // per-tensor scales are the whole 4 bytes for every range.
 // Empty string in `error` (if given) unless the range is not splittable there: per-group
 // int4/uint4 need row_begin % 8 == 0 and (row_end % 8 == 0 or row_end == out).
-[[nodiscard]] std::vector<output_piece> range_layout(scheme_id s, std::span<const uint64_t> shape,
+[[nodiscard]] std::vector<output_piece> range_layout(const weight_scheme& s,
+                                                     std::span<const uint64_t> shape,
                                                      uint64_t row_begin, uint64_t row_end,
                                                      std::string* error = nullptr);
 
@@ -120,10 +123,13 @@ struct output_piece {
 // the amax() of every range) unless the view covers the whole tensor, where it is computed when
 // absent. Non-finite input is reported with the first bad index of the view (other outputs are then
 // unspecified). Fast path: TBB parallel over rows/blocks.
-[[nodiscard]] quant_status quantize(scheme_id s, const source_view& v, const quant_outputs& out,
+// Progressive pairs (weight_scheme): stage 1 on the source, stage 2 on its code values as F32.
+[[nodiscard]] quant_status quantize(const weight_scheme& s, const source_view& v,
+                                    const quant_outputs& out,
                                     std::optional<float> tensor_amax = std::nullopt);
 namespace reference {
-[[nodiscard]] quant_status quantize(scheme_id s, const source_view& v, const quant_outputs& out,
+[[nodiscard]] quant_status quantize(const weight_scheme& s, const source_view& v,
+                                    const quant_outputs& out,
                                     std::optional<float> tensor_amax = std::nullopt);
 }
 

@@ -47,11 +47,11 @@ amax_result combine(const amax_result& a, const amax_result& b) noexcept {
   return {std::max(a.amax, b.amax), std::min(a.first_bad, b.first_bad)};
 }
 
-std::vector<output_piece> range_layout(scheme_id s, std::span<const uint64_t> shape,
+std::vector<output_piece> range_layout(const weight_scheme& s, std::span<const uint64_t> shape,
                                        uint64_t row_begin, uint64_t row_end, std::string* error) {
   using detail::ceil_div;
   const std::vector<output_tensor> outs = output_tensors(s, shape);
-  const scheme_info& si = info(s);
+  const weight_format& si = s.packed();
   const uint64_t out = shape.front();
   const uint64_t in = shape.back();
   if (row_end == k_all_rows) row_end = out;
@@ -67,7 +67,10 @@ std::vector<output_piece> range_layout(scheme_id s, std::span<const uint64_t> sh
       r.push_back({0, esize, 1, 0});
       continue;
     }
-    switch (si.family) {
+    // A pair's scales follow their own stage; only the weight (t == 0) and the second stage's
+    // scale and zero point (t >= 2) follow the packed format's layout.
+    const bool stage1_scale = s.progressive && t == 1;
+    switch (stage1_scale ? scheme_family::fp8_row : si.family) {
       case scheme_family::int4_group:
       case scheme_family::uint4_group:
         if (error && (row_begin % 8 != 0 || (row_end % 8 != 0 && row_end != out)))
@@ -104,7 +107,7 @@ std::vector<output_piece> range_layout(scheme_id s, std::span<const uint64_t> sh
 
 namespace detail {
 
-quant_status check_view(scheme_id s, const source_view& v, view_geometry* g) {
+quant_status check_view(const weight_scheme& s, const source_view& v, view_geometry* g) {
   using c = quant_status::code;
   switch (v.type) {
     case dtype::f32:
@@ -129,7 +132,7 @@ quant_status check_view(scheme_id s, const source_view& v, view_geometry* g) {
   g->rows = end - v.row_begin;
   g->inner = v.inner();
   g->last = v.last();
-  const scheme_info& si = info(s);
+  const weight_format& si = s.packed();
   if (si.family == scheme_family::int4_group || si.family == scheme_family::uint4_group) {
     if (v.row_begin % 8 != 0 || (end % 8 != 0 && end != g->out))
       return error(c::bad_argument, v.row_begin);

@@ -24,7 +24,8 @@ struct view_geometry {
 };
 
 // Checks the view against the scheme (dtype, rank, row range); fills g on success.
-[[nodiscard]] quant_status check_view(scheme_id s, const source_view& v, view_geometry* g);
+[[nodiscard]] quant_status check_view(const weight_scheme& s, const source_view& v,
+                                      view_geometry* g);
 
 // The per-tensor amax to use: the given one, or (whole-tensor views only) none -> the caller
 // computes it. Returns bad_argument for a partial view without an amax.

@@ -1,11 +1,11 @@
 // The reference quantizers: one plain loop per scheme family, written to read like formats.md §5
-// and §10 (the spec in code). Single-threaded, no tricks; the fast path is tested against these
-// byte for byte. Depends only on the math headers and kernels/quantize.h.
+// and §10 (the spec in code); a progressive pair is the composition of two of them.
+// Single-threaded, no tricks; the fast path is tested against these byte for byte. Depends only on
+// the math headers and kernels/quantize.h.
 #include <cstring>
 #include <vector>
 
 #include "kernels/fp8.h"
-#include "kernels/int4_fp8.h"
 #include "kernels/int_quant.h"
 #include "kernels/mx.h"
 #include "kernels/numeric.h"
@@ -128,8 +128,8 @@ quant_status int_codes(const source_view& v, const view_geometry& g, const quant
 }
 
 // §5.6 per-group: transpose, pack along out. Word (j, c) = q[8c + i][j], i = 0..7.
-void pack_transposed(const std::vector<int32_t>& q, const view_geometry& g,
-                     const quant_outputs& o) {
+void pack_transposed(const std::vector<int32_t>& q, const view_geometry& g, const quant_outputs& o,
+                     nibble_order order) {
   const uint64_t in = g.last;
   const uint64_t cols = ceil_div(g.rows, 8);
   const uint64_t ld = o.weight_ld ? o.weight_ld : cols;
@@ -138,7 +138,7 @@ void pack_transposed(const std::vector<int32_t>& q, const view_geometry& g,
       int32_t col[8];
       uint32_t n = 0;
       for (uint64_t i = 0; i < 8 && 8 * c + i < g.rows; ++i, ++n) col[i] = q[(8 * c + i) * in + j];
-      put_u32(o.weight, j * ld + c, pack_nibbles(col, n, nibble_order::sequential));
+      put_u32(o.weight, j * ld + c, pack_nibbles(col, n, order));
     }
   }
 }
@@ -186,35 +186,46 @@ quant_status mx(const source_view& v, const view_geometry& g, const quant_output
   return {};
 }
 
-// §10 int4_fp8.
+// §10 and custom pairs, stage 1: the code values of the first stage as F32 (fp8 values in +-448,
+// int8 integers), its scale written to o.scale.
 template <src_kind D>
-quant_status int4_fp8(const source_view& v, const view_geometry& g, const quant_outputs& o,
-                      float a) {
-  const float s1 = fp8_tensor_scale(a);
-  const float s_div = fp8_divisor<D>(s1);
-  if (s_div == 0.0f) return error(code::scale_underflow, 0);
-  if (o.scale) put_f32(o.scale, 0, s1);
-  const uint64_t in = g.last;
-  const uint64_t words = ceil_div(in, 8);
-  std::vector<float> f(in);
-  for (uint64_t r = 0; r < g.rows; ++r) {
-    // Stage 1: fp8 codes, then their values.
-    for (uint64_t j = 0; j < in; ++j) f[j] = int4_fp8_stage1_value<D>(at<D>(v, r * in + j), s_div);
-    // Stage 2: int4 per row on the values, AWQ nibble order.
-    float am = 0.0f;
-    for (uint64_t j = 0; j < in; ++j) am = max_f(am, abs_f(f[j]));
-    const float s2 = int4_scale<src_kind::f32>(am);
-    const float inv = reciprocal_rn(s2);
-    put_f32(o.extra, r, s2);
-    std::vector<int32_t> q(in);
-    for (uint64_t j = 0; j < in; ++j) q[j] = int4_code(f[j], inv);
-    for (uint64_t c = 0; c < words; ++c) {
-      const uint64_t n = in - 8 * c < 8 ? in - 8 * c : 8;
-      put_u32(o.weight, r * words + c,
-              pack_nibbles(&q[8 * c], static_cast<uint32_t>(n), nibble_order::int4_fp8));
+quant_status stage1_values(const weight_format& f, const source_view& v, const view_geometry& g,
+                           const quant_outputs& o, float a, std::vector<float>& vals) {
+  vals.assign(g.numel(), 0.0f);
+  switch (f.family) {
+    case scheme_family::fp8_tensor: {
+      const float s = fp8_tensor_scale(a);
+      const float s_div = fp8_divisor<D>(s);
+      if (s_div == 0.0f) return error(code::scale_underflow, 0);
+      if (o.scale) put_f32(o.scale, 0, s);
+      for (uint64_t i = 0; i < g.numel(); ++i)
+        vals[i] = fp8_e4m3fn_decode(fp8_quantize_element<D>(at<D>(v, i), s_div));
+      return {};
     }
+    case scheme_family::fp8_row:
+      for (uint64_t r = 0; r < g.rows; ++r) {
+        float ar = 0.0f;
+        for (uint64_t j = 0; j < g.inner; ++j) ar = max_f(ar, abs_f(at<D>(v, r * g.inner + j)));
+        const float s = fp8_row_scale(ar);
+        const float s_div = fp8_divisor<D>(s);
+        if (s_div == 0.0f) return error(code::scale_underflow, g.row_begin + r);
+        put_f32(o.scale, r, s);
+        for (uint64_t j = 0; j < g.inner; ++j) {
+          const uint64_t i = r * g.inner + j;
+          vals[i] = fp8_e4m3fn_decode(fp8_quantize_element<D>(at<D>(v, i), s_div));
+        }
+      }
+      return {};
+    case scheme_family::int8_tensor: {
+      const float s = int8_scale<D>(a);
+      const float inv = reciprocal_rn(s);
+      if (o.scale) put_f32(o.scale, 0, s);
+      for (uint64_t i = 0; i < g.numel(); ++i) vals[i] = int8_code_value(at<D>(v, i), inv);
+      return {};
+    }
+    default:
+      return error(code::bad_argument, 0);
   }
-  return {};
 }
 
 mx_format format_of(mx_element e) {
@@ -228,24 +239,13 @@ mx_format format_of(mx_element e) {
   }
 }
 
+// One single-stage format on a finite view; `order` is the int4/uint4 nibble order (sequential
+// for single-stage schemes, [0,2,4,6,1,3,5,7] for the second stage of a pair).
 template <src_kind D>
-quant_status run(scheme_id s, const source_view& v, const view_geometry& g, const quant_outputs& o,
-                 std::optional<float> tensor_amax) {
-  // §4.5: non-finite input is an error, checked before anything is written.
-  if (const uint64_t bad = first_non_finite<D>(v, g); bad != k_all_rows)
-    return error(code::non_finite_input, bad);
-  const scheme_info& si = info(s);
-  float a = 0.0f;
-  if (needs_tensor_amax(si.family)) {
-    if (quant_status st = detail::need_amax(g, tensor_amax); !st.ok()) return st;
-    if (tensor_amax) {
-      a = *tensor_amax;
-    } else {
-      for (uint64_t i = 0; i < g.numel(); ++i) a = max_f(a, abs_f(at<D>(v, i)));
-    }
-  }
+quant_status run_single(const weight_format& f, const source_view& v, const view_geometry& g,
+                        const quant_outputs& o, float a, nibble_order order) {
   std::vector<int32_t> q;
-  switch (si.family) {
+  switch (f.family) {
     case scheme_family::fp8_tensor:
       return fp8_tensor<D>(v, g, o, a);
     case scheme_family::fp8_row:
@@ -254,24 +254,59 @@ quant_status run(scheme_id s, const source_view& v, const view_geometry& g, cons
       return int8_tensor<D>(v, g, o, a);
     case scheme_family::int4_group:
     case scheme_family::uint4_group: {
-      const bool asym = si.family == scheme_family::uint4_group;
-      if (quant_status st = int_codes<D>(v, g, o, asym, si.group_size, q); !st.ok()) return st;
-      pack_transposed(q, g, o);
+      const bool asym = f.family == scheme_family::uint4_group;
+      if (quant_status st = int_codes<D>(v, g, o, asym, f.group_size, q); !st.ok()) return st;
+      pack_transposed(q, g, o, order);
       return {};
     }
     case scheme_family::int4_channel:
     case scheme_family::uint4_channel: {
-      const bool asym = si.family == scheme_family::uint4_channel;
+      const bool asym = f.family == scheme_family::uint4_channel;
       if (quant_status st = int_codes<D>(v, g, o, asym, g.last, q); !st.ok()) return st;
-      pack_rows(q, g, o, nibble_order::sequential);
+      pack_rows(q, g, o, order);
       return {};
     }
     case scheme_family::mx:
-      return mx<D>(v, g, o, format_of(si.element));
+      return mx<D>(v, g, o, format_of(f.element));
     case scheme_family::int4_fp8:
-      return int4_fp8<D>(v, g, o, a);
+      break;
   }
   return error(code::bad_argument, 0);
+}
+
+template <src_kind D>
+quant_status run(const weight_scheme& s, const source_view& v, const view_geometry& g,
+                 const quant_outputs& o, std::optional<float> tensor_amax) {
+  // §4.5: non-finite input is an error, checked before anything is written.
+  if (const uint64_t bad = first_non_finite<D>(v, g); bad != k_all_rows)
+    return error(code::non_finite_input, bad);
+  float a = 0.0f;
+  if (needs_tensor_amax(s)) {
+    if (quant_status st = detail::need_amax(g, tensor_amax); !st.ok()) return st;
+    if (tensor_amax) {
+      a = *tensor_amax;
+    } else {
+      for (uint64_t i = 0; i < g.numel(); ++i) a = max_f(a, abs_f(at<D>(v, i)));
+    }
+  }
+  if (!s.progressive) return run_single<D>(s.first, v, g, o, a, nibble_order::sequential);
+  if (!progressive_error(s.first, s.second).empty()) return error(code::bad_argument, 0);
+  // A pair (§10): stage 1 on the source, stage 2 on its code values with D = F32, packed in
+  // Quark's reorder mode; the second stage's scale goes to `extra` (_scale_2), its zero point to
+  // `extra2`.
+  std::vector<float> vals;
+  if (quant_status st = stage1_values<D>(s.first, v, g, o, a, vals); !st.ok()) return st;
+  source_view fv = v;
+  fv.type = dtype::f32;
+  fv.data = vals.data();
+  view_geometry fg = g;
+  fg.kind = src_kind::f32;
+  quant_outputs o2;
+  o2.weight = o.weight;
+  o2.scale = o.extra;
+  o2.extra = o.extra2;
+  o2.weight_ld = o.weight_ld;
+  return run_single<src_kind::f32>(s.second, fv, fg, o2, 0.0f, nibble_order::int4_fp8);
 }
 
 }  // namespace
@@ -293,7 +328,7 @@ amax_result amax(const source_view& v) {
   });
 }
 
-quant_status quantize(scheme_id s, const source_view& v, const quant_outputs& out,
+quant_status quantize(const weight_scheme& s, const source_view& v, const quant_outputs& out,
                       std::optional<float> tensor_amax) {
   detail::view_geometry g;
   if (quant_status st = detail::check_view(s, v, &g); !st.ok()) return st;

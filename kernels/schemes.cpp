@@ -54,7 +54,8 @@ struct unsupported {
   std::string_view reason;
 };
 constexpr std::array<unsupported, 9> k_unsupported{{
-    {"nvfp4", "the order of Quark's two-level NVFP4 scale rounding is not traced (formats.md §5.9)"},
+    {"nvfp4",
+     "the order of Quark's two-level NVFP4 scale rounding is not traced (formats.md §5.9)"},
     {"fp4_block16_scale_e4m3",
      "alias of nvfp4: the order of Quark's two-level scale rounding is not traced"},
     {"amdfp4", "e5m3 scale format of Quark's file-to-file flow is not traced"},
@@ -66,7 +67,9 @@ constexpr std::array<unsupported, 9> k_unsupported{{
     {"bfp16", "Quark's file-to-file flow fails on non-scaled quantizers: nothing to match"},
 }};
 
-uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+uint64_t ceil_div(uint64_t a, uint64_t b) {
+  return (a + b - 1) / b;
+}
 
 bool is_int_family(sf f) {
   return f == sf::int8_tensor || f == sf::int4_group || f == sf::int4_channel ||
@@ -84,8 +87,12 @@ std::string shape_string(std::span<const uint64_t> shape) {
 
 }  // namespace
 
-std::span<const scheme_info> all_schemes() noexcept { return k_schemes; }
-const scheme_info& info(scheme_id s) noexcept { return k_schemes[static_cast<size_t>(s)]; }
+std::span<const scheme_info> all_schemes() noexcept {
+  return k_schemes;
+}
+const scheme_info& info(scheme_id s) noexcept {
+  return k_schemes[static_cast<size_t>(s)];
+}
 
 std::optional<scheme_id> parse_scheme(std::string_view name) noexcept {
   for (const auto& s : k_schemes)
@@ -119,44 +126,140 @@ uint64_t output_tensor::byte_size() const noexcept {
   return n * bits(type) / 8;
 }
 
-std::string check_shape(scheme_id s, std::span<const uint64_t> shape, std::string* warning) {
+weight_scheme::weight_scheme(scheme_id s) noexcept {
   const scheme_info& si = info(s);
+  if (si.family == sf::int4_fp8) {
+    // §10: the preset pair of the general progressive mechanism.
+    first = {sf::fp8_tensor, me::none, 0};
+    second = {sf::int4_channel, me::none, 0};
+    progressive = true;
+    return;
+  }
+  first = {si.family, si.element, si.group_size};
+}
+
+std::string describe(const weight_format& f) {
+  switch (f.family) {
+    case sf::fp8_tensor:
+      return "fp8_e4m3 per-tensor";
+    case sf::fp8_row:
+      return "fp8_e4m3 per-channel";
+    case sf::int8_tensor:
+      return "int8 per-tensor";
+    case sf::int4_group:
+      return "int4 per-group " + std::to_string(f.group_size);
+    case sf::int4_channel:
+      return "int4 per-channel";
+    case sf::uint4_group:
+      return "uint4 per-group " + std::to_string(f.group_size);
+    case sf::uint4_channel:
+      return "uint4 per-channel";
+    case sf::mx:
+      return f.element == me::fp4_e2m1   ? "mxfp4"
+             : f.element == me::fp6_e2m3 ? "mxfp6_e2m3"
+                                         : "mxfp6_e3m2";
+    case sf::int4_fp8:
+      return "fp8_e4m3 per-tensor -> int4 per-channel";
+  }
+  return "?";
+}
+
+std::string describe(const weight_scheme& s) {
+  return s.progressive ? describe(s.first) + " -> " + describe(s.second) : describe(s.first);
+}
+
+std::string progressive_error(const weight_format& first, const weight_format& second) {
+  switch (first.family) {
+    case sf::fp8_tensor:
+    case sf::fp8_row:
+    case sf::int8_tensor:
+      break;
+    case sf::int4_group:
+    case sf::int4_channel:
+    case sf::uint4_group:
+    case sf::uint4_channel:
+      return "an int4/uint4 first stage is not supported (its zero point and packed scale layout "
+             "do not survive Quark's progressive path; first stages: fp8_e4m3 per_tensor or "
+             "per_channel, int8 per_tensor)";
+    case sf::mx:
+      return "an MX first stage is not supported (its codes are not kept as values by Quark's "
+             "real quantizer; first stages: fp8_e4m3 per_tensor or per_channel, int8 per_tensor)";
+    case sf::int4_fp8:
+      return "a progressive scheme cannot be a stage";
+  }
+  switch (second.family) {
+    case sf::fp8_row:
+    case sf::int4_group:
+    case sf::int4_channel:
+    case sf::uint4_group:
+    case sf::uint4_channel:
+      return {};
+    case sf::fp8_tensor:
+    case sf::int8_tensor:
+      return "a per-tensor second stage is not supported (it needs the amax of the first stage's "
+             "codes over the whole tensor; two per-tensor scales are one scale)";
+    case sf::mx:
+      return "an MX second stage is not supported (Quark's progressive path stores the raw MX "
+             "scale, not the e8m0 bytes of the MX schemes; not traced)";
+    case sf::int4_fp8:
+      return "a progressive scheme cannot be a stage";
+  }
+  return "unknown stage";
+}
+
+bool needs_tensor_amax(const weight_scheme& s) noexcept {
+  return needs_tensor_amax(s.first.family);
+}
+
+uint32_t row_split_multiple(const weight_scheme& s) noexcept {
+  return row_split_multiple(s.packed().family);
+}
+
+std::string check_shape(scheme_id s, std::span<const uint64_t> shape, std::string* warning) {
+  return check_shape(weight_scheme(s), shape, warning, info(s).name);
+}
+
+std::string check_shape(const weight_scheme& ws, std::span<const uint64_t> shape,
+                        std::string* warning, std::string_view name) {
+  const std::string nm = name.empty() ? describe(ws) : std::string(name);
+  const weight_format& f = ws.packed();
   const std::string sh = shape_string(shape);
-  if (shape.size() < 2) return "scheme " + std::string(si.name) + " needs rank >= 2, got " + sh;
+  if (shape.size() < 2) return "scheme " + nm + " needs rank >= 2, got " + sh;
   for (uint64_t d : shape)
-    if (d == 0) return "scheme " + std::string(si.name) + " cannot quantize a 0 dimension " + sh;
+    if (d == 0) return "scheme " + nm + " cannot quantize a 0 dimension " + sh;
   const uint64_t in = shape.back();
-  if (is_int_family(si.family) && shape.size() != 2)
-    return "scheme " + std::string(si.name) + " needs a rank-2 weight, got " + sh +
+  if ((ws.progressive || is_int_family(f.family)) && shape.size() != 2)
+    return "scheme " + nm + " needs a rank-2 weight, got " + sh +
            " (split it with a converter or exclude it)";
-  if ((si.family == sf::int4_group || si.family == sf::uint4_group) && in % si.group_size != 0)
-    return "scheme " + std::string(si.name) + " needs the input dimension to be a multiple of " +
-           std::to_string(si.group_size) + ", got " + sh;
-  if (si.family == sf::mx) {
-    if (si.element == me::fp4_e2m1 && in % 2 != 0)
-      return "scheme " + std::string(si.name) + " needs an even last dimension, got " + sh;
-    if (si.element != me::fp4_e2m1) {
+  if ((f.family == sf::int4_group || f.family == sf::uint4_group) && in % f.group_size != 0)
+    return "scheme " + nm + " needs the input dimension to be a multiple of " +
+           std::to_string(f.group_size) + ", got " + sh;
+  if (f.family == sf::mx) {
+    if (f.element == me::fp4_e2m1 && in % 2 != 0)
+      return "scheme " + nm + " needs an even last dimension, got " + sh;
+    if (f.element != me::fp4_e2m1) {
       uint64_t numel = 1;
       for (uint64_t d : shape) numel *= d;
       if (in % 4 != 0 || numel % 32 != 0)
-        return "scheme " + std::string(si.name) +
+        return "scheme " + nm +
                " needs the last dimension % 4 == 0 and the element count % 32 == 0, got " + sh;
     }
   }
   if (shape.size() >= 3 && warning)
-    *warning = "rank-" + std::to_string(shape.size()) + " weight " + sh + " quantized with " +
-               std::string(si.name) +
+    *warning = "rank-" + std::to_string(shape.size()) + " weight " + sh + " quantized with " + nm +
                " as Quark does; consider a converter to split it or an exclude";
   return {};
 }
 
-std::vector<output_tensor> output_tensors(scheme_id s, std::span<const uint64_t> shape) {
-  const scheme_info& si = info(s);
+namespace {
+
+// The outputs of one single-stage format (weight, scale[, zero_point]).
+std::vector<output_tensor> single_outputs(const weight_format& f, std::span<const uint64_t> shape) {
   const std::vector<uint64_t> full(shape.begin(), shape.end());
   const uint64_t out = shape.front();
   const uint64_t in = shape.back();
   std::vector<output_tensor> r;
-  switch (si.family) {
+  switch (f.family) {
     case sf::fp8_tensor:
       r.push_back({"", dtype::f8_e4m3, full});
       r.push_back({"_scale", dtype::f32, {}});
@@ -172,19 +275,19 @@ std::vector<output_tensor> output_tensors(scheme_id s, std::span<const uint64_t>
     case sf::int4_group:
     case sf::uint4_group:
       r.push_back({"", dtype::i32, {in, ceil_div(out, 8)}});
-      r.push_back({"_scale", dtype::f32, {out, in / si.group_size}});
-      if (si.family == sf::uint4_group)
-        r.push_back({"_zero_point", dtype::i32, {out, in / si.group_size}});
+      r.push_back({"_scale", dtype::f32, {out, in / f.group_size}});
+      if (f.family == sf::uint4_group)
+        r.push_back({"_zero_point", dtype::i32, {out, in / f.group_size}});
       break;
     case sf::int4_channel:
     case sf::uint4_channel:
       r.push_back({"", dtype::i32, {out, ceil_div(in, 8)}});
       r.push_back({"_scale", dtype::f32, {out}});
-      if (si.family == sf::uint4_channel) r.push_back({"_zero_point", dtype::i32, {out}});
+      if (f.family == sf::uint4_channel) r.push_back({"_zero_point", dtype::i32, {out}});
       break;
     case sf::mx: {
       std::vector<uint64_t> packed = full;
-      packed.back() = si.element == me::fp4_e2m1 ? in / 2 : 3 * in / 4;
+      packed.back() = f.element == me::fp4_e2m1 ? in / 2 : 3 * in / 4;
       uint64_t lead = 1;
       for (size_t i = 0; i + 1 < shape.size(); ++i) lead *= shape[i];
       r.push_back({"", dtype::u8, packed});
@@ -192,11 +295,25 @@ std::vector<output_tensor> output_tensors(scheme_id s, std::span<const uint64_t>
       break;
     }
     case sf::int4_fp8:
-      r.push_back({"", dtype::i32, {out, ceil_div(in, 8)}});
-      r.push_back({"_scale", dtype::f32, {}});
-      r.push_back({"_scale_2", dtype::f32, {out}});
-      break;
+      break;  // never a single stage
   }
+  return r;
+}
+
+}  // namespace
+
+std::vector<output_tensor> output_tensors(const weight_scheme& s, std::span<const uint64_t> shape) {
+  if (!s.progressive) return single_outputs(s.first, shape);
+  // A pair: the second stage's packed weight, the first stage's scale as `_scale`, the second
+  // stage's scale as `_scale_2` and its zero point (asymmetric second stage) as `_zero_point`.
+  std::vector<output_tensor> one = single_outputs(s.first, shape);
+  std::vector<output_tensor> two = single_outputs(s.second, shape);
+  std::vector<output_tensor> r;
+  r.push_back(two[0]);
+  r.push_back(one[1]);
+  two[1].suffix = "_scale_2";
+  r.push_back(two[1]);
+  if (two.size() > 2) r.push_back(two[2]);
   return r;
 }
 

@@ -67,7 +67,8 @@ struct scheme_info {
 [[nodiscard]] std::optional<scheme_id> parse_scheme(std::string_view name) noexcept;
 // Schemes formats.md §5.9 names as not in the first version (requesting them is an error with
 // this reason), e.g. "nvfp4".
-[[nodiscard]] std::optional<std::string_view> unsupported_scheme_reason(std::string_view name) noexcept;
+[[nodiscard]] std::optional<std::string_view> unsupported_scheme_reason(
+    std::string_view name) noexcept;
 
 // Whether the scheme needs the amax of the whole tensor before any element can be encoded
 // (per-tensor scale). Such tensors split into row ranges need an amax pass first.
@@ -89,9 +90,60 @@ struct output_tensor {
 // `warning` receives the rank >= 3 warning of §4.4 / §5.10 when it applies.
 [[nodiscard]] std::string check_shape(scheme_id s, std::span<const uint64_t> shape,
                                       std::string* warning = nullptr);
+
+// ---- weight schemes as the kernels see them: a single-stage format or a progressive pair
+// ----------
+
+// One single-stage weight quantization: the math and granularity of a row of the scheme table,
+// without its activation spec. `family` is never scheme_family::int4_fp8 (that is a pair).
+struct weight_format {
+  scheme_family family = scheme_family::fp8_tensor;
+  mx_element element = mx_element::none;  // mx only
+  uint32_t group_size = 0;                // int4/uint4 per-group: g; mx: 32; otherwise 0
+  friend bool operator==(const weight_format&, const weight_format&) = default;
+};
+
+// What a weight is quantized with (formats.md §5, §10): one format, or a progressive pair whose
+// first stage quantizes the source and whose second stage quantizes the first stage's code
+// values as F32 and is packed in Quark's "reorder" mode (int4/uint4 nibbles [0,2,4,6,1,3,5,7]).
+// Outputs of a pair: `.weight` (second stage, packed), `_scale` (first stage), `_scale_2` (second
+// stage), `_zero_point` (asymmetric second stage, [DIFF 4]). Built-in int4_fp8 is the pair
+// (fp8 per-tensor, int4 per-channel). Every scheme_id converts to its weight_scheme.
+struct weight_scheme {
+  weight_format first;   // the only stage of a single-stage scheme
+  weight_format second;  // progressive only
+  bool progressive = false;
+
+  weight_scheme(
+      scheme_id s) noexcept;  // NOLINT(google-explicit-constructor): built-ins are schemes
+  explicit weight_scheme(weight_format single) noexcept : first(single) {}
+  weight_scheme(weight_format stage1, weight_format stage2) noexcept
+      : first(stage1), second(stage2), progressive(true) {}
+  // The format whose codes the `.weight` output holds.
+  [[nodiscard]] const weight_format& packed() const noexcept {
+    return progressive ? second : first;
+  }
+  friend bool operator==(const weight_scheme&, const weight_scheme&) = default;
+};
+
+// "fp8_e4m3 per-tensor", "int4 per-group 128", "fp4 mx", ... and "A -> B" for a pair.
+[[nodiscard]] std::string describe(const weight_format& f);
+[[nodiscard]] std::string describe(const weight_scheme& s);
+// Why (first, second) cannot be a progressive pair; "" when it can. First stages: fp8 per-tensor,
+// fp8 per-row, int8 per-tensor (codes whose values are exact floats, per-tensor or per-row);
+// second stages: fp8 per-row, int4/uint4 per-group or per-channel.
+[[nodiscard]] std::string progressive_error(const weight_format& first,
+                                            const weight_format& second);
+
+[[nodiscard]] bool needs_tensor_amax(const weight_scheme& s) noexcept;
+[[nodiscard]] uint32_t row_split_multiple(const weight_scheme& s) noexcept;
+// check_shape for any weight scheme; `name` names it in the message (default: describe(s)).
+[[nodiscard]] std::string check_shape(const weight_scheme& s, std::span<const uint64_t> shape,
+                                      std::string* warning = nullptr, std::string_view name = {});
+
 // The output tensors, in the order: weight, scale, then scale_2 or zero_point (formats.md §5.1,
-// §5.10). `shape` must have passed check_shape.
-[[nodiscard]] std::vector<output_tensor> output_tensors(scheme_id s,
+// §5.10); a pair: weight, scale, scale_2 [, zero_point]. `shape` must have passed check_shape.
+[[nodiscard]] std::vector<output_tensor> output_tensors(const weight_scheme& s,
                                                         std::span<const uint64_t> shape);
 
 }  // namespace shardquant

@@ -62,7 +62,10 @@ uint64_t default_memory_budget() {
 
 namespace {
 
-scheme_id scheme_or_throw(const std::string& name) {
+// A built-in scheme name, or a quantization spec file (pipeline/quant_spec.h) ending in ".json".
+quant_scheme scheme_or_throw(const std::string& name) {
+  if (is_quant_spec_file(name))
+    return quant_scheme(std::make_shared<const custom_spec>(read_quant_spec(name)));
   if (auto id = parse_scheme(name)) return *id;
   if (auto why = unsupported_scheme_reason(name))
     throw usage_error("scheme '" + name + "' is not supported: " + std::string(*why));
@@ -93,11 +96,15 @@ std::vector<int> parse_devices(const std::string& d) {
 }
 
 // What changes output bytes without changing the layout (part of each shard's resume key).
-std::string options_text(const quantize_options& o) {
-  std::string s = "scheme=" + o.scheme + ";";
+// A custom spec is keyed by its canonical content, so an edited spec file is not resumed.
+std::string options_text(const quantize_options& o, const plan_options& po) {
+  auto key = [](const quant_scheme& q) {
+    return q.custom ? "spec:" + q.custom->fingerprint() : std::string(q.name());
+  };
+  std::string s = "scheme=" + key(po.scheme) + ";";
   if (o.excludes)
     for (const auto& e : *o.excludes) s += "x=" + e + ";";
-  for (const auto& [g, sc] : o.overrides) s += "o=" + g + ":" + sc + ";";
+  for (const auto& ov : po.layer_schemes) s += "o=" + ov.glob + ":" + key(ov.scheme) + ";";
   for (const auto& [g, n] : o.presharded) s += "p=" + g + ":" + std::to_string(n) + ";";
   for (const auto& c : o.converters) s += "c=" + c + ";";
   s += o.keep_excluded_original ? "keep;" : "";
@@ -111,7 +118,9 @@ std::string options_text(const quantize_options& o) {
 run_report quantize_checkpoint(const quantize_options& o) {
   if (o.input.empty() || o.output.empty()) throw usage_error("input and output are required");
   plan_options po;
-  po.scheme = scheme_or_throw(o.scheme);
+  if (!o.quant_spec.empty() && !o.scheme.empty())
+    throw usage_error("give a scheme or a quantization spec file, not both");
+  po.scheme = scheme_or_throw(o.quant_spec.empty() ? o.scheme : o.quant_spec);
   po.exclude = o.excludes;
   for (const auto& [glob, sc] : o.overrides)
     po.layer_schemes.push_back({glob, scheme_or_throw(sc)});
@@ -166,7 +175,7 @@ run_report quantize_checkpoint(const quantize_options& o) {
         depth);
 
   resume_journal journal(o.output, o.existing == existing_output::resume);
-  const std::string opt_text = options_text(o);
+  const std::string opt_text = options_text(o, p.options);
   job_builder builder(p, o.output, geom.token_bytes, true);
   graph_run run;
   run.p = &p;

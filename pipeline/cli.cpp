@@ -30,7 +30,10 @@ std::string shape_str(std::span<const uint64_t> s) {
   return r + "]";
 }
 
-scheme_id scheme_or_throw(const std::string& name) {
+// A built-in scheme name, or a quantization spec file ending in ".json" (pipeline/quant_spec.h).
+quant_scheme scheme_or_throw(const std::string& name) {
+  if (is_quant_spec_file(name))
+    return quant_scheme(std::make_shared<const custom_spec>(read_quant_spec(name)));
   if (auto s = parse_scheme(name)) return *s;
   if (auto why = unsupported_scheme_reason(name))
     throw usage_error("scheme '" + name + "' is not in the first version: " + std::string(*why));
@@ -57,15 +60,18 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
   q.add_option("--output-dir,--output_dir", a.output_dir,
                "output directory (created; must be empty unless --overwrite/--resume)");
   q.add_option("--scheme,--quant_scheme", a.scheme,
-               "quantization scheme (see `shardquant schemes`)")
-      ->required();
+               "quantization scheme (see `shardquant schemes`), or a quantization spec .json file");
+  q.add_option("--quant-spec", a.quant_spec,
+               "JSON quantization spec file (e.g. a progressive pair of weight formats) instead of "
+               "--scheme; see README \"Custom progressive specs\"");
   q.add_option("--exclude,--exclude_layers", exclude,
                "module globs left unquantized (Python fnmatch); given with no value: exclude "
                "nothing; absent: the model type's template list")
       ->expected(0, CLI::detail::expected_max_vector_size)
       ->allow_extra_args();
   q.add_option("--layer-scheme", layer,
-               "PATTERN SCHEME pairs: modules matching PATTERN use SCHEME (first match wins)")
+               "PATTERN SCHEME pairs: modules matching PATTERN use SCHEME, a scheme name or a "
+               "quantization spec .json file (first match wins)")
       ->expected(2, CLI::detail::expected_max_vector_size)
       ->allow_extra_args();
   q.add_option("--convert", a.converters,
@@ -98,6 +104,15 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
 void finish_quantize_args(CLI::App& q, quantize_args& a, const std::vector<std::string>& exclude,
                           const std::vector<std::string>& layer,
                           const std::vector<std::string>& presharded, const std::string& budget) {
+  if (a.scheme.empty() == a.quant_spec.empty())
+    throw usage_error(a.scheme.empty() ? "--scheme or --quant-spec is required"
+                                       : "--scheme and --quant-spec exclude each other");
+  if (!a.quant_spec.empty()) {
+    // One field downstream: the spec file takes the scheme's place (a ".json" scheme is a file).
+    if (!is_quant_spec_file(a.quant_spec))
+      throw usage_error("--quant-spec takes a .json file, got '" + a.quant_spec + "'");
+    a.scheme = a.quant_spec;
+  }
   if (q.count("--exclude") > 0) a.exclude = clean_list(exclude);
   if (layer.size() % 2 != 0)
     throw usage_error("--layer-scheme takes PATTERN SCHEME pairs; got an odd number of values");
@@ -295,13 +310,16 @@ void print_plan(const plan& p, std::ostream& out) {
   out << "model " << p.model_dir.string() << ": type "
       << (f.model_type.empty() ? "?" : f.model_type) << ", dtype " << name(f.model_dtype)
       << ", source " << (f.quant_method.empty() ? "unquantized" : f.quant_method) << "\n";
-  out << "scheme " << info(p.options.scheme).name << "; exclude"
-      << (f.exclude_from_template ? " (template)" : "") << ":";
+  out << "scheme " << p.options.scheme.name();
+  if (p.options.scheme.custom)
+    out << " (" << describe(p.options.scheme.kernel()) << ", from " << p.options.scheme.custom->path
+        << ")";
+  out << "; exclude" << (f.exclude_from_template ? " (template)" : "") << ":";
   if (f.exclude_globs.empty()) out << " (none)";
   for (const auto& g : f.exclude_globs) out << " " << g;
   out << "\n";
   for (const auto& o : p.options.layer_schemes)
-    out << "override " << o.glob << " -> " << info(o.scheme).name << "\n";
+    out << "override " << o.glob << " -> " << o.scheme.name() << "\n";
   for (const auto& c : p.converters) out << "converter " << c.to_string() << "\n";
 
   for (const auto& sh : p.shards) {
@@ -317,7 +335,7 @@ void print_plan(const plan& p, std::ostream& out) {
       for (const auto& pt : it.parts) {
         if (pt.output_shard != sh.source_shard) continue;
         std::string act(action_name(pt.action));
-        if (pt.scheme) act += " " + std::string(info(*pt.scheme).name);
+        if (pt.scheme) act += " " + std::string(pt.scheme->name());
         if (pt.action == tensor_action::cast || pt.action == tensor_action::recover_cast)
           act += " ->" + std::string(name(pt.cast_to));
         char head[96];
@@ -360,8 +378,8 @@ void print_plan(const plan& p, std::ostream& out) {
       << ", recovered " << t.recovered << ", kept original " << t.kept << ", consumed "
       << t.consumed << "\n";
   for (const auto& s : t.per_scheme)
-    out << "  " << info(s.scheme).name << ": " << s.tensors << " tensors, "
-        << format_size(s.bytes_in) << " -> " << format_size(s.bytes_out) << "\n";
+    out << "  " << s.scheme.name() << ": " << s.tensors << " tensors, " << format_size(s.bytes_in)
+        << " -> " << format_size(s.bytes_out) << "\n";
   if (t.amax_pass == 0) {
     out << "  amax pass: none needed\n";
   } else {
@@ -382,14 +400,14 @@ nlohmann::ordered_json plan_json(const plan& p) {
   json r;
   r["model_dir"] = p.model_dir.string();
   r["model_type"] = p.facts.model_type;
-  r["scheme"] = std::string(info(p.options.scheme).name);
+  r["scheme"] = std::string(p.options.scheme.name());
   const auto& t = p.totals;
   r["totals"] = {{"bytes_in", t.bytes_in}, {"bytes_out", t.bytes_out}, {"quantized", t.quantized},
                  {"passed", t.passed},     {"cast", t.cast},           {"recovered", t.recovered},
                  {"kept", t.kept},         {"consumed", t.consumed},   {"amax_pass", t.amax_pass}};
   json per = json::object();
   for (const auto& s : t.per_scheme)
-    per[std::string(info(s.scheme).name)] = {
+    per[std::string(s.scheme.name())] = {
         {"tensors", s.tensors}, {"bytes_in", s.bytes_in}, {"bytes_out", s.bytes_out}};
   r["per_scheme"] = per;
   json parts = json::array();
@@ -405,7 +423,7 @@ nlohmann::ordered_json plan_json(const plan& p) {
       json j = {{"name", pt.name},
                 {"source", it.source.name},
                 {"action", std::string(action_name(pt.action))},
-                {"scheme", pt.scheme ? json(std::string(info(*pt.scheme).name)) : json()},
+                {"scheme", pt.scheme ? json(std::string(pt.scheme->name())) : json()},
                 {"dtype", std::string(name(pt.input_type))},
                 {"shape", pt.input_shape},
                 {"bytes", pt.input_bytes},
@@ -463,6 +481,19 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   mkc->add_flag("--odd-shapes", mk.odd_shapes,
                 "intermediate sizes and LoRA ranks = 2 mod 4, odd vocabulary: per-group int4/uint4 "
                 "and mxfp6 schemes then reject down_proj (and DeepSeek q_b_proj/kv_b_proj)");
+  std::string ct_help =
+      "compressed-tensors source: Linear weights (not lm_head, routers) quantized into one of";
+  std::vector<std::string> ct_names;
+  for (const auto& [name, what] : ct_variants()) {
+    ct_help += "\n  " + name + ": " + what;
+    ct_names.push_back(name);
+  }
+  mkc->add_option("--ct", mk.ct, ct_help + "\n(scales in --dtype, the model dtype)")
+      ->check(CLI::IsMember(ct_names));
+  mkc->add_option("--presharded", mk.presharded_rows,
+                  "with --dtype fp8: TP-presharded chunk rows; weights whose row count is a "
+                  "multiple (>= 2 chunks) get per-chunk block scales, listed in "
+                  "quantization_config.presharded_weights");
 
   // quantize
   quantize_args qa;

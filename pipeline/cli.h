@@ -27,6 +27,7 @@ inline constexpr int k_exit_usage = 2;
 // Everything `quantize` accepts, after parsing (reference spellings folded in).
 struct quantize_args {
   std::string model_dir, output_dir, scheme;
+  std::string quant_spec;                           // --quant-spec FILE.json instead of --scheme
   std::optional<std::vector<std::string>> exclude;  // nullopt = template default
   std::vector<std::pair<std::string, std::string>> layer_schemes;
   std::vector<std::string> converters;  // SPEC or a .json file path

@@ -237,8 +237,8 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
   const rows_view rv = make_rows_view(src, part, rows);
   auto file = source_file(src.shard);
 
-  const scheme_family fam = quant ? info(*part.scheme).family : scheme_family::mx;
-  const uint64_t mult = quant ? std::max<uint32_t>(1, row_split_multiple(fam)) : 1;
+  const uint64_t mult =
+      quant ? std::max<uint32_t>(1, row_split_multiple(part.scheme->kernel())) : 1;
 
   auto whole = [&](const source_ref& r) {
     input_spec in;
@@ -295,7 +295,7 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
     j->source = src_path;
     j->in_type = recovered ? src.type : part.input_type;
     j->out_type = part.outputs.at(0).type;
-    if (quant) j->scheme = *part.scheme;
+    if (quant) j->scheme = part.scheme->kernel();
     j->shape = shape;
     j->total_rows = rows;
     j->cols = cols;
@@ -313,7 +313,7 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
     }
     if (quant) {
       std::string err;
-      const auto pieces = range_layout(*part.scheme, shape, r0, r1, &err);
+      const auto pieces = range_layout(part.scheme->kernel(), shape, r0, r1, &err);
       if (!err.empty()) throw input_error(src_path, part.name, input_error::no_offset, err);
       for (size_t i = 0; i < pieces.size() && i < part.outputs.size(); ++i) {
         const planned_output& o = part.outputs[i];
@@ -390,7 +390,7 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
   }
   const bool split = per < rows;
   std::shared_ptr<tensor_state> ts;
-  if (quant && split && needs_tensor_amax(fam)) {
+  if (quant && split && needs_tensor_amax(part.scheme->kernel())) {
     ts = std::make_shared<tensor_state>();
     ts->name = part.name;
     ts->amax_jobs_left = (rows + per - 1) / per;

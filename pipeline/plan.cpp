@@ -139,7 +139,7 @@ class planner {
   std::string config_path_;
   std::string method_;
   std::vector<glob_pattern> exclude_;
-  std::vector<std::pair<glob_pattern, scheme_id>> overrides_;
+  std::vector<std::pair<glob_pattern, quant_scheme>> overrides_;
   std::unordered_map<std::string, loc> where_;
   std::set<std::pair<uint32_t, std::string>> consumed_;  // (shard, name) never written as is
   std::map<std::pair<uint32_t, std::string>, stage1> recovered_;  // by main tensor
@@ -613,7 +613,7 @@ class planner {
       return pt;
     }
     if (name_ok && rank_ok && !excluded) {
-      scheme_id sch = p_.options.scheme;
+      quant_scheme sch = p_.options.scheme;
       for (const auto& [g, sc] : overrides_)
         if (g.matches(module)) {
           sch = sc;
@@ -626,7 +626,7 @@ class planner {
                         " (only F16, BF16 and F32 weights can be quantized; exclude it or fix the "
                         "source quantization_config)");
       std::string warning;
-      const std::string msg = check_shape(sch, o.shape, &warning);
+      const std::string msg = check_shape(sch.kernel(), o.shape, &warning, sch.name());
       if (!msg.empty()) fail_tensor(s, e, "'" + o.name + "' " + shape_str(o.shape) + ": " + msg);
       if (!warning.empty()) {
         pt.warning = o.name + ": " + warning;
@@ -634,7 +634,7 @@ class planner {
       }
       pt.action = recovered ? tensor_action::recover_quantize : tensor_action::quantize;
       pt.scheme = sch;
-      for (auto& ot : output_tensors(sch, o.shape))
+      for (auto& ot : output_tensors(sch.kernel(), o.shape))
         pt.outputs.push_back({o.name + ot.suffix, ot.type, ot.shape, ot.byte_size(), 0});
       split(pt);
       return pt;
@@ -663,13 +663,13 @@ class planner {
     const uint64_t rows = pt.input_shape[0];
     if (rows < 2) return;
     const uint64_t row_bytes = pt.input_bytes / rows;
-    const uint64_t mult = std::max<uint64_t>(1, row_split_multiple(info(*pt.scheme).family));
+    const uint64_t mult = std::max<uint64_t>(1, row_split_multiple(pt.scheme->kernel()));
     uint64_t per = row_bytes ? tok / row_bytes : rows;
     per = per / mult * mult;
     if (per == 0) per = mult;
     if (per >= rows) return;
     pt.split_rows = per;
-    pt.amax_pass = needs_tensor_amax(info(*pt.scheme).family);
+    pt.amax_pass = needs_tensor_amax(pt.scheme->kernel());
   }
 
   void plan_kept_scale(uint32_t weight_shard, const tensor_entry& w, const stage1& st) {
@@ -732,7 +732,8 @@ class planner {
     plan_totals& t = p_.totals;
     for (const auto& sh : p_.source.shards)
       for (const auto& e : sh.header.tensors) t.bytes_in += e.byte_size();
-    std::map<scheme_id, scheme_count> per;
+    auto order = [](const quant_scheme& a, const quant_scheme& b) { return a.before(b); };
+    std::map<quant_scheme, scheme_count, decltype(order)> per(order);
     for (const auto& it : p_.items)
       for (const auto& pt : it.parts) {
         uint64_t out = 0;
@@ -743,7 +744,7 @@ class planner {
           case tensor_action::recover_quantize: {
             ++t.quantized;
             if (pt.action == tensor_action::recover_quantize) ++t.recovered;
-            auto& c = per[*pt.scheme];
+            auto& c = per.try_emplace(*pt.scheme).first->second;
             c.scheme = *pt.scheme;
             ++c.tensors;
             c.bytes_in += pt.input_bytes;

@@ -30,6 +30,7 @@
 #include "kernels/recover_tensors.h"
 #include "kernels/schemes.h"
 #include "pipeline/converters.h"
+#include "pipeline/quant_spec.h"
 
 namespace shardquant {
 
@@ -40,11 +41,11 @@ namespace shardquant {
 
 struct layer_override {
   std::string glob;  // as the user wrote it; also the exported layer_quant_config key
-  scheme_id scheme;
+  quant_scheme scheme;
 };
 
 struct plan_options {
-  scheme_id scheme = scheme_id::mxfp4;
+  quant_scheme scheme = scheme_id::mxfp4;  // a built-in scheme or a custom spec (quant_spec.h)
   // nullopt: the model type's template list (Appendix A); an empty vector: exclude nothing.
   std::optional<std::vector<std::string>> exclude;
   std::vector<layer_override> layer_schemes;  // first match wins (user order)
@@ -123,9 +124,9 @@ struct plan_part {
   std::string name;       // post-conversion name (the weight name for quantized tensors)
   converter_slice slice;  // which part of the (recovered) source; whole() when unconverted
   tensor_action action = tensor_action::pass_through;
-  std::optional<scheme_id> scheme;    // quantize / recover_quantize
-  dtype input_type = dtype::u8;       // dtype reaching this step (F32 when recovered)
-  std::vector<uint64_t> input_shape;  // after recovery and conversion
+  std::optional<quant_scheme> scheme;  // quantize / recover_quantize
+  dtype input_type = dtype::u8;        // dtype reaching this step (F32 when recovered)
+  std::vector<uint64_t> input_shape;   // after recovery and conversion
   uint64_t input_bytes = 0;
   dtype cast_to = dtype::u8;  // cast / recover_cast: the model dtype
   uint32_t output_shard = 0;  // index into plan::shards
@@ -163,7 +164,7 @@ struct output_shard_plan {
 };
 
 struct scheme_count {
-  scheme_id scheme;
+  quant_scheme scheme;
   uint64_t tensors = 0;
   uint64_t bytes_in = 0, bytes_out = 0;
 };
@@ -173,7 +174,7 @@ struct plan_totals {
   uint64_t bytes_out = 0;  // Σ output tensor bytes (index total_size)
   uint64_t quantized = 0, passed = 0, cast = 0, recovered = 0, kept = 0, consumed = 0;
   uint64_t amax_pass = 0;                // quantized tensors that need an amax pass
-  std::vector<scheme_count> per_scheme;  // in scheme table order, only schemes used
+  std::vector<scheme_count> per_scheme;  // in scheme table order (custom specs last), only used
 };
 
 // The resolved source facts the rest of the run needs (config export, report).

@@ -128,6 +128,11 @@ ordered_json layer_config(scheme_id s) {
   return nullptr;
 }
 
+ordered_json layer_config(const quant_scheme& s) {
+  if (!s.custom) return layer_config(s.id);
+  return layer(s.custom->input_tensors, s.custom->weight);
+}
+
 fp8_keep_params fp8_keep_params_of(const ordered_json& qc, const std::string& config_path) {
   auto fail = [&](const std::string& m) {
     throw input_error(config_path, "", input_error::no_offset, "--keep-excluded-as-original: " + m);

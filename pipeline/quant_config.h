@@ -9,14 +9,15 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/schemes.h"
+#include "pipeline/quant_spec.h"
 
 namespace shardquant {
-
-using ordered_json = nlohmann::ordered_json;
 
 // The layer object of a scheme (§6.2: input_tensors, output_tensors, weight, bias,
 // target_device; specs per §6.3).
 [[nodiscard]] ordered_json layer_config(scheme_id s);
+// The same for a scheme that may be a custom spec (its canonical objects, quant_spec.h).
+[[nodiscard]] ordered_json layer_config(const quant_scheme& s);
 
 // Parameters of an FP8 block source needed for a keep-original layer entry (§8.2).
 struct fp8_keep_params {
@@ -34,11 +35,11 @@ struct fp8_keep_params {
 [[nodiscard]] ordered_json keep_original_layer_config(const fp8_keep_params& p);
 
 struct quant_config_inputs {
-  scheme_id scheme = scheme_id::mxfp4;
-  std::vector<std::string> exclude;                          // resolved module names (§6.4)
-  std::vector<std::pair<std::string, scheme_id>> overrides;  // user order (§6.5)
-  std::vector<std::string> kept_modules;                     // §8, any order (sorted here)
-  fp8_keep_params keep;                                      // used when kept_modules not empty
+  quant_scheme scheme = scheme_id::mxfp4;
+  std::vector<std::string> exclude;                             // resolved module names (§6.4)
+  std::vector<std::pair<std::string, quant_scheme>> overrides;  // user order (§6.5)
+  std::vector<std::string> kept_modules;                        // §8, any order (sorted here)
+  fp8_keep_params keep;                                         // used when kept_modules not empty
   std::string version = std::string("shardquant-") + SHARDQUANT_VERSION;
 };
 

@@ -244,6 +244,7 @@ void run_cpu_compute(job& j) {
     if (p.slot == 0) out.weight = dst;
     if (p.slot == 1) out.scale = dst;
     if (p.slot == 2) out.extra = dst;
+    if (p.slot == 3) out.extra2 = dst;  // zero point of a pair's asymmetric second stage
   }
   std::optional<float> ta;
   if (j.tensor_shared) ta = tensor_amax_of(j);

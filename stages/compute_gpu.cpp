@@ -202,7 +202,7 @@ class gpu_backend final : public compute_backend {
                 : gpu::tensor_amax(v, ws, ws_bytes_, l.stream));
     } else {
       // A whole per-tensor-scheme tensor in one job: its amax first, in its own workspace.
-      if (!j.tensor_shared && needs_tensor_amax(info(j.scheme).family))
+      if (!j.tensor_shared && needs_tensor_amax(j.scheme))
         check(fp8 ? gpu::tensor_amax(fv, ws, ws_bytes_, l.stream)
                   : gpu::tensor_amax(v, ws, ws_bytes_, l.stream));
       quant_outputs out;
@@ -216,6 +216,7 @@ class gpu_backend final : public compute_backend {
         if (p.slot == 0) out.weight = d;
         if (p.slot == 1) out.scale = d;
         if (p.slot == 2) out.extra = d;
+        if (p.slot == 3) out.extra2 = d;  // zero point of a pair's asymmetric second stage
       }
       check(fp8 ? gpu::quantize(j.scheme, fv, out, ws, ws_bytes_, l.stream)
                 : gpu::quantize(j.scheme, v, out, ws, ws_bytes_, l.stream));

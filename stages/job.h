@@ -127,7 +127,7 @@ struct job {
   // cast: element dtype written
   dtype out_type = dtype::u8;
   // amax / quantize
-  scheme_id scheme = scheme_id::fp8;
+  weight_scheme scheme = scheme_id::fp8;  // a built-in scheme or a custom progressive pair
   std::vector<uint64_t> shape;  // the whole input tensor's shape (after recovery/conversion)
   uint64_t total_rows = 0, cols = 0, row_begin = 0, rows = 0;
   fp8_block_spec fp8_block;

@@ -32,8 +32,9 @@ inline amax_result run_amax(impl i, const source_view& v) {
 
 // Quantizes the whole tensor (or rows [r0, r1) into the right places of whole-tensor buffers, with
 // the per-tensor amax passed explicitly for partial ranges).
-inline run_result run_scheme(impl i, scheme_id s, dtype d, const std::vector<uint64_t>& shape,
-                             const void* data, std::optional<float> tensor_amax = std::nullopt) {
+inline run_result run_scheme(impl i, const weight_scheme& s, dtype d,
+                             const std::vector<uint64_t>& shape, const void* data,
+                             std::optional<float> tensor_amax = std::nullopt) {
   run_result r;
   for (const output_tensor& t : output_tensors(s, shape))
     r.tensors.emplace_back(t.byte_size(), k_poison);
@@ -42,6 +43,7 @@ inline run_result run_scheme(impl i, scheme_id s, dtype d, const std::vector<uin
   o.weight = r.tensors[0].data();
   o.scale = r.tensors.size() > 1 ? r.tensors[1].data() : nullptr;
   o.extra = r.tensors.size() > 2 ? r.tensors[2].data() : nullptr;
+  o.extra2 = r.tensors.size() > 3 ? r.tensors[3].data() : nullptr;
   r.status = i == impl::reference ? reference::quantize(s, v, o, tensor_amax)
                                   : quantize(s, v, o, tensor_amax);
   return r;
@@ -49,8 +51,9 @@ inline run_result run_scheme(impl i, scheme_id s, dtype d, const std::vector<uin
 
 // The whole tensor processed as consecutive row ranges split at `cuts` (row indices), each
 // writing into its place in whole-tensor buffers (per range_layout), amax combined first.
-inline run_result run_ranges(impl i, scheme_id s, dtype d, const std::vector<uint64_t>& shape,
-                             const void* data, const std::vector<uint64_t>& cuts) {
+inline run_result run_ranges(impl i, const weight_scheme& s, dtype d,
+                             const std::vector<uint64_t>& shape, const void* data,
+                             const std::vector<uint64_t>& cuts) {
   run_result r;
   for (const output_tensor& t : output_tensors(s, shape))
     r.tensors.emplace_back(t.byte_size(), k_poison);
@@ -61,7 +64,7 @@ inline run_result run_ranges(impl i, scheme_id s, dtype d, const std::vector<uin
   for (uint64_t c : cuts) bounds.push_back(c);
   bounds.push_back(shape[0]);
   std::optional<float> a;
-  if (needs_tensor_amax(info(s).family)) {
+  if (needs_tensor_amax(s)) {
     amax_result total;
     for (size_t k = 0; k + 1 < bounds.size(); ++k) {
       source_view v{d, shape, static_cast<const char*>(data) + bounds[k] * inner * esize, bounds[k],
@@ -79,6 +82,7 @@ inline run_result run_ranges(impl i, scheme_id s, dtype d, const std::vector<uin
     o.weight_ld = p[0].count > 1 ? p[0].stride / 4 : 0;
     o.scale = r.tensors.size() > 1 ? r.tensors[1].data() + p[1].offset : nullptr;
     o.extra = r.tensors.size() > 2 ? r.tensors[2].data() + p[2].offset : nullptr;
+    o.extra2 = r.tensors.size() > 3 ? r.tensors[3].data() + p[3].offset : nullptr;
     r.status = i == impl::reference ? reference::quantize(s, v, o, a) : quantize(s, v, o, a);
     if (!r.status.ok()) return r;
   }

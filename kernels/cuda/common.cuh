@@ -12,6 +12,7 @@
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/fast_math.cuh"
 #include "kernels/gpu_api.h"
+#include "kernels/int_quant.h"
 #include "kernels/numeric.h"
 #include "kernels/recover.h"
 #include "kernels/recover_tensors.h"
@@ -270,6 +271,46 @@ struct fp8_block_loader {
         }
       }
     }
+    return r;
+  }
+};
+
+// The first stage of a progressive pair (formats.md §10 generalized, kernels/schemes.h), fused into
+// the second stage's loads: the inner source's values go through the first stage's element
+// quantizer and come out as the F32 values of its codes (fp8 values, int8 integers), which the
+// second-stage kernel quantizes with D = F32. Per-tensor first stages take their scale from the
+// workspace amax; fp8 per-row takes it from `row_scale` (the `_scale` output, written by the
+// prepass kernel before). A divisor that underflows gives zeros (the prepass reported it).
+enum class stage1_kind : uint8_t { fp8_tensor, fp8_row, int8_tensor };
+
+template <class Inner>
+struct stage1_loader {
+  static constexpr src_kind math = src_kind::f32;
+  static constexpr bool needs_row_col = true;  // the fp8 row scale; dense inner ignores row/col
+  Inner inner;
+  stage1_kind kind;
+  const void* ws;
+  const float* row_scale;  // range-relative rows (fp8_row only)
+
+  __device__ __forceinline__ load_result load8(uint64_t e, uint64_t row, uint64_t col, uint32_t n,
+                                               float (&x)[8]) const {
+    constexpr src_kind D = Inner::math;
+    const load_result r = inner.load8(e, row, col, n, x);
+    if (kind == stage1_kind::int8_tensor) {
+      const float inv = reciprocal_rn(int8_scale<D>(tensor_amax_of(ws)));
+#pragma unroll
+      for (int i = 0; i < 8; ++i) x[i] = int8_code_value(x[i], inv);
+      return r;
+    }
+    const float s =
+        kind == stage1_kind::fp8_row ? row_scale[row] : fp8_tensor_scale(tensor_amax_of(ws));
+    const float s_div = fp8_divisor<D>(s);
+    if (s_div == 0.0f) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) x[i] = 0.0f;
+      return r;
+    }
+    fast::int4_fp8_stage1_8<D>(x, s_div);  // == fp8_e4m3fn_decode(fp8_quantize_element<D>(x, s))
     return r;
   }
 };

@@ -151,12 +151,12 @@ quant_status tensor_amax(const fp8_block_source&, void*, size_t, const stream&) 
 void set_tensor_amax(void*, float, const stream&) {
   unavailable();
 }
-quant_status quantize(scheme_id, const source_view&, const quant_outputs&, void*, size_t,
+quant_status quantize(const weight_scheme&, const source_view&, const quant_outputs&, void*, size_t,
                       const stream&) {
   unavailable();
 }
-quant_status quantize(scheme_id, const fp8_block_source&, const quant_outputs&, void*, size_t,
-                      const stream&) {
+quant_status quantize(const weight_scheme&, const fp8_block_source&, const quant_outputs&, void*,
+                      size_t, const stream&) {
   unavailable();
 }
 void read_status(const void*, kernel_status*, const stream&) {

@@ -73,21 +73,39 @@ void launch_amax(const Src& src, const launch_geometry& g, void* ws, cudaStream_
 template <class Src>
 void launch_tensor(scheme_family f, const Src& src, const launch_geometry& g,
                    const quant_outputs& o, void* ws, cudaStream_t st);
+// `reorder`: int4/uint4 nibbles in Quark's reorder order [0,2,4,6,1,3,5,7] (the second stage of a
+// progressive pair), else sequential.
 template <class Src>
 void launch_row(scheme_family f, const Src& src, const launch_geometry& g, const quant_outputs& o,
-                void* ws, cudaStream_t st);
+                void* ws, cudaStream_t st, bool reorder = false);
 template <class Src>
 void launch_mx(mx_element e, const Src& src, const launch_geometry& g, const quant_outputs& o,
                void* ws, cudaStream_t st);
 template <class Src>
-void launch_group(const scheme_info& si, const Src& src, const launch_geometry& g,
-                  const quant_outputs& o, void* ws, cudaStream_t st);
+void launch_group(const weight_format& f, const Src& src, const launch_geometry& g,
+                  const quant_outputs& o, void* ws, cudaStream_t st, bool reorder = false);
+// The first stage's scales of a progressive pair, before its second stage: per-tensor stages
+// write `scale_out[0]` (when set) from the workspace amax; fp8 per-row writes one scale per row of
+// the range (scale_out[row]); an underflowing divisor is reported as a scale underflow.
+template <class Src>
+void launch_stage1_scales(stage1_kind k, const Src& src, const launch_geometry& g, float* scale_out,
+                          void* ws, cudaStream_t st);
 
 }  // namespace shardquant::gpu::detail
 
-// Explicit instantiation of a launcher for the four source types.
+// Explicit instantiation of a launcher for the four source types (and, for the second stages of
+// progressive pairs, the same four behind a stage1_loader).
 #define SQ_INSTANTIATE_SOURCES(MACRO)                                          \
   MACRO(::shardquant::gpu::detail::dense_source<::shardquant::src_kind::f32>)  \
   MACRO(::shardquant::gpu::detail::dense_source<::shardquant::src_kind::bf16>) \
   MACRO(::shardquant::gpu::detail::dense_source<::shardquant::src_kind::f16>)  \
   MACRO(::shardquant::gpu::detail::fp8_block_loader)
+
+#define SQ_INSTANTIATE_STAGE1_SOURCES(MACRO)                                    \
+  MACRO(::shardquant::gpu::detail::stage1_loader<                               \
+        ::shardquant::gpu::detail::dense_source<::shardquant::src_kind::f32>>)  \
+  MACRO(::shardquant::gpu::detail::stage1_loader<                               \
+        ::shardquant::gpu::detail::dense_source<::shardquant::src_kind::bf16>>) \
+  MACRO(::shardquant::gpu::detail::stage1_loader<                               \
+        ::shardquant::gpu::detail::dense_source<::shardquant::src_kind::f16>>)  \
+  MACRO(::shardquant::gpu::detail::stage1_loader<::shardquant::gpu::detail::fp8_block_loader>)

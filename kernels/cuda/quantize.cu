@@ -44,7 +44,7 @@ using qcode = quant_status::code;
 
 // Checks what the CPU API checks (kernels/quantize_detail.h) plus the shape prerequisites of
 // check_shape(), and resolves the kernel geometry.
-quant_status resolve(scheme_id scheme, std::span<const uint64_t> shape, const void* data,
+quant_status resolve(const weight_scheme& scheme, std::span<const uint64_t> shape, const void* data,
                      uint64_t row_begin, uint64_t row_end, const quant_outputs& out,
                      launch_geometry* g) {
   if (shape.size() < 2 || data == nullptr) return {qcode::bad_argument, 0};
@@ -54,18 +54,21 @@ quant_status resolve(scheme_id scheme, std::span<const uint64_t> shape, const vo
   const uint64_t total = shape[0];
   const uint64_t end = row_end == k_all_rows ? total : row_end;
   if (end > total || row_begin >= end) return {qcode::bad_argument, row_begin};
-  const scheme_info& si = info(scheme);
+  if (scheme.progressive && !progressive_error(scheme.first, scheme.second).empty())
+    return {qcode::bad_argument, 0};
+  const weight_format& si = scheme.packed();
+  const bool asym =
+      si.family == scheme_family::uint4_group || si.family == scheme_family::uint4_channel;
   if (si.family == scheme_family::int4_group || si.family == scheme_family::uint4_group) {
     if (row_begin % 8 != 0 || (end % 8 != 0 && end != total))
       return {qcode::bad_argument, row_begin};
   }
   if (!out.weight) return {qcode::bad_argument, 0};
-  const bool per_tensor_scale = needs_tensor_amax(si.family);
+  const bool per_tensor_scale = needs_tensor_amax(scheme);
   if (!per_tensor_scale && !out.scale) return {qcode::bad_argument, 0};
-  if ((si.family == scheme_family::uint4_group || si.family == scheme_family::uint4_channel ||
-       si.family == scheme_family::int4_fp8) &&
-      !out.extra)
-    return {qcode::bad_argument, 0};
+  // A pair writes `_scale_2` to extra and an asymmetric second stage's zero point to extra2.
+  if ((asym || scheme.progressive) && !out.extra) return {qcode::bad_argument, 0};
+  if (scheme.progressive && asym && !out.extra2) return {qcode::bad_argument, 0};
   uint64_t inner = 1;
   for (size_t i = 1; i < shape.size(); ++i) inner *= shape[i];
   g->dim0_rows = end - row_begin;
@@ -82,10 +85,48 @@ quant_status resolve(scheme_id scheme, std::span<const uint64_t> shape, const vo
   return {};
 }
 
+// A progressive pair other than the int4_fp8 preset: the first stage's scales (prepass), then the
+// second stage's kernel on a stage1_loader over the source (the first stage fused into its loads),
+// packed in Quark's reorder order; its scale goes to extra (_scale_2), zero point to extra2.
 template <class Src>
-void launch_quantize(scheme_id scheme, const Src& src, const launch_geometry& g,
+void launch_progressive(const weight_scheme& s, const Src& src, const launch_geometry& g,
+                        const quant_outputs& o, void* ws, cudaStream_t st) {
+  const stage1_kind k = s.first.family == scheme_family::fp8_row       ? stage1_kind::fp8_row
+                        : s.first.family == scheme_family::int8_tensor ? stage1_kind::int8_tensor
+                                                                       : stage1_kind::fp8_tensor;
+  launch_stage1_scales(k, src, g, static_cast<float*>(o.scale), ws, st);
+  const stage1_loader<Src> s1{src, k, ws, static_cast<const float*>(o.scale)};
+  quant_outputs o2;
+  o2.weight = o.weight;
+  o2.scale = o.extra;
+  o2.extra = o.extra2;
+  o2.weight_ld = o.weight_ld;
+  switch (s.second.family) {
+    case scheme_family::fp8_row:
+    case scheme_family::int4_channel:
+    case scheme_family::uint4_channel:
+      launch_row(s.second.family, s1, g, o2, ws, st, true);
+      return;
+    case scheme_family::int4_group:
+    case scheme_family::uint4_group:
+      launch_group(s.second, s1, g, o2, ws, st, true);
+      return;
+    default:
+      return;  // refused by resolve() (progressive_error)
+  }
+}
+
+template <class Src>
+void launch_quantize(const weight_scheme& scheme, const Src& src, const launch_geometry& g,
                      const quant_outputs& o, void* ws, cudaStream_t st) {
-  const scheme_info& si = info(scheme);
+  if (scheme.progressive) {
+    if (scheme == weight_scheme(scheme_id::int4_fp8))
+      launch_row(scheme_family::int4_fp8, src, g, o, ws, st);  // the preset, fused (§10)
+    else
+      launch_progressive(scheme, src, g, o, ws, st);
+    return;
+  }
+  const weight_format& si = scheme.first;
   switch (si.family) {
     case scheme_family::fp8_tensor:
     case scheme_family::int8_tensor:
@@ -205,8 +246,8 @@ quant_status tensor_amax(const fp8_block_source& v, void* ws, size_t bytes, cons
   return {};
 }
 
-quant_status quantize(scheme_id scheme, const source_view& v, const quant_outputs& out, void* ws,
-                      size_t bytes, const stream& s) {
+quant_status quantize(const weight_scheme& scheme, const source_view& v, const quant_outputs& out,
+                      void* ws, size_t bytes, const stream& s) {
   check_workspace(ws, bytes);
   if (!dense_type_ok(v.type)) return {qcode::bad_argument, 0};
   launch_geometry g;
@@ -217,8 +258,8 @@ quant_status quantize(scheme_id scheme, const source_view& v, const quant_output
   return {};
 }
 
-quant_status quantize(scheme_id scheme, const fp8_block_source& v, const quant_outputs& out,
-                      void* ws, size_t bytes, const stream& s) {
+quant_status quantize(const weight_scheme& scheme, const fp8_block_source& v,
+                      const quant_outputs& out, void* ws, size_t bytes, const stream& s) {
   check_workspace(ws, bytes);
   fp8_block_loader src;
   if (quant_status st = make_fp8_block(v, &src); !st.ok()) return st;

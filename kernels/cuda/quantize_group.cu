@@ -20,7 +20,7 @@ template <class Src, int G, bool Unsigned>
 __global__ void __launch_bounds__(k_block, k_min_blocks)
     group_quant_kernel(Src src, uint64_t rows, uint64_t cols, uint64_t row_begin,
                        uint32_t* out_words, uint64_t words_per_col, float* scale_out,
-                       int32_t* zp_out, void* ws) {
+                       int32_t* zp_out, void* ws, bool reorder) {
   constexpr src_kind D = Src::math;
   constexpr int L = G / 8;  // lanes per group
   // Transposed words of the tile, [word column][column + column / 32]: the skew keeps both the
@@ -94,8 +94,11 @@ __global__ void __launch_bounds__(k_block, k_min_blocks)
           if constexpr (Unsigned) zp_out[gi] = zero;
         }
         if (live) {
+          // Row i of the 8 goes to nibble i, or with `reorder` to the nibble p whose source
+          // [0,2,4,6,1,3,5,7][p] is i.
+          const unsigned p = reorder ? (i % 2 == 0 ? i / 2 : 4 + i / 2) : i;
 #pragma unroll
-          for (int j = 0; j < 8; ++j) words[j] |= (static_cast<uint32_t>(q[j]) & 0xFu) << (4 * i);
+          for (int j = 0; j < 8; ++j) words[j] |= (static_cast<uint32_t>(q[j]) & 0xFu) << (4 * p);
         }
       }
     }
@@ -122,8 +125,8 @@ __global__ void __launch_bounds__(k_block, k_min_blocks)
 }  // namespace
 
 template <class Src>
-void launch_group(const scheme_info& si, const Src& src, const launch_geometry& g,
-                  const quant_outputs& o, void* ws, cudaStream_t st) {
+void launch_group(const weight_format& si, const Src& src, const launch_geometry& g,
+                  const quant_outputs& o, void* ws, cudaStream_t st, bool reorder) {
   const uint64_t tiles =
       ((g.rows + k_tile_rows - 1) / k_tile_rows) * ((g.cols + k_tile_cols - 1) / k_tile_cols);
   const unsigned grid = static_cast<unsigned>(std::min<uint64_t>(tiles, uint64_t(sm_count()) * 8));
@@ -135,7 +138,7 @@ void launch_group(const scheme_info& si, const Src& src, const launch_geometry& 
     constexpr int G = decltype(g_tag)::value;
     constexpr bool U = decltype(u_tag)::value;
     group_quant_kernel<Src, G, U>
-        <<<grid, k_block, 0, st>>>(src, g.rows, g.cols, g.row_begin, w, ld, sc, zp, ws);
+        <<<grid, k_block, 0, st>>>(src, g.rows, g.cols, g.row_begin, w, ld, sc, zp, ws, reorder);
     SQ_CUDA_LAUNCH("group_quant_kernel");
   };
   auto with_g = [&](auto u_tag) {
@@ -152,10 +155,11 @@ void launch_group(const scheme_info& si, const Src& src, const launch_geometry& 
     with_g(std::false_type{});
 }
 
-#define SQ_INST(S)                                                                    \
-  template void launch_group<S>(const scheme_info&, const S&, const launch_geometry&, \
-                                const quant_outputs&, void*, cudaStream_t);
+#define SQ_INST(S)                                                                      \
+  template void launch_group<S>(const weight_format&, const S&, const launch_geometry&, \
+                                const quant_outputs&, void*, cudaStream_t, bool);
 SQ_INSTANTIATE_SOURCES(SQ_INST)
+SQ_INSTANTIATE_STAGE1_SOURCES(SQ_INST)
 #undef SQ_INST
 
 }  // namespace shardquant::gpu::detail

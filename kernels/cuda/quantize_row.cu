@@ -1,4 +1,5 @@
-// Per-row kernels: ptpc_fp8, int4/uint4 per-channel and int4_fp8 (formats.md §5.3, §5.5, §10).
+// Per-row kernels: ptpc_fp8, int4/uint4 per-channel and int4_fp8 (formats.md §5.3, §5.5, §10),
+// also as second stages of progressive pairs, and the first-stage scale prepass of those pairs.
 // One block per row; the row stays in registers between the statistic pass and the encode pass
 // (rows longer than 4096 elements re-read their tail, from L2). Math from the shared headers.
 #include <algorithm>
@@ -21,7 +22,7 @@ constexpr int k_row_regs = 2;  // vectors of 8 kept in registers per thread (row
 template <class Src, row_kind K>
 __global__ void __launch_bounds__(k_block, k_min_blocks)
     row_quant_kernel(Src src, uint64_t rows, uint64_t cols, uint64_t row_begin, void* out,
-                     float* scale_out, void* aux_out, void* ws) {
+                     float* scale_out, void* aux_out, void* ws, bool reorder) {
   constexpr src_kind D = Src::math;
   __shared__ uint32_t scratch[32];
   const uint64_t vpr = (cols + 7) / 8;
@@ -159,7 +160,7 @@ __global__ void __launch_bounds__(k_block, k_min_blocks)
           }
         }
         const nibble_order o =
-            K == row_kind::int4_fp8 ? nibble_order::int4_fp8 : nibble_order::sequential;
+            K == row_kind::int4_fp8 || reorder ? nibble_order::int4_fp8 : nibble_order::sequential;
         static_cast<uint32_t*>(out)[row * vpr + col / 8] = pack_nibbles(q, n, o);
       }
     };
@@ -183,11 +184,67 @@ __global__ void __launch_bounds__(k_block, k_min_blocks)
   }
 }
 
+// The first stage's scales of a progressive pair (launch_stage1_scales): per-tensor stages from
+// the workspace amax (one thread), fp8 per-row one block per row (amax of the row, as the fp8
+// per-row quantizer computes it). Non-finite rows are left to the second stage to report.
+template <class Src>
+__global__ void __launch_bounds__(k_block, k_min_blocks)
+    stage1_scale_kernel(Src src, uint64_t rows, uint64_t cols, uint64_t row_begin, stage1_kind k,
+                        float* scale_out, void* ws) {
+  constexpr src_kind D = Src::math;
+  if (k != stage1_kind::fp8_row) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+      const float a = tensor_amax_of(ws);
+      if (k == stage1_kind::fp8_tensor) {
+        const float s = fp8_tensor_scale(a);
+        if (fp8_divisor<D>(s) == 0.0f) report_scale(status_of(ws), 0, status_scale_underflow);
+        if (scale_out) scale_out[0] = s;
+      } else if (scale_out) {
+        scale_out[0] = int8_scale<D>(a);
+      }
+    }
+    return;
+  }
+  __shared__ uint32_t scratch[32];
+  const uint64_t vpr = (cols + 7) / 8;
+  for (uint64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    uint32_t m = 0;
+    for (uint64_t v = threadIdx.x; v < vpr; v += blockDim.x) {
+      float x[8];
+      const uint64_t col = v * 8;
+      const uint32_t n = cols - col < 8 ? static_cast<uint32_t>(cols - col) : 8u;
+      (void)src.load8(row * cols + col, row, col, n, x);
+#pragma unroll
+      for (uint32_t i = 0; i < 8; ++i)
+        if (i < n) m = max(m, abs_bits(x[i]));
+    }
+    m = block_max_u32(m, scratch);
+    if (threadIdx.x == 0) {
+      const float s = fp8_row_scale(f32_from_bits(m));
+      scale_out[row] = s;
+      if (m < k_f32_inf_bits && fp8_divisor<D>(s) == 0.0f)
+        report_scale(status_of(ws), row_begin + row, status_scale_underflow);
+    }
+  }
+}
+
 }  // namespace
 
 template <class Src>
+void launch_stage1_scales(stage1_kind k, const Src& src, const launch_geometry& g, float* scale_out,
+                          void* ws, cudaStream_t st) {
+  const unsigned grid =
+      k == stage1_kind::fp8_row
+          ? static_cast<unsigned>(std::min<uint64_t>(g.rows, uint64_t(sm_count()) * 16))
+          : 1u;
+  stage1_scale_kernel<Src>
+      <<<grid, k_block, 0, st>>>(src, g.rows, g.cols, g.row_begin, k, scale_out, ws);
+  SQ_CUDA_LAUNCH("stage1_scale_kernel");
+}
+
+template <class Src>
 void launch_row(scheme_family f, const Src& src, const launch_geometry& g, const quant_outputs& o,
-                void* ws, cudaStream_t st) {
+                void* ws, cudaStream_t st, bool reorder) {
   const unsigned grid =
       static_cast<unsigned>(std::min<uint64_t>(g.rows, uint64_t(sm_count()) * 16));
   auto go = [&](auto kind_tag) {
@@ -197,7 +254,7 @@ void launch_row(scheme_family f, const Src& src, const launch_geometry& g, const
     float* row_scale = static_cast<float*>(K == row_kind::int4_fp8 ? o.extra : o.scale);
     void* other = K == row_kind::int4_fp8 ? o.scale : o.extra;
     row_quant_kernel<Src, K><<<grid, k_block, 0, st>>>(src, g.rows, g.cols, g.row_begin, o.weight,
-                                                       row_scale, other, ws);
+                                                       row_scale, other, ws, reorder);
     SQ_CUDA_LAUNCH("row_quant_kernel");
   };
   if (f == scheme_family::fp8_row)
@@ -210,10 +267,17 @@ void launch_row(scheme_family f, const Src& src, const launch_geometry& g, const
     go(std::integral_constant<row_kind, row_kind::int4_fp8>{});
 }
 
+#define SQ_INST(S)                                                                             \
+  template void launch_row<S>(scheme_family, const S&, const launch_geometry&,                 \
+                              const quant_outputs&, void*, cudaStream_t, bool);                \
+  template void launch_stage1_scales<S>(stage1_kind, const S&, const launch_geometry&, float*, \
+                                        void*, cudaStream_t);
+SQ_INSTANTIATE_SOURCES(SQ_INST)
+#undef SQ_INST
 #define SQ_INST(S)                                                             \
   template void launch_row<S>(scheme_family, const S&, const launch_geometry&, \
-                              const quant_outputs&, void*, cudaStream_t);
-SQ_INSTANTIATE_SOURCES(SQ_INST)
+                              const quant_outputs&, void*, cudaStream_t, bool);
+SQ_INSTANTIATE_STAGE1_SOURCES(SQ_INST)
 #undef SQ_INST
 
 }  // namespace shardquant::gpu::detail

@@ -13,10 +13,16 @@ Usage:
   quark_ref.py --model-dir IN --output-dir OUT --scheme S [--device cpu|cuda]
                [--model-type T] [--exclude GLOB ...] [--no-exclude]
                [--layer-config GLOB=SCHEME ...] [--keep-original] [--no-converters] [--replace]
+  quark_ref.py --model-dir IN --output-dir OUT --spec SPEC.json [...]
+               (a custom quantization spec file, the format of shardquant's --quant-spec: the global
+               QLayerConfig gets weight=[stage-1 QTensorConfig, stage-2 QTensorConfig] (or one
+               QTensorConfig) and the spec's input_tensors; everything else as for the template's
+               int4_fp8 config: exclude list, converters, layer configs)
   quark_ref.py --jobs FILE [--device ...]   (one process for many runs: each line of FILE is
                "MODEL_DIR SCHEME OUTPUT_DIR [--keep-original] [--no-converters] [--no-exclude]
                [--exclude G]... [--layer-config G=S]..."; a failed run leaves OUTPUT_DIR/QUARK_ERROR.txt
-               with the exception and goes on; prints one "JOB ok|error ..." line per run)
+               with the exception and goes on; prints one "JOB ok|error ..." line per run; a SCHEME
+               ending in .json is a --spec file)
 """
 from __future__ import annotations
 
@@ -42,10 +48,83 @@ def build_config(model_dir: str, scheme: str, model_type: str | None = None,
     return config, template
 
 
+# --spec: the JSON spec file of shardquant's --quant-spec (README "Custom progressive specs").
+_SPEC_KEYS = {"dtype", "qscheme", "ch_axis", "group_size", "symmetric", "is_dynamic", "scale_type",
+              "round_method", "zero_point_type", "block_size", "scale_format", "scale_calculation_mode",
+              "mx_element_dtype", "observer_cls", "is_scale_quant", "enable_buffer_reuse", "max_input_numel"}
+
+
+def _tensor_config(obj, template, where: str, part: str):
+    """One stage (or input spec) of a spec file as Quark's QTensorConfig: a built-in scheme name takes
+    that scheme's own spec from the template; an object is built with the DataTypeSpec class Quark's
+    templates use for that (dtype, qscheme)."""
+    from quark.torch.quantization.config import config as qc
+
+    if obj is None:
+        return None
+    if isinstance(obj, str):
+        layer = template.get_config(scheme=obj).global_quant_config
+        spec = getattr(layer, part)
+        if isinstance(spec, list):
+            raise SystemExit(f"quark_ref: {where}: scheme {obj!r} has a progressive {part} spec")
+        return spec
+    unknown = set(obj) - _SPEC_KEYS
+    if unknown:
+        raise SystemExit(f"quark_ref: {where}: unknown keys {sorted(unknown)}")
+    dt, qs = obj["dtype"], obj["qscheme"]
+    dyn = obj.get("is_dynamic", False)
+    st = obj.get("scale_type", "float")
+    sym = obj.get("symmetric")
+    ax = obj.get("ch_axis", 0 if qs == "per_channel" else -1)
+    g = obj.get("group_size")
+    if dt == "fp8_e4m3" and qs == "per_tensor":
+        return qc.FP8E4M3PerTensorSpec(observer_method="min_max", scale_type=st,
+                                       is_dynamic=dyn).to_quantization_spec()
+    if dt == "fp8_e4m3" and qs == "per_channel":
+        return qc.FP8E4M3PerChannelSpec(ch_axis=ax, scale_type=st, is_dynamic=dyn).to_quantization_spec()
+    if dt == "int8" and qs == "per_tensor":
+        return qc.Int8PerTensorSpec(observer_method="min_max", symmetric=True if sym is None else sym,
+                                    scale_type=st, is_dynamic=dyn).to_quantization_spec()
+    if dt == "int4" and qs == "per_channel":
+        return qc.Int4PerChannelSpec(ch_axis=ax, symmetric=True if sym is None else sym, scale_type=st,
+                                     is_dynamic=dyn).to_quantization_spec()
+    if dt == "int4" and qs == "per_group":
+        return qc.Int4PerGroupSpec(ch_axis=ax, group_size=g, symmetric=True if sym is None else sym,
+                                   scale_type=st, is_dynamic=dyn).to_quantization_spec()
+    if dt == "uint4" and qs == "per_channel":
+        return qc.Uint4PerChannelSpec(ch_axis=ax, symmetric=False if sym is None else sym, scale_type=st,
+                                      is_dynamic=dyn).to_quantization_spec()
+    if dt == "uint4" and qs == "per_group":
+        return qc.Uint4PerGroupSpec(ch_axis=ax, group_size=g, symmetric=False if sym is None else sym,
+                                    scale_type=st, is_dynamic=dyn).to_quantization_spec()
+    raise SystemExit(f"quark_ref: {where}: (dtype {dt!r}, qscheme {qs!r}) not mapped")
+
+
+def build_spec_config(model_dir: str, spec_path: str, model_type: str | None = None,
+                      exclude: list[str] | None = None, layer_config: dict[str, str] | None = None):
+    """Returns (QConfig, template): the template's int4_fp8 config (exclude list, layer configs) with
+    the global QLayerConfig replaced by the spec file's weight stages and input_tensors."""
+    from quark.torch.quantization.config.config import QLayerConfig
+
+    config, template = build_config(model_dir, "int4_fp8", model_type, exclude, layer_config)
+    with open(spec_path) as f:
+        spec = json.load(f)
+    weight = spec["weight"]
+    if isinstance(weight, list) and len(weight) == 1:
+        weight = weight[0]
+    if isinstance(weight, list):
+        w = [_tensor_config(s, template, f"{spec_path}: weight[{i}]", "weight") for i, s in enumerate(weight)]
+    else:
+        w = _tensor_config(weight, template, f"{spec_path}: weight", "weight")
+    inp = _tensor_config(spec.get("input_tensors"), template, f"{spec_path}: input_tensors", "input_tensors")
+    config.global_quant_config = QLayerConfig(weight=w, input_tensors=inp)
+    return config, template
+
+
 def run_quark(model_dir: str, output_dir: str, scheme: str, device: str = "cpu",
               model_type: str | None = None, exclude: list[str] | None = None,
               layer_config: dict[str, str] | None = None, keep_original: bool = False,
-              use_converters: bool = True, replace: bool = False) -> float:
+              use_converters: bool = True, replace: bool = False, spec: str | None = None) -> float:
     """Quantizes model_dir into output_dir with Quark F2F; returns the wall time in seconds."""
     from quark.torch import ModelQuantizer
 
@@ -54,7 +133,10 @@ def run_quark(model_dir: str, output_dir: str, scheme: str, device: str = "cpu",
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not replace:
         raise SystemExit(f"quark_ref: {output_dir} exists and is not empty; Quark would delete it "
                          "(pass --replace to allow that)")
-    config, template = build_config(model_dir, scheme, model_type, exclude, layer_config)
+    if spec:
+        config, template = build_spec_config(model_dir, spec, model_type, exclude, layer_config)
+    else:
+        config, template = build_config(model_dir, scheme, model_type, exclude, layer_config)
     converters = template.f2f_weight_converters if use_converters else None
     quantizer = ModelQuantizer(config)
     t0 = time.perf_counter()
@@ -86,6 +168,9 @@ def run_jobs(a, exclude, layer_config) -> int:
         jobs = [line.split() for line in f if line.strip() and not line.startswith("#")]
     for job in jobs:
         model_dir, scheme, out_dir = job[:3]
+        j_spec = None
+        if scheme.endswith(".json"):  # a spec file in the SCHEME column
+            j_spec = scheme
         # per-line options: --keep-original --no-converters --no-exclude --exclude G --layer-config G=S
         j_exclude, j_layers, j_keep, j_conv = exclude, dict(layer_config), a.keep_original, not a.no_converters
         rest = job[3:]
@@ -106,7 +191,7 @@ def run_jobs(a, exclude, layer_config) -> int:
                 raise SystemExit(f"quark_ref: unknown job option {opt!r}")
         try:
             elapsed = run_quark(model_dir, out_dir, scheme, a.device, a.model_type, j_exclude, j_layers,
-                                j_keep, j_conv, a.replace)
+                                j_keep, j_conv, a.replace, j_spec)
             print(f"JOB ok {scheme} {model_dir} -> {out_dir} {elapsed:.2f}s", flush=True)
         except BaseException as e:  # noqa: BLE001 - record Quark's failure as a result
             if isinstance(e, KeyboardInterrupt):
@@ -125,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-dir")
     p.add_argument("--output-dir")
     p.add_argument("--scheme")
+    p.add_argument("--spec", default=None, help="custom quantization spec file (shardquant --quant-spec format)")
     p.add_argument("--jobs", default=None, help="file of 'MODEL_DIR SCHEME OUTPUT_DIR' lines")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--model-type", default=None, help="LLMTemplate name (default: config.json model_type)")
@@ -156,11 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if a.jobs:
         return run_jobs(a, exclude, layer_config)
-    if not (a.model_dir and a.output_dir and a.scheme):
-        p.error("--model-dir, --output-dir and --scheme are required (or --jobs)")
+    if not (a.model_dir and a.output_dir and (a.scheme or a.spec)):
+        p.error("--model-dir, --output-dir and --scheme or --spec are required (or --jobs)")
     elapsed = run_quark(a.model_dir, a.output_dir, a.scheme, a.device, a.model_type, exclude, layer_config,
-                        a.keep_original, not a.no_converters, a.replace)
-    print(f"quark_ref: {a.scheme} on {a.device}: {a.model_dir} -> {a.output_dir} in {elapsed:.2f} s")
+                        a.keep_original, not a.no_converters, a.replace, a.spec)
+    print(f"quark_ref: {a.spec or a.scheme} on {a.device}: {a.model_dir} -> {a.output_dir} in {elapsed:.2f} s")
     return 0
 
 

@@ -72,7 +72,8 @@ struct gpu_source {
 // Quantizes the whole tensor as row ranges split at `cuts` (empty: one launch), every range on
 // the device writing into whole-tensor device buffers at the range_layout() places; per-tensor
 // schemes run tensor_amax() over every range first. Returns bytes and the status.
-inline run_result gpu_run(scheme_id s, const gpu_source& src, const std::vector<uint64_t>& shape,
+inline run_result gpu_run(const weight_scheme& s, const gpu_source& src,
+                          const std::vector<uint64_t>& shape,
                           const std::vector<uint64_t>& cuts = {}) {
   gpu_ctx& c = ctx();
   run_result r;
@@ -103,7 +104,7 @@ inline run_result gpu_run(scheme_id s, const gpu_source& src, const std::vector<
     f.row_end = bounds[k + 1];
     return f;
   };
-  if (needs_tensor_amax(info(s).family)) {
+  if (needs_tensor_amax(s)) {
     for (size_t k = 0; k + 1 < bounds.size(); ++k) {
       const quant_status st = src.fp8_block
                                   ? gpu::tensor_amax(fp8_at(k), c.ws.data(), c.ws.size(), c.s)
@@ -118,6 +119,7 @@ inline run_result gpu_run(scheme_id s, const gpu_source& src, const std::vector<
     o.weight_ld = p[0].count > 1 ? p[0].stride / 4 : 0;
     o.scale = dev.size() > 1 ? static_cast<char*>(dev[1].data()) + p[1].offset : nullptr;
     o.extra = dev.size() > 2 ? static_cast<char*>(dev[2].data()) + p[2].offset : nullptr;
+    o.extra2 = dev.size() > 3 ? static_cast<char*>(dev[3].data()) + p[3].offset : nullptr;
     const quant_status st = src.fp8_block
                                 ? gpu::quantize(s, fp8_at(k), o, c.ws.data(), c.ws.size(), c.s)
                                 : gpu::quantize(s, view_at(k), o, c.ws.data(), c.ws.size(), c.s);
