@@ -17,7 +17,9 @@ Must not depend on shardquant or Quark. Needs numpy.
 
 Usage: progressive_check.py QUARK_DIR SHARDQUANT_DIR [--label NAME]
 Prints one line per weight with a problem and "PROGRESSIVE <label> weights=<n> identical=<i>
-tc4_only=<t> unexplained=<u>"; exit 1 when unexplained > 0 or nothing was checked.
+tc4_only=<t> unexplained=<u> codes_under_differing_scales=<p>%" (p: the share of code positions the
+check cannot judge because a scale of theirs differs); exit 1 when unexplained > 0 or nothing was
+checked.
 """
 from __future__ import annotations
 
@@ -94,6 +96,7 @@ def main(argv=None) -> int:
     q2 = stages[1]["qscheme"]
     ref, cand = load_dir(a.ref), load_dir(a.cand)
     n = ident = tc4 = bad = 0
+    covered = total = 0  # code positions under a differing scale (how much "explained" covers)
     for name in sorted(k for k in cand if k.endswith(".weight") and k + "_scale_2" in cand):
         if name + "_scale_2" not in ref:
             print(f"  {name}: no _scale_2 in the reference")
@@ -123,6 +126,8 @@ def main(argv=None) -> int:
         d2 = s2r.view(np.uint32) != s2c.view(np.uint32)
         explained = unit_mask(d1, out, cr.shape[1]) | unit_mask(d2, out, cr.shape[1])
         code_diff = cr != cc
+        covered += int(explained.sum())
+        total += explained.size
         unexplained = int(np.sum(code_diff & ~explained))
         if unexplained:
             r, c = np.argwhere(code_diff & ~explained)[0]
@@ -135,7 +140,9 @@ def main(argv=None) -> int:
             ident += 1
         else:
             tc4 += 1
-    print(f"PROGRESSIVE {a.label} weights={n} identical={ident} tc4_only={tc4} unexplained={bad}")
+    share = 100.0 * covered / total if total else 0.0
+    print(f"PROGRESSIVE {a.label} weights={n} identical={ident} tc4_only={tc4} unexplained={bad} "
+          f"codes_under_differing_scales={share:.1f}%")
     return 0 if n and not bad else 1
 
 
