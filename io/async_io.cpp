@@ -68,6 +68,18 @@ std::shared_ptr<io_file> io_file::wrap_for_write(int fd, std::string path, bool 
     if (::ftruncate(f->fd_, static_cast<off_t>(final_size)) != 0)
       throw io_error(f->path_, "ftruncate", errno);
     f->size_ = final_size;
+    // Reserve the pages now: a full tmpfs is then an error here, naming the file, and a write
+    // fault into the mapping cannot fail for space later (it would be a SIGBUS).
+    // SHARDQUANT_TMPFS_RESERVE=0 skips it (benchmarks); writes then populate each piece first.
+    const char* env = std::getenv("SHARDQUANT_TMPFS_RESERVE");
+    if (!(env && std::string_view(env) == "0")) {
+      if (::fallocate(f->fd_, 0, 0, static_cast<off_t>(final_size)) != 0)
+        throw io_error(f->path_,
+                       "fallocate (reserving " + std::to_string(final_size) +
+                           " bytes on a memory file system)",
+                       errno);
+      f->reserved_ = true;
+    }
   }
   if (try_direct) {
     const std::string proc = "/proc/self/fd/" + std::to_string(fd);
@@ -216,7 +228,10 @@ class async_io::memory_copier {
   explicit memory_copier(async_io& owner) : owner_(owner) {
     // Half the cores, 2 to 8: on the H100 machine (16 cores) tmpfs reads scaled to 22 GB/s and
     // mapped writes to one file to 4.7 GB/s at 8 threads, with little gain past that.
-    const unsigned n = std::clamp(std::thread::hardware_concurrency() / 2, 2u, 8u);
+    // SHARDQUANT_COPY_THREADS=N overrides the count (benchmarks).
+    unsigned n = std::clamp(std::thread::hardware_concurrency() / 2, 2u, 8u);
+    if (const char* t = std::getenv("SHARDQUANT_COPY_THREADS"))
+      n = std::clamp(static_cast<unsigned>(std::strtoul(t, nullptr, 10)), 1u, 64u);
     // Mapped writes pay page faults and a TLB shootdown per piece; they beat pwrite() only with
     // several writers (H100 machine: 1.6 vs 1.6 GB/s at 1 thread, 2.5 vs 2.9 at 2, 4.2 vs 2.9 at
     // 4; on a 2-core VM 0.9 vs 1.6 at 1-2 threads).
@@ -278,10 +293,8 @@ class async_io::memory_copier {
     return n < 0 ? -static_cast<int64_t>(errno) : static_cast<int64_t>(n);
   }
 
-  // Through a shared mapping of the piece's pages when the file is long enough; the pages are
-  // populated first (MADV_POPULATE_WRITE), which reports a full file system as an error instead
-  // of a SIGBUS during the copy. Any failure falls back to pwrite(), which then reports the
-  // file system's own error.
+  // Through a shared mapping of the piece's pages when the file is long enough. Any failure falls
+  // back to pwrite(), which then reports the file system's own error.
   static int64_t write(const piece& p, bool mapped) {
     const io_file& f = *p.req->file;
     static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
@@ -291,7 +304,9 @@ class async_io::memory_copier {
       void* m = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_SHARED, f.buffered_fd(),
                        static_cast<off_t>(begin));
       if (m != MAP_FAILED) {
-        const bool ok = ::madvise(m, span, k_populate_write) == 0;
+        // Reserved pages take plain write faults (measured faster than populating); others are
+        // populated first so a full file system is an error, not a SIGBUS in memcpy.
+        const bool ok = f.reserved() || ::madvise(m, span, k_populate_write) == 0;
         if (ok) std::memcpy(static_cast<std::byte*>(m) + (p.offset - begin), p.data, p.length);
         ::munmap(m, span);
         if (ok) return static_cast<int64_t>(p.length);

@@ -58,8 +58,9 @@ class io_file {
   // Shares an already open, writable descriptor (e.g. an atomic_file's temporary file): the
   // buffered descriptor is a dup(), the direct one a reopen through /proc/self/fd. `final_size`
   // is the size the file will have once written: a memory-backed file shorter than that is
-  // extended to it (sparse) so writes can go through a shared mapping; other files keep their
-  // size. size() is the file's size after that.
+  // extended to it and its pages reserved (fallocate; a full file system is an io_error here) so
+  // writes can go through a shared mapping; other files keep their size. size() is the file's
+  // size after that.
   [[nodiscard]] static std::shared_ptr<io_file> wrap_for_write(int fd, std::string path,
                                                                bool try_direct,
                                                                uint64_t final_size = 0);
@@ -79,6 +80,8 @@ class io_file {
   // to copy threads: reads are pread()s, writes go through a shared mapping of the piece
   // (page faults do not take the inode lock), falling back to pwrite() where mapping fails.
   [[nodiscard]] bool memory_backed() const noexcept { return memory_backed_; }
+  // A memory-backed file whose pages wrap_for_write reserved (fallocate) up to its final size.
+  [[nodiscard]] bool reserved() const noexcept { return reserved_; }
 
  private:
   io_file() = default;
@@ -87,6 +90,7 @@ class io_file {
   int direct_fd_ = -1;
   uint64_t size_ = 0;
   bool memory_backed_ = false;
+  bool reserved_ = false;
   void detect_file_system();
 };
 
