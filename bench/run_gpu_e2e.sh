@@ -9,7 +9,8 @@
 # Environment: OUT (log folder, default ./e2e-out), SQ_BENCH_DIR (scratch on the disk to test,
 # default ./bench-data), SQ_SIZE (checkpoint size, default 16G), SQ_BUDGET (default 8G),
 # SQ_STREAMS (default 4). SQ_SKIP_IDENTITY=1 skips the identity check, SQ_ONLY_IDENTITY=1 runs
-# only it, SQ_ONLY_SHM=1 runs only the /dev/shm part (checkpoint made there; nothing on the disk).
+# only it, SQ_ONLY_SHM=1 runs only the /dev/shm part (checkpoint made there; nothing on the disk);
+# SQ_SHM_VARIANTS="VAR=VALUE ..." adds one /dev/shm run per io knob setting.
 set -uo pipefail
 PREFIX=${1:-gpu-install}
 BIN=$(cd "$PREFIX/bin" && pwd)
@@ -44,6 +45,12 @@ shm_runs() {  # $1 = checkpoint folder on /dev/shm
   SHARDQUANT_TMPFS_WRITES=pwrite "$BIN/e2e_bench" --model-dir "$1" --output-dir /dev/shm/sq-e2e/out \
     --scheme mxfp4 --device cuda --memory-budget "$BUDGET" --streams "$STREAMS" --skip-floor \
     --json "$OUT/shm-mxfp4-cuda-pwrite.json"
+  for v in ${SQ_SHM_VARIANTS:-}; do  # e.g. SHARDQUANT_COPY_THREADS=12 (io/async_io.cpp knobs)
+    echo "--- /dev/shm with $v"
+    env "$v" "$BIN/e2e_bench" --model-dir "$1" --output-dir /dev/shm/sq-e2e/out \
+      --scheme mxfp4 --device cuda --memory-budget "$BUDGET" --streams "$STREAMS" --skip-floor \
+      --json "$OUT/shm-mxfp4-cuda-$v.json"
+  done
   echo "--- /dev/shm with the pread engine"
   "$BIN/e2e_bench" --model-dir "$1" --output-dir /dev/shm/sq-e2e/out \
     --scheme mxfp4 --device cuda --memory-budget "$BUDGET" --streams "$STREAMS" --io-engine pread \
