@@ -185,6 +185,9 @@ void print_schemes(std::ostream& out) {
                   std::string(s.help).c_str());
     out << line;
   }
+  out << "custom progressive specs: --quant-spec FILE.json (README \"Custom progressive specs\"):\n"
+         "  first stage fp8_e4m3 per_tensor/per_channel or int8 per_tensor, then fp8_e4m3 "
+         "per_channel or int4/uint4 per_channel/per_group (32, 64, 128) on its code values\n";
   out << "not in the first version:\n";
   for (const char* n : {"nvfp4", "fp4_block16_scale_e4m3", "amdfp4", "amdfp4_g32",
                         "amdfp4_global16", "amdfp4_global32", "mx6", "mx9", "bfp16"})

@@ -42,11 +42,12 @@ json file_json(const std::string& rel, const safetensors_header& h) {
 
 // A short description of one layer object (global_quant_config or a layer_quant_config value).
 std::string describe_layer(const json& l) {
-  auto spec = [](const json& s) -> std::string {
+  // A progressive (two-stage) weight is described stage by stage: "fp8_e4m3 per_tensor + int4 ...".
+  auto spec = [](const json& s, auto&& self) -> std::string {
     if (s.is_null()) return "none";
     if (s.is_array()) {
       std::string r;
-      for (const auto& x : s) r += (r.empty() ? "" : " + ") + std::string(x.value("dtype", "?"));
+      for (const auto& x : s) r += (r.empty() ? "" : " + ") + self(x, self);
       return r;
     }
     if (!s.is_object()) return "?";
@@ -61,8 +62,8 @@ std::string describe_layer(const json& l) {
     return r;
   };
   if (!l.is_object()) return "?";
-  return "weight " + spec(l.contains("weight") ? l["weight"] : json()) + ", input " +
-         spec(l.contains("input_tensors") ? l["input_tensors"] : json());
+  return "weight " + spec(l.contains("weight") ? l["weight"] : json(), spec) + ", input " +
+         spec(l.contains("input_tensors") ? l["input_tensors"] : json(), spec);
 }
 
 json quant_summary(const json& qc) {
