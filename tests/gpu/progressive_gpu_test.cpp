@@ -1,13 +1,14 @@
 // Progressive pairs on the GPU (the first stage fused into the second stage's loads, kernels/cuda
 // stage1_loader) against the CPU reference, byte for byte and status for status: every supported
 // (first, second) pair in F32/BF16/F16 on odd shapes, row ranges, the int4_fp8 preset as a pair,
-// NaN weights and the F16 scale underflow of an fp8 first stage. Mirrors
+// NaN weights, the F16 scale underflow of an fp8 first stage and a block-FP8 source. Mirrors
 // tests/progressive_kernels_test.cpp.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -136,4 +137,44 @@ TEST_CASE("an fp8 first stage whose F16 scale underflows is the CPU's error on t
     CHECK(cpu.status.what == quant_status::code::scale_underflow);
     compare(pair(a, scheme_id::int4_wo_32), dtype::f16, shape, bytes);
   }
+}
+
+TEST_CASE("a progressive pair on a block-FP8 source equals CPU recovery then the CPU pair") {
+  // Random e4m3 codes (no NaN) with F32 block scales of 128 x 128 (a partial last block row and
+  // column), recovered in the kernel's loads, then the first stage, then the second.
+  const uint64_t rows = 200, cols = 384;
+  std::mt19937 rng(33000);
+  std::vector<uint8_t> codes(rows * cols);
+  for (auto& b : codes) {
+    uint8_t x;
+    do x = static_cast<uint8_t>(rng());
+    while ((x & 0x7F) == 0x7F);
+    b = x;
+  }
+  const uint64_t srows = (rows + 127) / 128, scols = (cols + 127) / 128;
+  std::vector<float> scales(srows * scols);
+  for (auto& s : scales) s = std::exp2(static_cast<float>(static_cast<int>(rng() % 12) - 10));
+  fp8_block_source fb;
+  fb.rows = rows;
+  fb.cols = cols;
+  fb.weight = codes.data();
+  fb.scale = scales.data();
+  fb.scale_rows = srows;
+  fb.scale_cols = scols;
+  std::vector<float> rec(rows * cols);
+  REQUIRE(reference::recover_fp8_block(fb, rec.data()).ok());
+  const std::vector<uint64_t> shape{rows, cols};
+  for (scheme_id a : k_first)
+    for (scheme_id b :
+         {scheme_id::int4_wo_128, scheme_id::uint4_wo_per_channel, scheme_id::ptpc_fp8}) {
+      const std::string w = std::string(info(a).name) + " -> " + std::string(info(b).name);
+      CAPTURE(w);
+      const run_result cpu = run_scheme(impl::reference, pair(a, b), dtype::f32, shape, rec.data());
+      gpu_source src;
+      src.fp8_block = true;
+      src.fp8 = fb;
+      src.scale_bytes = scales.size() * 4;
+      check_same(cpu, gpu_run(pair(a, b), src, shape));
+      check_same(cpu, gpu_run(pair(a, b), src, shape, {64, 136}));
+    }
 }
