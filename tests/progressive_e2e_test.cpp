@@ -273,3 +273,18 @@ TEST_CASE("the CLI takes --quant-spec and spec files in --layer-scheme and refus
             &out) == 2);
   CHECK(out.find("--scheme or --quant-spec is required") != std::string::npos);
 }
+
+TEST_CASE("resuming with an edited spec file redoes every shard with the new spec") {
+  const fs::path spec = write_spec("resume.json", R"({"weight": ["fp8", "int4_wo_128"]})");
+  quantize_options o = options(scratch() / "resume");
+  o.quant_spec = spec.string();
+  (void)quantize_checkpoint(o);
+  write_spec("resume.json", R"({"weight": ["fp8", "int4_wo_64"]})");
+  o.existing = existing_output::resume;
+  (void)quantize_checkpoint(o);
+  quantize_options fresh = options(scratch() / "resume_fresh");
+  fresh.quant_spec = spec.string();
+  (void)quantize_checkpoint(fresh);
+  CHECK(tree(o.output) == tree(fresh.output));
+  CHECK(quant_config_of(o.output)["global_quant_config"]["weight"][1]["group_size"] == 64);
+}

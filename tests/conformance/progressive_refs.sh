@@ -21,8 +21,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 PY="${PYTHON:-$root/.venv-conformance/bin/python}"
 SQ="${SQ_BIN:-$root/build/shardquant}"
-ck="$root/.conformance-ckpt3"
-work=/tmp/sqprog-refs
+ck="${CKPT_DIR:-$root/.conformance-ckpt3}"  # the device run reads .conformance-ckpt3
+work="${WORK_DIR:-/tmp/sqprog-refs}"
 specs=("$here"/specs/*.json)
 
 case "${1:-}" in
