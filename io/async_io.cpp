@@ -226,10 +226,11 @@ void async_io::complete(piece& p, int64_t result) {
 class async_io::memory_copier {
  public:
   explicit memory_copier(async_io& owner) : owner_(owner) {
-    // Half the cores, 2 to 8: on the H100 machine (16 cores) tmpfs reads scaled to 22 GB/s and
-    // mapped writes to one file to 4.7 GB/s at 8 threads, with little gain past that.
-    // SHARDQUANT_COPY_THREADS=N overrides the count (benchmarks).
-    unsigned n = std::clamp(std::thread::hardware_concurrency() / 2, 2u, 8u);
+    // One per core, 2 to 16. The copies are the work of a tmpfs run (the GPU, or the CPU
+    // kernels, take a fraction of the time), so they may use every core. H100 machine (16
+    // cores), 16.96 GB bf16 -> mxfp4 from and to /dev/shm: 8 threads 7.56 GB/s input, 12 7.97,
+    // 16 9.37 (bench/README.md). SHARDQUANT_COPY_THREADS=N overrides the count (benchmarks).
+    unsigned n = std::clamp(std::thread::hardware_concurrency(), 2u, 16u);
     if (const char* t = std::getenv("SHARDQUANT_COPY_THREADS"))
       n = std::clamp(static_cast<unsigned>(std::strtoul(t, nullptr, 10)), 1u, 64u);
     // Mapped writes pay page faults and a TLB shootdown per piece; they beat pwrite() only with
