@@ -88,9 +88,14 @@ std::atomic<uint64_t> g_temp_counter{0};
 atomic_file::atomic_file(std::filesystem::path final_path, unsigned mode)
     : final_(std::move(final_path)) {
   // The counter keeps two writers of one process apart; the pid keeps processes apart.
-  temp_ = final_.parent_path() /
-          ("." + final_.filename().string() + ".sq-tmp-" + std::to_string(::getpid()) + "-" +
-           std::to_string(g_temp_counter.fetch_add(1)));
+  // Appends, not "." + ...: GCC 12 -O3 warns falsely (-Wrestrict) on literal + string chains.
+  std::string name = ".";
+  name.append(final_.filename().string())
+      .append(".sq-tmp-")
+      .append(std::to_string(::getpid()))
+      .append("-")
+      .append(std::to_string(g_temp_counter.fetch_add(1)));
+  temp_ = final_.parent_path() / name;
   fd_ = file_handle::open(temp_, O_RDWR | O_CREAT | O_EXCL, mode);
 }
 

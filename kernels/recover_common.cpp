@@ -10,7 +10,10 @@ uint64_t cdiv(uint64_t a, uint64_t b) {
   return (a + b - 1) / b;
 }
 std::string dims(uint64_t a, uint64_t b) {
-  return "[" + std::to_string(a) + ", " + std::to_string(b) + "]";
+  // Appends, not "[" + to_string(...): GCC 12 -O3 warns falsely (-Wrestrict) on the latter.
+  std::string r = "[";
+  r.append(std::to_string(a)).append(", ").append(std::to_string(b)).append("]");
+  return r;
 }
 }  // namespace
 

@@ -138,7 +138,8 @@ TEST_CASE(
   try {
     // Each tensor is 2^60 bytes (its bit count still fits in 64 bits); 16 of them do not.
     std::vector<tensor_spec> many;
-    for (int i = 0; i < 16; ++i) many.push_back({"t" + std::to_string(i), dtype::u8, {1ull << 60}});
+    for (int i = 0; i < 16; ++i)
+      many.push_back({std::string("t").append(std::to_string(i)), dtype::u8, {1ull << 60}});
     (void)shard_layout::make("s", std::move(many));
     FAIL("overflowing data size accepted");
   } catch (const input_error& e) {
@@ -166,10 +167,14 @@ TEST_CASE("random shards written in row ranges from several threads read back by
       const int rank = static_cast<int>(rng() % 4);
       for (int r = 0; r < rank; ++r) shape.push_back(rng() % 37);
       if (type == dtype::f4) shape.push_back(2 * (rng() % 5));  // F4 needs an even count
-      specs.push_back(
-          {"t" + std::to_string(rng() % 100000) + "." + std::to_string(i), type, shape});
+      specs.push_back({std::string("t")
+                           .append(std::to_string(rng() % 100000))
+                           .append(".")
+                           .append(std::to_string(i)),
+                       type, shape});
     }
-    const fs::path file = dir.path / ("r" + std::to_string(round) + ".safetensors");
+    const fs::path file =
+        dir.path / std::string("r").append(std::to_string(round)).append(".safetensors");
     const auto layout = shard_layout::make(file.string(), specs);
     std::vector<std::string> data;
     for (const auto& t : layout.tensors()) {

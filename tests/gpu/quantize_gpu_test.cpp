@@ -57,8 +57,8 @@ void compare(scheme_id s, dtype d, const std::vector<uint64_t>& shape,
 
 std::string describe(scheme_id s, dtype d, const std::vector<uint64_t>& shape, uint32_t seed) {
   std::string r = std::string(info(s).name) + " " + std::string(name(d)) + " [";
-  for (size_t i = 0; i < shape.size(); ++i) r += (i ? "," : "") + std::to_string(shape[i]);
-  return r + "] seed " + std::to_string(seed);
+  for (size_t i = 0; i < shape.size(); ++i) r.append(i ? "," : "").append(std::to_string(shape[i]));
+  return r.append("] seed ").append(std::to_string(seed));
 }
 
 }  // namespace
@@ -180,7 +180,8 @@ TEST_CASE("all-zero and single-value tensors give the CPU's EPS scales and codes
             std::memcpy(&w[i * 2], &h, 2);
           }
         }
-        const std::string what = describe(si.id, d, shape, 0) + " value " + std::to_string(v);
+        const std::string what =
+            describe(si.id, d, shape, 0).append(" value ").append(std::to_string(v));
         CAPTURE(what);
         compare(si.id, d, shape, w);
       }

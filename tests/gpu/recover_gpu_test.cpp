@@ -199,8 +199,8 @@ ct_data make_ct(ct_layout layout, uint32_t bits, ct_strategy strat, bool asym, b
         const uint64_t bit = j * bits;
         w[r * wpr + bit / 32] |= (rng() & ((1u << bits) - 1)) << (bit % 32);
       }
-    d.weight.resize(w.size() * 4);
-    std::memcpy(d.weight.data(), w.data(), d.weight.size());
+    const auto* wb = reinterpret_cast<const uint8_t*>(w.data());
+    d.weight.assign(wb, wb + w.size() * 4);
   } else {
     d.weight.resize(rows * cols);
     for (auto& b : d.weight) {
