@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string_view>
 #include <thread>
@@ -223,26 +224,14 @@ void async_io::complete(piece& p, int64_t result) {
 // ---------------------------------------------------------------------------------------------
 // Copy threads for memory-backed files (see io_file::memory_backed()).
 
-class async_io::memory_copier {
+class async_io::piece_workers {
  public:
-  explicit memory_copier(async_io& owner) : owner_(owner) {
-    // One per core, 2 to 16. The copies are the work of a tmpfs run (the GPU, or the CPU
-    // kernels, take a fraction of the time), so they may use every core. H100 machine (16
-    // cores), 16.96 GB bf16 -> mxfp4 from and to /dev/shm: 8 threads 7.56 GB/s input, 12 7.97,
-    // 16 9.37 (bench/README.md). SHARDQUANT_COPY_THREADS=N overrides the count (benchmarks).
-    unsigned n = std::clamp(std::thread::hardware_concurrency(), 2u, 16u);
-    if (const char* t = std::getenv("SHARDQUANT_COPY_THREADS"))
-      n = std::clamp(static_cast<unsigned>(std::strtoul(t, nullptr, 10)), 1u, 64u);
-    // Mapped writes pay page faults and a TLB shootdown per piece; they beat pwrite() only with
-    // several writers (H100 machine: 1.6 vs 1.6 GB/s at 1 thread, 2.5 vs 2.9 at 2, 4.2 vs 2.9 at
-    // 4; on a 2-core VM 0.9 vs 1.6 at 1-2 threads).
-    // SHARDQUANT_TMPFS_WRITES=map|pwrite overrides the choice (benchmarks, tests).
-    const char* env = std::getenv("SHARDQUANT_TMPFS_WRITES");
-    const std::string_view forced = env ? env : "";
-    mapped_writes_ = forced == "map" ? true : forced == "pwrite" ? false : n >= 4;
-    for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this] { work(); });
+  // run(p) does the transfer and returns bytes or -errno; complete() is called with it.
+  piece_workers(async_io& owner, unsigned threads, std::function<int64_t(const piece&)> run)
+      : owner_(owner), run_(std::move(run)) {
+    for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { work(); });
   }
-  ~memory_copier() {
+  ~piece_workers() {
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;
@@ -250,8 +239,8 @@ class async_io::memory_copier {
     ready_.notify_all();
     for (auto& t : threads_) t.join();
   }
-  memory_copier(const memory_copier&) = delete;
-  memory_copier& operator=(const memory_copier&) = delete;
+  piece_workers(const piece_workers&) = delete;
+  piece_workers& operator=(const piece_workers&) = delete;
 
   void submit(piece p) {
     {
@@ -280,7 +269,7 @@ class async_io::memory_copier {
         queue_.pop_front();
         ++busy_;
       }
-      owner_.complete(p, p.is_write ? write(p, mapped_writes_) : read(p));
+      owner_.complete(p, run_(p));
       {
         std::lock_guard lock(mutex_);
         --busy_;
@@ -289,42 +278,8 @@ class async_io::memory_copier {
     }
   }
 
-  static int64_t read(const piece& p) {
-    const ssize_t n = ::pread(p.fd, p.data, p.length, static_cast<off_t>(p.offset));
-    return n < 0 ? -static_cast<int64_t>(errno) : static_cast<int64_t>(n);
-  }
-
-  // Through a shared mapping of the piece's pages when the file is long enough. Any failure falls
-  // back to pwrite(), which then reports the file system's own error.
-  static int64_t write(const piece& p, bool mapped) {
-    const io_file& f = *p.req->file;
-    static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-    if (mapped && p.offset + p.length <= f.size()) {
-      const uint64_t begin = align_down(p.offset, page);
-      const uint64_t span = p.offset + p.length - begin;
-      void* m = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_SHARED, f.buffered_fd(),
-                       static_cast<off_t>(begin));
-      if (m != MAP_FAILED) {
-        // Reserved pages take plain write faults (measured faster than populating); others are
-        // populated first so a full file system is an error, not a SIGBUS in memcpy.
-        const bool ok = f.reserved() || ::madvise(m, span, k_populate_write) == 0;
-        if (ok) std::memcpy(static_cast<std::byte*>(m) + (p.offset - begin), p.data, p.length);
-        ::munmap(m, span);
-        if (ok) return static_cast<int64_t>(p.length);
-      }
-    }
-    const ssize_t n = ::pwrite(f.buffered_fd(), p.data, p.length, static_cast<off_t>(p.offset));
-    return n < 0 ? -static_cast<int64_t>(errno) : static_cast<int64_t>(n);
-  }
-
-#ifdef MADV_POPULATE_WRITE
-  static constexpr int k_populate_write = MADV_POPULATE_WRITE;
-#else
-  static constexpr int k_populate_write = 23;  // Linux 5.14; older kernels refuse it (EINVAL)
-#endif
-
   async_io& owner_;
-  bool mapped_writes_ = false;
+  std::function<int64_t(const piece&)> run_;
   std::mutex mutex_;
   std::condition_variable ready_, idle_;
   std::deque<piece> queue_;
@@ -333,11 +288,69 @@ class async_io::memory_copier {
   std::vector<std::thread> threads_;
 };
 
+namespace {
+
+int64_t result_of(ssize_t n) {
+  return n < 0 ? -static_cast<int64_t>(errno) : static_cast<int64_t>(n);
+}
+
+#ifdef MADV_POPULATE_WRITE
+constexpr int k_populate_write = MADV_POPULATE_WRITE;
+#else
+constexpr int k_populate_write = 23;  // Linux 5.14; older kernels refuse it (EINVAL)
+#endif
+
+// A write to a memory-backed file through a shared mapping of the piece's pages when the file is
+// long enough. Any failure falls back to pwrite(), which then reports the file system's own error.
+int64_t mapped_write(int fd, const io_file& f, uint64_t offset, uint64_t length,
+                     const std::byte* data) {
+  static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (offset + length <= f.size()) {
+    const uint64_t begin = align_down(offset, page);
+    const uint64_t span = offset + length - begin;
+    void* m =
+        ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(begin));
+    if (m != MAP_FAILED) {
+      // Reserved pages take plain write faults (measured faster than populating); others are
+      // populated first so a full file system is an error, not a SIGBUS in memcpy.
+      const bool ok = f.reserved() || ::madvise(m, span, k_populate_write) == 0;
+      if (ok) std::memcpy(static_cast<std::byte*>(m) + (offset - begin), data, length);
+      ::munmap(m, span);
+      if (ok) return static_cast<int64_t>(length);
+    }
+  }
+  return result_of(::pwrite(fd, data, length, static_cast<off_t>(offset)));
+}
+
+}  // namespace
+
 async_io::async_io() = default;
 async_io::~async_io() = default;  // the engine's destructor has drained; copier_ joins its threads
 
-async_io::memory_copier& async_io::copier() {
-  std::call_once(copier_once_, [this] { copier_ = std::make_unique<memory_copier>(*this); });
+async_io::piece_workers& async_io::copier() {
+  std::call_once(copier_once_, [this] {
+    // One per core, 2 to 16. The copies are the work of a tmpfs run (the GPU, or the CPU
+    // kernels, take a fraction of the time), so they may use every core. H100 machine (16
+    // cores), 16.96 GB bf16 -> mxfp4 from and to /dev/shm: 8 threads 7.56 GB/s input, 12 7.97,
+    // 16 9.37 (bench/README.md). SHARDQUANT_COPY_THREADS=N overrides the count (benchmarks).
+    unsigned n = std::clamp(std::thread::hardware_concurrency(), 2u, 16u);
+    if (const char* t = std::getenv("SHARDQUANT_COPY_THREADS"))
+      n = std::clamp(static_cast<unsigned>(std::strtoul(t, nullptr, 10)), 1u, 64u);
+    // Mapped writes pay page faults and a TLB shootdown per piece; they beat pwrite() only with
+    // several writers (H100 machine: 1.6 vs 1.6 GB/s at 1 thread, 2.5 vs 2.9 at 2, 4.2 vs 2.9 at
+    // 4; on a 2-core VM 0.9 vs 1.6 at 1-2 threads).
+    // SHARDQUANT_TMPFS_WRITES=map|pwrite overrides the choice (benchmarks, tests).
+    const char* env = std::getenv("SHARDQUANT_TMPFS_WRITES");
+    const std::string_view forced = env ? env : "";
+    const bool mapped = forced == "map" ? true : forced == "pwrite" ? false : n >= 4;
+    copier_ = std::make_unique<piece_workers>(*this, n, [mapped](const piece& p) {
+      const int fd = p.req->file->buffered_fd();
+      if (!p.is_write)
+        return result_of(::pread(fd, p.data, p.length, static_cast<off_t>(p.offset)));
+      if (mapped) return mapped_write(fd, *p.req->file, p.offset, p.length, p.data);
+      return result_of(::pwrite(fd, p.data, p.length, static_cast<off_t>(p.offset)));
+    });
+  });
   return *copier_;
 }
 
@@ -417,7 +430,7 @@ class uring_engine final : public async_io {
     // kernel's io-wq workers on machines with cores to spare, so large copies run in parallel
     // rather than one by one in the submitting thread. On 2 cores inline copies measured faster
     // (tmpfs floor 1.9 vs 1.1-1.3 GB/s input), hence the core count. (tmpfs files never get
-    // here: memory_copier.)
+    // here: the copy threads of async_io::copier().)
     const bool inline_copy = heap->fd != heap->req->file->direct_fd();
     if (punt_copies_ && inline_copy && heap->length >= (uint64_t{64} << 10))
       sqe->flags |= IOSQE_ASYNC;
@@ -476,62 +489,21 @@ class uring_engine final : public async_io {
 // pread/pwrite engine: a few threads run blocking system calls from a queue.
 class pread_engine final : public async_io {
  public:
-  explicit pread_engine(unsigned threads) {
-    for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
-  }
-  ~pread_engine() override {
-    drain();
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    ready_.notify_all();
-    for (auto& t : workers_) t.join();
-  }
+  explicit pread_engine(unsigned threads)
+      : workers_(*this, threads, [](const piece& p) {
+          return result_of(p.is_write
+                               ? ::pwrite(p.fd, p.data, p.length, static_cast<off_t>(p.offset))
+                               : ::pread(p.fd, p.data, p.length, static_cast<off_t>(p.offset)));
+        }) {}
+  ~pread_engine() override { drain(); }
   io_engine_type type() const noexcept override { return io_engine_type::pread; }
-  void drain_engine() override {
-    std::unique_lock lock(mutex_);
-    idle_.wait(lock, [this] { return queue_.empty() && busy_ == 0; });
-  }
+  void drain_engine() override { (void)workers_.drain(); }
 
  protected:
-  void submit(piece p) override {
-    {
-      std::lock_guard lock(mutex_);
-      queue_.push_back(std::move(p));
-    }
-    ready_.notify_one();
-  }
+  void submit(piece p) override { workers_.submit(std::move(p)); }
 
  private:
-  void work() {
-    for (;;) {
-      piece p;
-      {
-        std::unique_lock lock(mutex_);
-        ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        p = std::move(queue_.front());
-        queue_.pop_front();
-        ++busy_;
-      }
-      const ssize_t n = p.is_write ? ::pwrite(p.fd, p.data, p.length, static_cast<off_t>(p.offset))
-                                   : ::pread(p.fd, p.data, p.length, static_cast<off_t>(p.offset));
-      complete(p, n < 0 ? -static_cast<int64_t>(errno) : static_cast<int64_t>(n));
-      {
-        std::lock_guard lock(mutex_);
-        --busy_;
-        if (queue_.empty() && busy_ == 0) idle_.notify_all();
-      }
-    }
-  }
-
-  std::mutex mutex_;
-  std::condition_variable ready_, idle_;
-  std::deque<piece> queue_;
-  unsigned busy_ = 0;
-  bool stopping_ = false;
-  std::vector<std::thread> workers_;
+  piece_workers workers_;
 };
 
 }  // namespace

@@ -153,14 +153,16 @@ class async_io {
   virtual void drain_engine() = 0;
   // Completes a piece: `result` bytes transferred or -errno. Resubmits short transfers.
   void complete(piece& p, int64_t result);
+  // Threads that run blocking calls for pieces from a queue and complete() them (the pread
+  // engine's workers and the copy threads of memory-backed files).
+  class piece_workers;
 
  private:
-  class memory_copier;
   // A piece goes to the copy threads when its file is memory-backed, else to submit().
   void dispatch(piece p);
-  [[nodiscard]] memory_copier& copier();
+  [[nodiscard]] piece_workers& copier();
   std::once_flag copier_once_;
-  std::unique_ptr<memory_copier> copier_;
+  std::unique_ptr<piece_workers> copier_;
 
   void split_and_submit(const std::shared_ptr<request>& r, int fd, bool is_write, uint64_t offset,
                         uint64_t length, std::byte* data, uint64_t min_length);
