@@ -85,9 +85,14 @@ __global__ void __launch_bounds__(k_block, k_min_blocks)
     const load_result& r = v.r;
     if (n && r.flags) report_vector(ws, r, row_begin * cols + e);
     uint32_t m = 0;
+    if (r.bad_mask == 0) {  // the usual case: no per-element mask test
 #pragma unroll
-    for (int i = 0; i < 8; ++i)
-      if (!(r.bad_mask >> i & 1u)) m = max(m, abs_bits(x[i]));
+      for (int i = 0; i < 8; ++i) m = max(m, abs_bits(x[i]));
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+        if (!(r.bad_mask >> i & 1u)) m = max(m, abs_bits(x[i]));
+    }
     m = group_max_u32<4>(m);
     if (!n) return;
     const int32_t k = mx_shared_exponent(f32_from_bits(m), f);
