@@ -222,7 +222,8 @@ void async_io::complete(piece& p, int64_t result) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Copy threads for memory-backed files (see io_file::memory_backed()).
+// Threads that run blocking piece transfers: the pread engine's workers, and the copy threads of
+// memory-backed files (see io_file::memory_backed()).
 
 class async_io::piece_workers {
  public:
