@@ -20,6 +20,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint_test_util.h"
 #include "io/error.h"
 #include "io/safetensors.h"
 #include "kernels/quantize.h"
@@ -38,19 +39,8 @@ constexpr uint64_t shard_bytes = 4 * small_budget;
 
 // A scratch folder for this process, removed at exit (ctest runs each case as its own process).
 fs::path scratch() {
-  struct folder {
-    fs::path path;
-    folder() : path(fs::temp_directory_path() / ("sq_pipeline_e2e_" + std::to_string(::getpid()))) {
-      fs::remove_all(path);
-      fs::create_directories(path);
-    }
-    ~folder() {
-      std::error_code ec;
-      fs::remove_all(path, ec);
-    }
-  };
-  static const folder f;
-  return f.path;
+  static const sq_test::temp_dir d("pipeline-e2e");
+  return d.path;
 }
 
 // A llama checkpoint of about 4 shards, generated once per test binary run.

@@ -18,6 +18,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint_test_util.h"
 #include "io/checkpoint.h"
 #include "io/error.h"
 #include "io/safetensors.h"
@@ -36,20 +37,8 @@ namespace {
 constexpr uint64_t MiB = uint64_t{1} << 20;
 
 fs::path scratch() {
-  struct folder {
-    fs::path path;
-    folder()
-        : path(fs::temp_directory_path() / ("sq_progressive_e2e_" + std::to_string(::getpid()))) {
-      fs::remove_all(path);
-      fs::create_directories(path);
-    }
-    ~folder() {
-      std::error_code ec;
-      fs::remove_all(path, ec);
-    }
-  };
-  static const folder f;
-  return f.path;
+  static const sq_test::temp_dir d("progressive-e2e");
+  return d.path;
 }
 
 // A bf16 llama checkpoint of 2 shards (about 12 MiB), generated once.
