@@ -113,4 +113,16 @@ inline uint16_t bf(float x) {
   return to_bf16_rne(x);
 }
 
+// The built-in schemes whose weight format is a supported first / second progressive stage, and
+// the pair of two of them (the CPU and GPU progressive suites iterate over these).
+inline constexpr scheme_id k_first_stages[] = {scheme_id::fp8, scheme_id::ptpc_fp8,
+                                               scheme_id::int8};
+inline constexpr scheme_id k_second_stages[] = {
+    scheme_id::ptpc_fp8,    scheme_id::int4_wo_32,          scheme_id::int4_wo_64,
+    scheme_id::int4_wo_128, scheme_id::int4_wo_per_channel, scheme_id::uint4_wo_32,
+    scheme_id::uint4_wo_64, scheme_id::uint4_wo_128,        scheme_id::uint4_wo_per_channel};
+inline weight_scheme progressive_pair(scheme_id a, scheme_id b) {
+  return weight_scheme(weight_scheme(a).first, weight_scheme(b).first);
+}
+
 }  // namespace shardquant::test

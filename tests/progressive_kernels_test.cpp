@@ -20,17 +20,6 @@ using namespace shardquant::test;
 
 namespace {
 
-// The built-in schemes whose weight format is a supported first / second stage.
-constexpr scheme_id k_first[] = {scheme_id::fp8, scheme_id::ptpc_fp8, scheme_id::int8};
-constexpr scheme_id k_second[] = {
-    scheme_id::ptpc_fp8,    scheme_id::int4_wo_32,          scheme_id::int4_wo_64,
-    scheme_id::int4_wo_128, scheme_id::int4_wo_per_channel, scheme_id::uint4_wo_32,
-    scheme_id::uint4_wo_64, scheme_id::uint4_wo_128,        scheme_id::uint4_wo_per_channel};
-
-weight_scheme pair(scheme_id a, scheme_id b) {
-  return weight_scheme(weight_scheme(a).first, weight_scheme(b).first);
-}
-
 std::string pair_name(scheme_id a, scheme_id b) {
   return std::string(info(a).name) + " -> " + std::string(info(b).name);
 }
@@ -121,7 +110,7 @@ std::vector<uint64_t> shape_for(std::mt19937& rng, scheme_id second) {
 TEST_CASE("the int4_fp8 scheme is the progressive pair of fp8 per-tensor and int4 per-channel") {
   const weight_scheme preset(scheme_id::int4_fp8);
   CHECK(preset.progressive);
-  CHECK(preset == pair(scheme_id::fp8, scheme_id::int4_wo_per_channel));
+  CHECK(preset == progressive_pair(scheme_id::fp8, scheme_id::int4_wo_per_channel));
   CHECK(describe(preset) == "fp8_e4m3 per-tensor -> int4 per-channel");
   std::mt19937 rng(4242);
   for (dtype d : {dtype::bf16, dtype::f16, dtype::f32}) {
@@ -129,8 +118,8 @@ TEST_CASE("the int4_fp8 scheme is the progressive pair of fp8 per-tensor and int
     const std::vector<uint8_t> in = random_input(rng, d, shape[0], shape[1]);
     for (impl i : {impl::reference, impl::fast}) {
       const run_result a = run_scheme(i, scheme_id::int4_fp8, d, shape, in.data());
-      const run_result b =
-          run_scheme(i, pair(scheme_id::fp8, scheme_id::int4_wo_per_channel), d, shape, in.data());
+      const run_result b = run_scheme(
+          i, progressive_pair(scheme_id::fp8, scheme_id::int4_wo_per_channel), d, shape, in.data());
       REQUIRE(a.status.ok());
       REQUIRE(b.status.ok());
       CHECK(a.tensors == b.tensors);
@@ -143,8 +132,8 @@ TEST_CASE("the int4_fp8 scheme is the progressive pair of fp8 per-tensor and int
 
 TEST_CASE("every supported pair equals its two single-stage schemes composed in reorder order") {
   int cases = 0;
-  for (scheme_id a : k_first)
-    for (scheme_id b : k_second)
+  for (scheme_id a : k_first_stages)
+    for (scheme_id b : k_second_stages)
       for (dtype d : {dtype::bf16, dtype::f16, dtype::f32}) {
         const std::string name = pair_name(a, b) + " " + std::string(shardquant::name(d));
         CAPTURE(name);
@@ -152,7 +141,7 @@ TEST_CASE("every supported pair equals its two single-stage schemes composed in 
                                                1000 * static_cast<int>(d)));
         const std::vector<uint64_t> shape = shape_for(rng, b);
         const std::vector<uint8_t> in = random_input(rng, d, shape[0], shape[1]);
-        const weight_scheme s = pair(a, b);
+        const weight_scheme s = progressive_pair(a, b);
         const run_result want = composed(a, b, d, shape, in.data());
         const std::vector<output_tensor> outs = output_tensors(s, shape);
         REQUIRE(outs.size() == want.tensors.size());
@@ -176,13 +165,13 @@ TEST_CASE("every supported pair equals its two single-stage schemes composed in 
 }
 
 TEST_CASE("row ranges of a progressive pair equal the whole tensor") {
-  for (scheme_id a : k_first)
-    for (scheme_id b : k_second) {
+  for (scheme_id a : k_first_stages)
+    for (scheme_id b : k_second_stages) {
       const std::string name = pair_name(a, b);
       CAPTURE(name);
       std::mt19937 rng(
           static_cast<uint32_t>(5000 + 100 * static_cast<int>(a) + static_cast<int>(b)));
-      const weight_scheme s = pair(a, b);
+      const weight_scheme s = progressive_pair(a, b);
       std::vector<uint64_t> shape = shape_for(rng, b);
       shape[0] = 8 * (3 + rng() % 3) + 3;
       const std::vector<uint8_t> in = random_input(rng, dtype::bf16, shape[0], shape[1]);
@@ -206,7 +195,7 @@ TEST_CASE("fast and reference agree on a progressive pair large enough for many 
   const std::vector<uint64_t> shape{515, 1024};
   const std::vector<uint8_t> in = random_input(rng, dtype::bf16, shape[0], shape[1]);
   for (scheme_id b : {scheme_id::uint4_wo_128, scheme_id::int4_wo_per_channel}) {
-    const weight_scheme s = pair(scheme_id::ptpc_fp8, b);
+    const weight_scheme s = progressive_pair(scheme_id::ptpc_fp8, b);
     const run_result ref = poisoned(impl::reference, s, dtype::bf16, shape, in.data(), 0xCD);
     const run_result fast = poisoned(impl::fast, s, dtype::bf16, shape, in.data(), 0xCD);
     REQUIRE(ref.status.ok());
@@ -218,8 +207,8 @@ TEST_CASE("a NaN in the source of a progressive pair is reported at its element"
   const std::vector<uint64_t> shape{24, 64};
   std::vector<float> in(24 * 64, 0.5f);
   in[13 * 64 + 7] = std::numeric_limits<float>::quiet_NaN();
-  for (scheme_id a : k_first) {
-    const weight_scheme s = pair(a, scheme_id::uint4_wo_32);
+  for (scheme_id a : k_first_stages) {
+    const weight_scheme s = progressive_pair(a, scheme_id::uint4_wo_32);
     for (impl i : {impl::reference, impl::fast}) {
       const run_result r = run_scheme(i, s, dtype::f32, shape, in.data());
       CHECK(r.status.what == quant_status::code::non_finite_input);
@@ -250,7 +239,7 @@ TEST_CASE("pairs outside the supported stages are refused with a reason") {
 }
 
 TEST_CASE("a pair's output tensors follow its stages and shapes are checked on the packed stage") {
-  const weight_scheme s = pair(scheme_id::ptpc_fp8, scheme_id::uint4_wo_64);
+  const weight_scheme s = progressive_pair(scheme_id::ptpc_fp8, scheme_id::uint4_wo_64);
   const std::vector<uint64_t> shape{20, 128};
   const std::vector<output_tensor> o = output_tensors(s, shape);
   REQUIRE(o.size() == 4);

@@ -19,16 +19,7 @@ using namespace shardquant::test;
 
 namespace {
 
-constexpr scheme_id k_first[] = {scheme_id::fp8, scheme_id::ptpc_fp8, scheme_id::int8};
-constexpr scheme_id k_second[] = {
-    scheme_id::ptpc_fp8,    scheme_id::int4_wo_32,          scheme_id::int4_wo_64,
-    scheme_id::int4_wo_128, scheme_id::int4_wo_per_channel, scheme_id::uint4_wo_32,
-    scheme_id::uint4_wo_64, scheme_id::uint4_wo_128,        scheme_id::uint4_wo_per_channel};
 constexpr dtype k_dtypes[] = {dtype::f32, dtype::bf16, dtype::f16};
-
-weight_scheme pair(scheme_id a, scheme_id b) {
-  return weight_scheme(weight_scheme(a).first, weight_scheme(b).first);
-}
 
 // Rank-2 shapes the second stage accepts: odd row counts, partial words, rows longer than the
 // per-row kernels' register cache.
@@ -65,14 +56,14 @@ std::string what(scheme_id a, scheme_id b, dtype d, const std::vector<uint64_t>&
 
 TEST_CASE("every progressive pair on the GPU matches the CPU reference byte for byte") {
   uint32_t seed = 31000;
-  for (scheme_id a : k_first)
-    for (scheme_id b : k_second)
+  for (scheme_id a : k_first_stages)
+    for (scheme_id b : k_second_stages)
       for (dtype d : k_dtypes)
         for (const auto& shape : shapes_for(b)) {
           ++seed;
           const std::string w = what(a, b, d, shape, seed);
           CAPTURE(w);
-          compare(pair(a, b), d, shape, make_weights(d, numel(shape), seed));
+          compare(progressive_pair(a, b), d, shape, make_weights(d, numel(shape), seed));
         }
 }
 
@@ -85,7 +76,7 @@ TEST_CASE("the int4_fp8 preset and its pair give the same bytes on the GPU") {
     src.host = w.data();
     const run_result preset = gpu_run(scheme_id::int4_fp8, src, shape);
     const run_result as_pair =
-        gpu_run(pair(scheme_id::fp8, scheme_id::int4_wo_per_channel), src, shape);
+        gpu_run(progressive_pair(scheme_id::fp8, scheme_id::int4_wo_per_channel), src, shape);
     REQUIRE(preset.status.ok());
     check_same(preset, as_pair);
   }
@@ -93,8 +84,8 @@ TEST_CASE("the int4_fp8 preset and its pair give the same bytes on the GPU") {
 
 TEST_CASE("row ranges of a progressive pair on the GPU equal the whole tensor on the CPU") {
   uint32_t seed = 32000;
-  for (scheme_id a : k_first)
-    for (scheme_id b : k_second) {
+  for (scheme_id a : k_first_stages)
+    for (scheme_id b : k_second_stages) {
       const weight_format f = weight_scheme(b).first;
       const bool grouped =
           f.family == scheme_family::int4_group || f.family == scheme_family::uint4_group;
@@ -105,7 +96,7 @@ TEST_CASE("row ranges of a progressive pair on the GPU equal the whole tensor on
         ++seed;
         const std::string w = what(a, b, d, shape, seed) + " in ranges";
         CAPTURE(w);
-        compare(pair(a, b), d, shape, make_weights(d, numel(shape), seed), cuts);
+        compare(progressive_pair(a, b), d, shape, make_weights(d, numel(shape), seed), cuts);
       }
     }
 }
@@ -116,10 +107,10 @@ TEST_CASE("a NaN weight of a progressive pair is reported with the CPU's first b
   w[13 * 64 + 7] = std::numeric_limits<float>::quiet_NaN();
   std::vector<uint8_t> bytes(w.size() * 4);
   std::memcpy(bytes.data(), w.data(), bytes.size());
-  for (scheme_id a : k_first) {
+  for (scheme_id a : k_first_stages) {
     const std::string first(info(a).name);
     CAPTURE(first);
-    compare(pair(a, scheme_id::uint4_wo_32), dtype::f32, shape, bytes);
+    compare(progressive_pair(a, scheme_id::uint4_wo_32), dtype::f32, shape, bytes);
   }
 }
 
@@ -132,10 +123,10 @@ TEST_CASE("an fp8 first stage whose F16 scale underflows is the CPU's error on t
   for (scheme_id a : {scheme_id::fp8, scheme_id::ptpc_fp8}) {
     const std::string first(info(a).name);
     CAPTURE(first);
-    const run_result cpu = run_scheme(impl::reference, pair(a, scheme_id::int4_wo_32), dtype::f16,
-                                      shape, bytes.data());
+    const run_result cpu = run_scheme(impl::reference, progressive_pair(a, scheme_id::int4_wo_32),
+                                      dtype::f16, shape, bytes.data());
     CHECK(cpu.status.what == quant_status::code::scale_underflow);
-    compare(pair(a, scheme_id::int4_wo_32), dtype::f16, shape, bytes);
+    compare(progressive_pair(a, scheme_id::int4_wo_32), dtype::f16, shape, bytes);
   }
 }
 
@@ -164,17 +155,18 @@ TEST_CASE("a progressive pair on a block-FP8 source equals CPU recovery then the
   std::vector<float> rec(rows * cols);
   REQUIRE(reference::recover_fp8_block(fb, rec.data()).ok());
   const std::vector<uint64_t> shape{rows, cols};
-  for (scheme_id a : k_first)
+  for (scheme_id a : k_first_stages)
     for (scheme_id b :
          {scheme_id::int4_wo_128, scheme_id::uint4_wo_per_channel, scheme_id::ptpc_fp8}) {
       const std::string w = std::string(info(a).name) + " -> " + std::string(info(b).name);
       CAPTURE(w);
-      const run_result cpu = run_scheme(impl::reference, pair(a, b), dtype::f32, shape, rec.data());
+      const run_result cpu =
+          run_scheme(impl::reference, progressive_pair(a, b), dtype::f32, shape, rec.data());
       gpu_source src;
       src.fp8_block = true;
       src.fp8 = fb;
       src.scale_bytes = scales.size() * 4;
-      check_same(cpu, gpu_run(pair(a, b), src, shape));
-      check_same(cpu, gpu_run(pair(a, b), src, shape, {64, 136}));
+      check_same(cpu, gpu_run(progressive_pair(a, b), src, shape));
+      check_same(cpu, gpu_run(progressive_pair(a, b), src, shape, {64, 136}));
     }
 }
