@@ -155,12 +155,14 @@ TEST_CASE("nvfp4-pack-quantized golden vectors equal compressed-tensors 0.20.1 b
 }
 
 TEST_CASE("nvfp4 F32 block scales are rounded to bf16 before the division by the global scale") {
-  const std::vector<uint8_t> w(8, 0x22);             // codes 2, 2: 1.0
-  const float sc[1] = {f32_from_bits(0x3F808001u)};  // 1.0039063 + 2^-16: bf16 rounds it down
+  // 1.5 * bf16(0x3F808001) = 1.5 * 0x3F810000 = 1.51171875, a bf16 tie -> 0x3FC2; without the
+  // scale rounding 1.5 * 1.0039064 -> 0x3FC1. Checked with torch 2.11 (compressed-tensors' steps).
+  const std::vector<uint8_t> w(8, 0x33);  // code 3 = 1.5
+  const float sc[1] = {f32_from_bits(0x3F808001u)};
   ct_source s = fp4_source(ct_layout::nvfp4_packed, w, 1, 16, sc, scale_kind::f32);
   s.global_scale = 1.0f;
   const std::vector<float> v = both(s);
-  CHECK(f32_bits(v[0]) == 0x3F808000u);
+  CHECK(f32_bits(v[0]) == 0x3FC20000u);
 }
 
 TEST_CASE("mxfp4-pack-quantized golden vectors equal compressed-tensors 0.20.1 bit for bit") {
@@ -192,13 +194,13 @@ TEST_CASE(
   };
   CHECK(at(127, 0) == 0.5f);
   CHECK(at(127, 1) == 6.0f);
-  CHECK(at(142, 1) == f32_from_bits(0x7F800000u));  // 6 * 2^15 overflows F16
-  CHECK(at(142, 0) == 16384.0f);                    // 0.5 * 2^15
-  CHECK(at(200, 0) == 16384.0f);                    // 2^73 saturates to 2^15
-  CHECK(at(103, 0) == 0.0f);                        // 0.5 * 2^-24 = 2^-25: tie to even, 0
-  CHECK(at(103, 1) == f32_from_bits(0x34000000u) * 0.75f * 8.0f);  // 6 * 2^-24 exact
-  CHECK(at(102, 1) == 0.0f);                                       // 2^-25 scale: 0
-  CHECK(at(127 - 20, 0) == f32_from_bits(0x35000000u));            // 0.5 * 2^-20 = 2^-21
+  CHECK(at(142, 1) == f32_from_bits(0x7F800000u));         // 6 * 2^15 overflows F16
+  CHECK(at(142, 0) == 16384.0f);                           // 0.5 * 2^15
+  CHECK(at(200, 0) == 16384.0f);                           // 2^73 saturates to 2^15
+  CHECK(at(103, 0) == 0.0f);                               // 0.5 * 2^-24 = 2^-25: tie to even, 0
+  CHECK(at(103, 1) == f32_from_bits(0x33800000u) * 6.0f);  // 6 * 2^-24 exact
+  CHECK(at(102, 1) == 0.0f);                               // 2^-25 scale: 0
+  CHECK(at(127 - 20, 0) == f32_from_bits(0x35000000u));    // 0.5 * 2^-20 = 2^-21
 }
 
 TEST_CASE("FP4 fast path equals the reference on random data, every layout, row ranges") {

@@ -265,7 +265,7 @@ TEST_CASE("--dsv4-mxfp4: routed experts are I8 + F8_E8M0 .scale and recover in t
 }
 
 TEST_CASE("end to end: each FP4 source quantizes with mxfp4 and ptpc_fp8 close to its decode") {
-  for (const char* kind : {"nvfp4", "mxfp4", "dsv4"}) {
+  for (const std::string kind : {"nvfp4", "mxfp4", "dsv4"}) {
     INFO(kind);
     temp_dir t("mk-fp4-e2e");
     make_checkpoint_options o;
@@ -281,7 +281,7 @@ TEST_CASE("end to end: each FP4 source quantizes with mxfp4 and ptpc_fp8 close t
     }
     (void)make_checkpoint(o);
     (void)exclude_all(o.out, t.path / "ref");  // the recovered weights, BF16
-    for (const char* scheme : {"mxfp4", "ptpc_fp8"}) {
+    for (const std::string scheme : {"mxfp4", "ptpc_fp8"}) {
       INFO(scheme);
       quantize_options q;
       q.input = o.out;
@@ -327,8 +327,9 @@ TEST_CASE("end to end: each FP4 source quantizes with mxfp4 and ptpc_fp8 close t
           amax = std::max(amax, std::fabs(ref[i]));
         }
       }
+      // ptpc_fp8: 2^-4 relative plus a little; mxfp4: the E2M1 step of the block (<= amax / 8).
       CHECK(amax > 0);
-      CHECK(err <= amax / 64);
+      CHECK(err <= amax / (scheme == "ptpc_fp8" ? 64 : 8));
     }
   }
 }
