@@ -493,6 +493,9 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   }
   mkc->add_option("--ct", mk.ct, ct_help + "\n(scales in --dtype, the model dtype)")
       ->check(CLI::IsMember(ct_names));
+  mkc->add_flag("--dsv4-mxfp4", mk.dsv4_mxfp4,
+                "with --dtype fp8: routed experts as DeepSeek-V4 MXFP4 (I8 packed E2M1 pairs + "
+                "F8_E8M0 sibling .scale per 32 columns)");
   mkc->add_option("--presharded", mk.presharded_rows,
                   "with --dtype fp8: TP-presharded chunk rows; weights whose row count is a "
                   "multiple (>= 2 chunks) get per-chunk block scales, listed in "
