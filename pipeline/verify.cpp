@@ -529,6 +529,7 @@ class verifier {
     v.scheme = std::string(part.scheme->name());
     v.shape = shape;
     v.elements = rows * inner;
+    if (recovered) ++rep_.recovered;
 
     uint64_t out_per_row = 0;
     for (const planned_output& o : part.outputs) out_per_row += rows ? o.bytes / rows + 1 : 0;
@@ -615,8 +616,8 @@ class verifier {
         const uint64_t r = br.first / inner, j = br.first % inner;
         std::ostringstream m;
         m << "element (" << r << ", " << j << ") breaks the " << describe(ws)
-          << " bound: the quantizer's value " << br.target << " is " << br.value
-          << " in the file, allowed +-" << br.limit << " (scale " << part.outputs.at(1).name
+          << " bound: the quantizer rounded " << br.target << " (grid units) but the code holds "
+          << br.value << ", more than " << br.limit << " away (scale " << part.outputs.at(1).name
           << " at byte " << base.at(1) + loc.scale_byte << "); " << br.violations
           << " element(s) of rows " << r0 << ".." << r1 << " break it";
         problem(out_path, part.name, base[0] + loc.weight_byte, m.str());
@@ -638,7 +639,9 @@ class verifier {
     const uint64_t base = output_offset(shard, o.name);
     const bool cast =
         part.action == tensor_action::cast || part.action == tensor_action::recover_cast;
-    const bool recovered = item.recovery.kind != recovery_kind::none;
+    // Kept tensors are the stored bytes, never recovered ones (§8).
+    const bool recovered =
+        item.recovery.kind != recovery_kind::none && part.action != tensor_action::keep_original;
     const dtype in_type = recovered ? dtype::f32 : part.input_type;
     if (cast)
       ++rep_.cast;
@@ -761,6 +764,7 @@ std::string verify_report::to_json() const {
   j["quantized_tensors"] = quantized.size();
   j["passed_through"] = passed_through;
   j["cast"] = cast;
+  j["recovered"] = recovered;
   j["bytes_read"] = bytes_read;
   j["seconds"] = seconds;
   j["memory_budget"] = memory_budget;
@@ -801,9 +805,10 @@ std::string verify_report::to_json() const {
 std::string verify_report::to_text(size_t worst) const {
   std::ostringstream o;
   o << "verify " << output_dir << ": " << shards << " shard(s), " << quantized.size()
-    << " quantized tensor(s) decoded, " << passed_through << " passed through and " << cast
-    << " cast compared byte for byte; " << fmt_double(static_cast<double>(bytes_read) / 1e6)
-    << " MB read in " << fmt_double(seconds) << " s\n";
+    << " quantized tensor(s) decoded (" << recovered << " from recovered sources), "
+    << passed_through << " passed through and " << cast << " cast compared byte for byte; "
+    << fmt_double(static_cast<double>(bytes_read) / 1e6) << " MB read in " << fmt_double(seconds)
+    << " s\n";
   for (const scheme_verdict& s : per_scheme)
     o << "  " << s.scheme << ": " << s.tensors << " tensor(s), rel L2 mean "
       << fmt_double(s.mean_rel_l2) << " worst " << fmt_double(s.worst_rel_l2) << ", max |err| "

@@ -39,7 +39,7 @@ struct verify_problem {
 struct tensor_verdict {
   std::string name;    // the output weight name
   std::string shard;   // its output shard (relative path)
-  std::string scheme;  // scheme or custom spec name
+  std::string scheme;  // the built-in name, or "custom" (the config does not record a spec's name)
   std::vector<uint64_t> shape;
   uint64_t elements = 0;
   double rel_l2 = 0;        // ||dequant - source|| / ||source|| (0 when the source is all zero)
@@ -68,6 +68,7 @@ struct verify_report {
   uint64_t shards = 0;
   uint64_t passed_through = 0;  // pass-through / kept tensors compared byte for byte
   uint64_t cast = 0;            // pass-through tensors compared with the §4.3 cast of the source
+  uint64_t recovered = 0;       // quantized tensors whose source was recovered first (§7)
   uint64_t bytes_read = 0;      // source and output bytes read
   double seconds = 0;
   uint64_t memory_budget = 0;
