@@ -1,7 +1,7 @@
 // `shardquant verify` (pipeline/verify.h, kernels/dequantize.h): outputs of every built-in
-// scheme, a block-FP8 source and a custom progressive spec verify as sound; one flipped byte of
-// a weight or a scale, a truncated shard and an index naming a missing tensor are each found
-// and named; the CLI's exit codes; the decoder agrees with the kernels' own codes.
+// scheme, block-FP8 and compressed-tensors sources and a custom progressive spec verify as sound;
+// one flipped byte of a weight or a scale, a truncated shard and an index naming a missing tensor
+// are each found and named; the CLI's exit codes; the decoder agrees with the kernels' own codes.
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -182,6 +182,26 @@ TEST_CASE("verify passes outputs of a block-FP8 source, recovered through the re
     CHECK_MESSAGE(r.sound, problems_text(r));
     CHECK(r.quantized.size() > 5);
     CHECK(r.recovered == r.quantized.size());  // every quantized Linear was stored as FP8
+  }
+}
+
+TEST_CASE(
+    "verify passes outputs of compressed-tensors sources, recovered through the recovery code") {
+  for (const std::string ct : {"int4-group-asym", "int8-asym", "fp8-block"}) {
+    CAPTURE(ct);
+    make_checkpoint_options o;
+    o.arch = "llama";
+    o.size = 6 * MiB;
+    o.shard_size = 3 * MiB;
+    o.ct = ct;
+    o.seed = 3;
+    o.out = scratch() / ("src-ct-" + ct);
+    (void)make_checkpoint(o);
+    const fs::path out = quantize_to(o.out, "mxfp6_e2m3", "ct-" + ct);
+    const verify_report r = run_verify(o.out, out);
+    CHECK_MESSAGE(r.sound, problems_text(r));
+    CHECK(r.recovered > 5);
+    CHECK(r.recovered == r.quantized.size());
   }
 }
 
