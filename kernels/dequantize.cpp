@@ -172,19 +172,29 @@ float dequant(const element_code& e) {
   return mul_rn(sub_rn(e.value, e.zero), e.scale);
 }
 
+// 2^e as a double (e well inside the normal range here).
+double pow2(int e) {
+  return f32_from_bits(static_cast<uint32_t>(e + 127) << 23);
+}
+
+// Exponent of a positive normal value's binade: floor(log2 a), read from its fp32 bits (`a` is
+// a clamped fp32 quotient, so the conversion is exact).
+int binade(double a) {
+  return static_cast<int>(f32_bits(static_cast<float>(a)) >> 23) - 127;
+}
+
 // Half the spacing of the fp8 e4m3 grid at a (0 <= a <= 448): 2^(e-4) in binade e >= -6, and
 // 2^-10 (half the subnormal step 2^-9) below 2^-6.
 double fp8_half_step(double a) {
   if (a < 0x1p-6) return 0x1p-10;
-  return std::ldexp(1.0, std::ilogb(a) - 4);
+  return pow2(binade(a) - 4);
 }
 
 // Half the spacing of an MX element grid at a (0 <= a <= max): subnormal step 2^(1-bias-mbits).
 double mx_half_step(double a, const mx_format& f) {
   const int min_normal_exp = 1 - static_cast<int>(f.bias);
-  if (a < std::ldexp(1.0, min_normal_exp))
-    return std::ldexp(1.0, min_normal_exp - static_cast<int>(f.mbits) - 1);
-  return std::ldexp(1.0, std::ilogb(a) - static_cast<int>(f.mbits) - 1);
+  if (a < pow2(min_normal_exp)) return pow2(min_normal_exp - static_cast<int>(f.mbits) - 1);
+  return pow2(binade(a) - static_cast<int>(f.mbits) - 1);
 }
 
 double clamp_d(double y, double lo, double hi) {
