@@ -1,11 +1,16 @@
 // Decoding and bound checks of quantized weights: one element visitor per stored layout
 // (fp8/int8 bytes, int4/uint4 words transposed or not, MX packed codes with e8m0 bytes) feeds
-// both dequantize() and check_bounds(). Single-threaded plain loops: verify reads a range while
-// the previous one is checked, and the disk is the limit. Depends only on the math headers.
+// both dequantize() and check_bounds(), run over chunks of rows (MX: lines) with TBB, as the fast
+// quantizers are. Depends only on the math headers and TBB's parallel_for.
 #include "kernels/dequantize.h"
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <string>
 
 #include "kernels/fp8.h"
@@ -71,18 +76,24 @@ struct element_code {
   bool min_byte = false;
 };
 
-// Calls fn(i, element_code) for every element i of the range (flat index inside the range) of a
-// single-stage format whose codes are at `weight`, scales at `scale`, zero points at `zp`.
-// Returns bad_scale for an e8m0 byte 0xFF.
+// The units visit() splits a range into: dim-0 rows, or last-dim lines for MX (its blocks run
+// along the last dimension of every leading index).
+uint64_t units_of(const weight_format& f, const geom& g) {
+  return f.family == scheme_family::mx && g.last ? g.numel() / g.last : g.rows;
+}
+
+// Calls fn(i, element_code) for every element i (flat index inside the range) of units
+// [u0, u1) of a single-stage format whose codes are at `weight`, scales at `scale`, zero points
+// at `zp`. Returns bad_scale for an e8m0 byte 0xFF.
 template <class F>
 quant_status visit(const weight_format& f, const geom& g, const void* weight, const void* scale,
-                   const void* zp, nibble_order order, F&& fn) {
-  const uint64_t n = g.numel();
+                   const void* zp, nibble_order order, uint64_t u0, uint64_t u1, F&& fn) {
+  const uint64_t n0 = u0 * g.inner, n1 = u1 * g.inner;  // fp8/int8: elements of rows [u0, u1)
   switch (f.family) {
     case scheme_family::fp8_tensor:
     case scheme_family::fp8_row: {
       const bool row = f.family == scheme_family::fp8_row;
-      for (uint64_t i = 0; i < n; ++i) {
+      for (uint64_t i = n0; i < n1; ++i) {
         element_code e;
         e.value = fp8_e4m3fn_decode(u8_at(weight, i));
         e.scale = f32_at(scale, row ? i / g.inner : 0);
@@ -92,7 +103,7 @@ quant_status visit(const weight_format& f, const geom& g, const void* weight, co
     }
     case scheme_family::int8_tensor: {
       const float s = f32_at(scale, 0);
-      for (uint64_t i = 0; i < n; ++i) {
+      for (uint64_t i = n0; i < n1; ++i) {
         element_code e;
         e.value = static_cast<float>(static_cast<int8_t>(u8_at(weight, i)));
         e.scale = s;
@@ -112,7 +123,7 @@ quant_status visit(const weight_format& f, const geom& g, const void* weight, co
       const uint64_t units = group ? in / f.group_size : 1;
       const uint64_t cols = ceil_div(g.rows, 8);  // per-group: word columns of the range
       const uint64_t words = ceil_div(in, 8);     // per-channel: words per row
-      for (uint64_t r = 0; r < g.rows; ++r)
+      for (uint64_t r = u0; r < u1; ++r)
         for (uint64_t j = 0; j < in; ++j) {
           uint32_t w, nib;
           if (group) {  // word (j, c) holds rows 8c..8c+7 of column j (§5.6, transposed)
@@ -134,10 +145,9 @@ quant_status visit(const weight_format& f, const geom& g, const void* weight, co
     case scheme_family::mx: {
       const mx_format mf = format_of(f.element);
       const uint64_t in = g.last;
-      const uint64_t lines = n / in;
       const uint64_t blocks = ceil_div(in, k_mx_block);
       const uint64_t line_bytes = mx_packed_bytes(in, mf);
-      for (uint64_t l = 0; l < lines; ++l)
+      for (uint64_t l = u0; l < u1; ++l)
         for (uint64_t c = 0; c < in; ++c) {
           const uint64_t si = l * blocks + c / k_mx_block;
           const uint8_t b = u8_at(scale, si);
@@ -165,6 +175,23 @@ quant_status visit(const weight_format& f, const geom& g, const void* weight, co
       break;
   }
   return {code::bad_argument, 0};
+}
+
+// Runs body(u0, u1) -> quant_status over chunks of [0, units) in parallel (about 64K elements
+// each); returns the error with the smallest index, if any.
+template <class B>
+quant_status for_chunks(uint64_t units, uint64_t per_unit, B&& body) {
+  const uint64_t grain =
+      std::max<uint64_t>(1, (uint64_t{1} << 16) / std::max<uint64_t>(1, per_unit));
+  std::mutex m;
+  quant_status first;
+  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, units, grain), [&](const auto& r) {
+    const quant_status st = body(r.begin(), r.end());
+    if (st.ok()) return;
+    const std::lock_guard<std::mutex> lock(m);
+    if (first.ok() || st.index < first.index) first = st;
+  });
+  return first;
 }
 
 // The dequantized value of one single-stage element: (q - zp) * s, fp8(q) * s, value * 2^k.
@@ -316,13 +343,17 @@ float src_at(const void* p, uint64_t i) {
 quant_status dequantize(const weight_scheme& s, const quantized_view& q, float* out) {
   geom g;
   if (quant_status st = geometry_of(s, q.shape, q.row_begin, q.row_end, &g); !st.ok()) return st;
-  if (!s.progressive)
-    return visit(s.first, g, q.weight, q.scale, q.extra, nibble_order::sequential,
-                 [&](uint64_t i, const element_code& e) { out[i] = dequant(e); });
-  return visit(s.second, g, q.weight, q.extra, q.extra2, nibble_order::int4_fp8,
-               [&](uint64_t i, const element_code& e) {
-                 out[i] = mul_rn(dequant(e), stage1_scale(s.first, g, q.scale, i));
-               });
+  const weight_format& f = s.packed();
+  const uint64_t units = units_of(f, g);
+  return for_chunks(units, units ? g.numel() / units : 1, [&](uint64_t u0, uint64_t u1) {
+    if (!s.progressive)
+      return visit(f, g, q.weight, q.scale, q.extra, nibble_order::sequential, u0, u1,
+                   [&](uint64_t i, const element_code& e) { out[i] = dequant(e); });
+    return visit(f, g, q.weight, q.extra, q.extra2, nibble_order::int4_fp8, u0, u1,
+                 [&](uint64_t i, const element_code& e) {
+                   out[i] = mul_rn(dequant(e), stage1_scale(s.first, g, q.scale, i));
+                 });
+  });
 }
 
 quant_status check_bounds(const weight_scheme& s, const source_view& src, const quantized_view& q,
@@ -335,8 +366,6 @@ quant_status check_bounds(const weight_scheme& s, const source_view& src, const 
   const src_kind kind = src.type == dtype::f32    ? src_kind::f32
                         : src.type == dtype::bf16 ? src_kind::bf16
                                                   : src_kind::f16;
-  bound_report& r = *out;
-  r = {};
   auto load = [&](uint64_t i) {
     switch (kind) {
       case src_kind::bf16:
@@ -347,29 +376,48 @@ quant_status check_bounds(const weight_scheme& s, const source_view& src, const 
         return src_at<src_kind::f32>(src.data, i);
     }
   };
-  auto note = [&](uint64_t i, const element_code& e, const element_bound& b) {
-    ++r.checked;
-    if (b.ok) return;
-    if (r.violations++ == 0) {
-      r.first = g.row_begin * g.inner + i;
-      r.target = b.target;
-      r.value = e.value;
-      r.limit = b.limit;
-    }
-  };
-  if (!s.progressive)
-    return visit(s.first, g, q.weight, q.scale, q.extra, nibble_order::sequential,
+  bound_report& total = *out;
+  total = {};
+  std::mutex m;
+  const weight_format& f = s.packed();
+  const uint64_t units = units_of(f, g);
+  return for_chunks(units, units ? g.numel() / units : 1, [&](uint64_t u0, uint64_t u1) {
+    bound_report r;  // this chunk's; elements are visited in increasing index order
+    auto note = [&](uint64_t i, const element_code& e, const element_bound& b) {
+      ++r.checked;
+      if (b.ok) return;
+      if (r.violations++ == 0) {
+        r.first = g.row_begin * g.inner + i;
+        r.target = b.target;
+        r.value = e.value;
+        r.limit = b.limit;
+      }
+    };
+    quant_status st;
+    if (!s.progressive)
+      st = visit(
+          f, g, q.weight, q.scale, q.extra, nibble_order::sequential, u0, u1,
+          [&](uint64_t i, const element_code& e) { note(i, e, bound_of(f, kind, load(i), e)); });
+    else
+      st = visit(f, g, q.weight, q.extra, q.extra2, nibble_order::int4_fp8, u0, u1,
                  [&](uint64_t i, const element_code& e) {
-                   note(i, e, bound_of(s.first, kind, load(i), e));
+                   const float x1 =
+                       stage1_value(s.first, kind, load(i), stage1_scale(s.first, g, q.scale, i));
+                   element_bound b;  // a scale stage 1 cannot have used breaks the bound
+                   if (!std::isnan(x1)) b = bound_of(f, src_kind::f32, x1, e);
+                   note(i, e, b);
                  });
-  return visit(s.second, g, q.weight, q.extra, q.extra2, nibble_order::int4_fp8,
-               [&](uint64_t i, const element_code& e) {
-                 const float x1 =
-                     stage1_value(s.first, kind, load(i), stage1_scale(s.first, g, q.scale, i));
-                 element_bound b;  // a scale stage 1 cannot have used breaks the bound
-                 if (!std::isnan(x1)) b = bound_of(s.second, src_kind::f32, x1, e);
-                 note(i, e, b);
-               });
+    const std::lock_guard<std::mutex> lock(m);
+    total.checked += r.checked;
+    total.violations += r.violations;
+    if (r.first < total.first) {
+      total.first = r.first;
+      total.target = r.target;
+      total.value = r.value;
+      total.limit = r.limit;
+    }
+    return st;
+  });
 }
 
 element_location locate_element(const weight_scheme& s, std::span<const uint64_t> shape,

@@ -3,6 +3,9 @@
 #include "pipeline/verify.h"
 
 #include <fcntl.h>
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_reduce.h>
+#include <tbb/partitioner.h>
 
 #include <algorithm>
 #include <chrono>
@@ -133,6 +136,12 @@ void store_float(dtype t, std::byte* p, uint64_t i, float v) {
     }
   }
 }
+
+// Squared error and source sums of a range of dequantized values.
+struct error_sums {
+  double d2 = 0, x2 = 0, max_abs = 0;
+  uint64_t non_finite = 0;
+};
 
 // ---- the checker --------------------------------------------------------------------------------
 
@@ -590,18 +599,36 @@ class verifier {
       sv.data = src.data();
       sv.row_begin = r0;
       sv.row_end = r1;
-      for (uint64_t i = 0; i < n; ++i) {
-        const double x = load_float(in_type, src.data(), i);
-        const double d = deq[i];
-        if (!std::isfinite(d)) {
-          ++v.non_finite;
-          continue;
-        }
-        const double e = d - x;
-        sum_d2 += e * e;
-        sum_x2 += x * x;
-        v.max_abs = std::max(v.max_abs, std::fabs(e));
-      }
+      // Error sums in fixed chunks combined in a fixed order: the same numbers on every run.
+      const error_sums es = tbb::parallel_deterministic_reduce(
+          tbb::blocked_range<uint64_t>(0, n, 1 << 16), error_sums{},
+          [&](const tbb::blocked_range<uint64_t>& br, error_sums acc) {
+            for (uint64_t i = br.begin(); i != br.end(); ++i) {
+              const double x = load_float(in_type, src.data(), i);
+              const double d = deq[i];
+              if (!std::isfinite(d)) {
+                ++acc.non_finite;
+                continue;
+              }
+              const double e = d - x;
+              acc.d2 += e * e;
+              acc.x2 += x * x;
+              acc.max_abs = std::max(acc.max_abs, std::fabs(e));
+            }
+            return acc;
+          },
+          [](error_sums a, const error_sums& b) {
+            a.d2 += b.d2;
+            a.x2 += b.x2;
+            a.max_abs = std::max(a.max_abs, b.max_abs);
+            a.non_finite += b.non_finite;
+            return a;
+          },
+          tbb::simple_partitioner());
+      sum_d2 += es.d2;
+      sum_x2 += es.x2;
+      v.max_abs = std::max(v.max_abs, es.max_abs);
+      v.non_finite += es.non_finite;
       bound_report br;
       st = check_bounds(ws, sv, q, &br);
       if (!st.ok()) {
