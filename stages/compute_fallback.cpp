@@ -19,8 +19,8 @@ namespace {
 
 class fallback_backend final : public compute_backend {
  public:
-  fallback_backend(std::unique_ptr<compute_backend> device, uint8_t bit)
-      : device_(std::move(device)), bit_(bit) {}
+  fallback_backend(std::unique_ptr<compute_backend> device, uint8_t bit, cpu_path cpu)
+      : device_(std::move(device)), bit_(bit), cpu_(std::move(cpu)) {}
   void run(job& j, compute_done done) override {
     if (!needs_cpu_fallback(j, bit_)) {
       device_->run(j, std::move(done));
@@ -31,7 +31,10 @@ class fallback_backend final : public compute_backend {
     // the CPU backend.
     std::exception_ptr e;
     try {
-      run_cpu_compute(j);
+      if (cpu_)
+        cpu_(j);
+      else
+        run_cpu_compute(j);
     } catch (...) {
       e = std::current_exception();
     }
@@ -47,13 +50,14 @@ class fallback_backend final : public compute_backend {
  private:
   std::unique_ptr<compute_backend> device_;
   uint8_t bit_;
+  cpu_path cpu_;
 };
 
 }  // namespace
 
 std::unique_ptr<compute_backend> with_cpu_fallback(std::unique_ptr<compute_backend> device,
-                                                   uint8_t device_bit) {
-  return std::make_unique<fallback_backend>(std::move(device), device_bit);
+                                                   uint8_t device_bit, cpu_path cpu) {
+  return std::make_unique<fallback_backend>(std::move(device), device_bit, std::move(cpu));
 }
 
 }  // namespace shardquant

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "stages/compute_backend.h"
@@ -15,10 +16,13 @@ namespace shardquant {
 // (backend_cuda, ...): an amax or quantize job whose scheme that backend lacks.
 [[nodiscard]] bool needs_cpu_fallback(const job& j, uint8_t device_bit) noexcept;
 
+// The CPU path a fallback job takes (run_cpu_compute; a test may observe it).
+using cpu_path = std::function<void(job&)>;
+
 // Wraps `device` (whose kernels are those of `device_bit`): jobs needs_cpu_fallback() says go to
-// run_cpu_compute(), everything else to `device`. Name, concurrency and device memory are the
-// device's.
+// `cpu` (default run_cpu_compute, exactly what the CPU backend runs), everything else to
+// `device`. Name, concurrency and device memory are the device's.
 [[nodiscard]] std::unique_ptr<compute_backend> with_cpu_fallback(
-    std::unique_ptr<compute_backend> device, uint8_t device_bit);
+    std::unique_ptr<compute_backend> device, uint8_t device_bit, cpu_path cpu = {});
 
 }  // namespace shardquant
