@@ -225,12 +225,13 @@ std::string progressive_error(const weight_format& first, const weight_format& s
              "do not survive Quark's progressive path; first stages: fp8_e4m3 per_tensor or "
              "per_channel, int8 per_tensor)";
     case sf::mx:
+      return "an MX first stage is not supported (its codes are not kept as values by Quark's "
+             "real quantizer; first stages: fp8_e4m3 per_tensor or per_channel, int8 per_tensor)";
     case sf::nvfp4:
     case sf::amdfp4:
     case sf::amdfp4_global:
-      return "an MX or FP4 first stage is not supported (its codes are not kept as values by "
-             "Quark's real quantizer; first stages: fp8_e4m3 per_tensor or per_channel, int8 "
-             "per_tensor)";
+      return "a scaled-FP4 first stage is not supported (first stages: fp8_e4m3 per_tensor or "
+             "per_channel, int8 per_tensor)";
     case sf::int4_fp8:
       return "a progressive scheme cannot be a stage";
   }
@@ -246,10 +247,12 @@ std::string progressive_error(const weight_format& first, const weight_format& s
       return "a per-tensor second stage is not supported (it needs the amax of the first stage's "
              "codes over the whole tensor; two per-tensor scales are one scale)";
     case sf::mx:
+      return "an MX second stage is not supported (Quark's progressive path stores the raw MX "
+             "scale, not the e8m0 bytes of the MX schemes; not traced)";
     case sf::nvfp4:
     case sf::amdfp4:
     case sf::amdfp4_global:
-      return "an MX or FP4 second stage is not supported (Quark's progressive path stores the raw "
+      return "a scaled-FP4 second stage is not supported (Quark's progressive path stores the raw "
              "block scale, not the bytes of these schemes; not traced)";
     case sf::int4_fp8:
       return "a progressive scheme cannot be a stage";

@@ -85,7 +85,7 @@ TEST_CASE("schemes and templates list the tables") {
   CHECK(has(r.out, "int4_fp8"));
   CHECK(has(r.out, "nvfp4"));
   CHECK(has(r.out, "amdfp4_global32"));
-  CHECK(has(r.out, "fp4_block16_scale_e4m3  alias of nvfp4"));
+  CHECK(has(r.out, "fp4_block16_scale_e4m3 alias of nvfp4"));
   CHECK(has(r.out, "mx9"));
   r = run("templates", t.path);
   CHECK(r.code == 0);
