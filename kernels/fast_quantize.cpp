@@ -12,12 +12,15 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/amdfp4.h"
 #include "kernels/cpu_isa.h"
+#include "kernels/fp4_block.h"
 #include "kernels/fp8.h"
 #include "kernels/int4_fp8.h"
 #include "kernels/int_quant.h"
 #include "kernels/mx.h"
 #include "kernels/numeric.h"
+#include "kernels/nvfp4.h"
 #include "kernels/quantize.h"
 #include "kernels/quantize_detail.h"
 
@@ -843,6 +846,82 @@ quant_status int4_fp8(const source_view& v, const view_geometry& g, const quant_
   return {};
 }
 
+// The scaled-FP4 schemes (kernels/FORMATS-fp4.md): rows of the last dim in parallel, each block
+// through the header's block functions (the same calls as the reference, so the same bytes).
+// Scalar per block: the CUDA kernels are these schemes' throughput path; this one is correct and
+// parallel, not vectorized.
+template <src_kind D, scheme_family F>
+void fp4_scaled_rows(const source_view& v, uint64_t r0, uint64_t r1, uint64_t in, uint32_t gs,
+                     float global, const quant_outputs& o, std::atomic<bool>& bad) {
+  const uint64_t blocks = ceil_div(in, gs);
+  uint8_t* packed = static_cast<uint8_t*>(o.weight);
+  for (uint64_t r = r0; r < r1; ++r) {
+    const char* row = elem_ptr(v, D, r * in);
+    for (uint64_t b = 0; b < blocks; ++b) {
+      const uint64_t first = b * gs;
+      const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(gs, in - first));
+      float x[k_fp4_max_group];
+      for (uint32_t i = 0; i < n; ++i) x[i] = load_src<D>(row, first + i);
+      const uint32_t m = abs_bits(fp4_block_amax(x, n));
+      if (m >= k_f32_inf_bits) {
+        bad = true;
+        continue;
+      }
+      const uint64_t si = r * blocks + b;
+      float divisor;
+      if constexpr (F == scheme_family::nvfp4) {
+        const nvfp4_block_scale bs = nvfp4_scale_of_block(f32_from_bits(m), global);
+        static_cast<uint8_t*>(o.scale)[si] = bs.byte;
+        divisor = bs.divisor;
+      } else if constexpr (F == scheme_family::amdfp4_global) {
+        const amdfp4_block_scale bs = amdfp4_global_scale_of_block(f32_from_bits(m), global);
+        static_cast<uint8_t*>(o.scale)[si] = bs.code;
+        divisor = bs.divisor;
+      } else {
+        const float s = amdfp4_scale<D>(f32_from_bits(m));
+        if constexpr (D == src_kind::f32) {
+          put_f32(o.scale, si, s);
+        } else {
+          const uint16_t h = D == src_kind::bf16 ? to_bf16_rne(s) : to_f16_rne(s);
+          std::memcpy(static_cast<char*>(o.scale) + 2 * si, &h, 2);
+        }
+        divisor = fp4_nonzero(s);
+      }
+      fp4_encode_elements(x, n, divisor, packed + r * (in / 2) + first / 2);
+    }
+  }
+}
+
+template <src_kind D>
+quant_status fp4_scaled(const weight_format& f, const source_view& v, const view_geometry& g,
+                        const quant_outputs& o, float a, bool* saw_bad) {
+  const uint64_t in = g.last;
+  const uint64_t rows = g.numel() / in;
+  float global = 0.0f;
+  if (f.family == scheme_family::nvfp4) global = nvfp4_global_scale(a);
+  if (f.family == scheme_family::amdfp4_global) global = amdfp4_global_scale(a);
+  if (f.family != scheme_family::amdfp4 && o.extra) put_f32(o.extra, 0, global);
+  std::atomic<bool> bad{false};
+  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, rows, row_grain(in, 1)), [&](const auto& rr) {
+    switch (f.family) {
+      case scheme_family::nvfp4:
+        fp4_scaled_rows<D, scheme_family::nvfp4>(v, rr.begin(), rr.end(), in, f.group_size, global,
+                                                 o, bad);
+        break;
+      case scheme_family::amdfp4_global:
+        fp4_scaled_rows<D, scheme_family::amdfp4_global>(v, rr.begin(), rr.end(), in, f.group_size,
+                                                         global, o, bad);
+        break;
+      default:
+        fp4_scaled_rows<D, scheme_family::amdfp4>(v, rr.begin(), rr.end(), in, f.group_size, global,
+                                                  o, bad);
+        break;
+    }
+  });
+  *saw_bad = bad;
+  return {};
+}
+
 // One single-stage format; `order` is the int4/uint4 nibble order (sequential, or Quark's
 // reorder order for the second stage of a pair). Sets *saw_bad when an element was not finite.
 template <src_kind D>
@@ -865,6 +944,10 @@ quant_status run_single(const weight_format& f, const source_view& v, const view
                            saw_bad);
     case scheme_family::mx:
       return mx<D>(v, g, o, f.element, saw_bad);
+    case scheme_family::nvfp4:
+    case scheme_family::amdfp4:
+    case scheme_family::amdfp4_global:
+      return fp4_scaled<D>(f, v, g, o, a, saw_bad);
     case scheme_family::int4_fp8:
       break;
   }

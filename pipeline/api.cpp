@@ -23,6 +23,7 @@
 #include "pipeline/progress.h"
 #include "pipeline/report.h"
 #include "pipeline/token_pool.h"
+#include "stages/compute_fallback.h"
 
 namespace shardquant {
 
@@ -162,7 +163,9 @@ run_report quantize_checkpoint(const quantize_options& o) {
   if (devices.empty())
     backend = make_cpu_backend(streams);
   else
-    backend = make_gpu_backend(devices, streams, geom.token_bytes, geom.count);
+    // Schemes without a CUDA kernel (the table's backends column) run on the CPU path.
+    backend = with_cpu_fallback(make_gpu_backend(devices, streams, geom.token_bytes, geom.count),
+                                backend_cuda);
   token_pool pool(geom, devices.empty() ? plain_host_allocator() : pinned_host_allocator());
 
   std::unique_ptr<async_io> io;

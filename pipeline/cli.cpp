@@ -37,7 +37,7 @@ quant_scheme scheme_or_throw(const std::string& name) {
     return quant_scheme(std::make_shared<const custom_spec>(read_quant_spec(name)));
   if (auto s = parse_scheme(name)) return *s;
   if (auto why = unsupported_scheme_reason(name))
-    throw usage_error("scheme '" + name + "' is not in the first version: " + std::string(*why));
+    throw usage_error("scheme '" + name + "' is refused: " + std::string(*why));
   std::string known;
   for (const auto& s : all_schemes()) known += (known.empty() ? "" : ", ") + std::string(s.name);
   throw usage_error("unknown scheme '" + name + "'; known schemes: " + known);
@@ -189,9 +189,14 @@ void print_schemes(std::ostream& out) {
   out << "custom progressive specs: --quant-spec FILE.json (README \"Custom progressive specs\"):\n"
          "  first stage fp8_e4m3 per_tensor/per_channel or int8 per_tensor, then fp8_e4m3 "
          "per_channel or int4/uint4 per_channel/per_group (32, 64, 128) on its code values\n";
-  out << "not in the first version:\n";
-  for (const char* n : {"nvfp4", "fp4_block16_scale_e4m3", "amdfp4", "amdfp4_g32",
-                        "amdfp4_global16", "amdfp4_global32", "mx6", "mx9", "bfp16"})
+  for (const auto& a : scheme_aliases()) {
+    char line[160];
+    std::snprintf(line, sizeof line, "  %-22s alias of %s\n", std::string(a.alias).c_str(),
+                  std::string(info(a.id).name).c_str());
+    out << line;
+  }
+  out << "refused (Quark 0.13 itself fails on them):\n";
+  for (const char* n : {"mx6", "mx9", "bfp16"})
     if (auto why = unsupported_scheme_reason(n)) {
       char line[200];
       std::snprintf(line, sizeof line, "  %-22s %s\n", n, std::string(*why).c_str());

@@ -321,7 +321,7 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
     }
     if (quant) {
       std::string err;
-      const auto pieces = range_layout(part.scheme->kernel(), shape, r0, r1, &err);
+      const auto pieces = range_layout(part.scheme->kernel(), shape, r0, r1, &err, part.input_type);
       if (!err.empty()) throw input_error(src_path, part.name, input_error::no_offset, err);
       for (size_t i = 0; i < pieces.size() && i < part.outputs.size(); ++i) {
         const planned_output& o = part.outputs[i];

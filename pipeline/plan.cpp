@@ -796,7 +796,8 @@ class planner {
       }
       pt.action = recovered ? tensor_action::recover_quantize : tensor_action::quantize;
       pt.scheme = sch;
-      for (auto& ot : output_tensors(sch.kernel(), o.shape))
+      // amdfp4 stores its scale in the dtype the kernel sees (the recovered F32 or the source's).
+      for (auto& ot : output_tensors(sch.kernel(), o.shape, in_type))
         pt.outputs.push_back({o.name + ot.suffix, ot.type, ot.shape, ot.byte_size(), 0});
       split(pt);
       return pt;

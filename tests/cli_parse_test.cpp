@@ -58,12 +58,12 @@ TEST_CASE("layer schemes come in pattern/scheme pairs and keep their order") {
 
 TEST_CASE("unknown and not-yet-supported schemes are usage errors with a reason") {
   quantize_args a;
-  a.scheme = "nvfp4";
+  a.scheme = "mx6";
   try {
     (void)to_plan_options(a);
     FAIL("expected usage_error");
   } catch (const usage_error& e) {
-    CHECK(std::string(e.what()).find("not in the first version") != std::string::npos);
+    CHECK(std::string(e.what()).find("is refused: Quark 0.13") != std::string::npos);
   }
   a.scheme = "fp7";
   try {
