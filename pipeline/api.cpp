@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "io/checkpoint.h"
+#include "io/dir_lock.h"
 #include "io/error.h"
 #include "io/file.h"
 #include "pipeline/finalize.h"
@@ -22,6 +23,9 @@
 #include "pipeline/plan.h"
 #include "pipeline/progress.h"
 #include "pipeline/report.h"
+#include "pipeline/run_options.h"
+#include "pipeline/share_finalize.h"
+#include "pipeline/shares.h"
 #include "pipeline/token_pool.h"
 
 namespace shardquant {
@@ -95,7 +99,8 @@ std::vector<int> parse_devices(const std::string& d) {
   return out;
 }
 
-// What changes output bytes without changing the layout (part of each shard's resume key).
+}  // namespace
+
 // A custom spec is keyed by its canonical content, so an edited spec file is not resumed.
 std::string options_text(const quantize_options& o, const plan_options& po) {
   auto key = [](const quant_scheme& q) {
@@ -113,10 +118,7 @@ std::string options_text(const quantize_options& o, const plan_options& po) {
   return s;
 }
 
-}  // namespace
-
-run_report quantize_checkpoint(const quantize_options& o) {
-  if (o.input.empty() || o.output.empty()) throw usage_error("input and output are required");
+plan_options plan_options_of(const quantize_options& o) {
   plan_options po;
   if (!o.quant_spec.empty() && !o.scheme.empty())
     throw usage_error("give a scheme or a quantization spec file, not both");
@@ -128,11 +130,23 @@ run_report quantize_checkpoint(const quantize_options& o) {
   po.use_template_converters = !o.no_template_converters;
   po.keep_excluded_as_original = o.keep_excluded_original;
   po.presharded = o.presharded;
+  return po;
+}
+
+run_report quantize_checkpoint(const quantize_options& o) {
+  if (o.input.empty() || o.output.empty()) throw usage_error("input and output are required");
+  plan_options po = plan_options_of(o);
+  const std::optional<worker_id> worker =
+      o.worker_count ? std::optional(worker_id{o.worker_index, o.worker_count}) : std::nullopt;
 
   const std::vector<int> devices = parse_devices(o.device);
   const bool talk = !o.quiet && o.progress_to_stderr;
 
-  prepare_output(o.input, o.output, o.existing);
+  // Workers share the output folder: another worker's files are expected there, so only this
+  // worker's own shards are checked against --resume / --overwrite (below, once planned).
+  prepare_output(o.input, o.output, worker ? existing_output::resume : o.existing);
+  std::optional<dir_lock> worker_lock;
+  if (worker) worker_lock = dir_lock::lock_or_throw(o.output, worker_lock_name(*worker));
   std::vector<std::string> early_warnings;
   source_checkpoint src =
       open_source_checkpoint(o.input, [&](std::string w) { early_warnings.push_back(w); });
@@ -174,8 +188,12 @@ run_report quantize_checkpoint(const quantize_options& o) {
         o.io_engine == io_engine_kind::uring ? io_engine_type::uring : io_engine_type::pread,
         depth);
 
-  resume_journal journal(o.output, o.existing == existing_output::resume);
   const std::string opt_text = options_text(o, p.options);
+  std::vector<uint32_t> owner;
+  if (worker) owner = worker_shares(p, *worker, o.existing, o.output);
+  resume_journal journal(o.output, o.existing == existing_output::resume,
+                         worker ? worker_journal_name(*worker) : resume_journal::file_name);
+  if (worker) journal.record(worker_options_entry, shard_key("", opt_text), worker->count);
   job_builder builder(p, o.output, geom.token_bytes, true);
   graph_run run;
   run.p = &p;
@@ -188,6 +206,7 @@ run_report quantize_checkpoint(const quantize_options& o) {
   run_report rep;
   uint64_t bytes_total = 0;
   for (uint32_t s = 0; s < p.shards.size(); ++s) {
+    if (worker && owner[s] != worker->index) continue;
     const auto& layout = p.shards[s].layout;
     if (o.existing == existing_output::resume &&
         journal.complete(p.shards[s].relative_path, shard_key(layout.header_bytes(), opt_text),
@@ -216,6 +235,22 @@ run_report quantize_checkpoint(const quantize_options& o) {
     progress.finish();
   }
 
+  if (worker) {  // finalize (another process, once every worker is done) writes the rest
+    rep.output_dir = o.output.string();
+    rep.bytes_in = counters.bytes_done.load();
+    rep.bytes_out = file_bytes;
+    rep.shards_written = counters.shards_done.load();
+    rep.device = devices.empty() ? "cpu" : o.device;
+    if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
+    if (talk)
+      std::fprintf(stderr,
+                   "worker %s: %llu shard(s) written, %llu kept; run `shardquant finalize` "
+                   "once every worker is done\n",
+                   worker->label().c_str(), (unsigned long long)rep.shards_written,
+                   (unsigned long long)rep.shards_skipped);
+    worker_lock->release_and_remove();
+    return rep;
+  }
   finalize_inputs fin;
   fin.source = o.input;
   fin.output = o.output;

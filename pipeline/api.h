@@ -60,6 +60,11 @@ struct quantize_options {
   unsigned streams = 0;
   io_engine_kind io_engine = io_engine_kind::automatic;
   existing_output existing = existing_output::fail;
+  // One share of a run split over machines (pipeline/shares.h): worker `worker_index` of
+  // `worker_count` writes only the shards it owns and its own journal, never the index, config
+  // or side files (`finalize` writes those). worker_count 0 = a whole single run.
+  uint32_t worker_index = 0;
+  uint32_t worker_count = 0;
 
   bool quiet = false;              // no progress output on stderr
   bool progress_to_stderr = true;  // bar when stderr is a TTY, periodic lines otherwise

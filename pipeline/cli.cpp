@@ -18,6 +18,8 @@
 #include "pipeline/converters.h"
 #include "pipeline/inspect.h"
 #include "pipeline/make_checkpoint.h"
+#include "pipeline/share_finalize.h"
+#include "pipeline/shares.h"
 #include "pipeline/templates.h"
 #include "pipeline/token_pool.h"
 
@@ -95,6 +97,13 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
              "excluded layers quantized in the source keep their source bytes (FP8)");
   q.add_flag("--quiet", a.quiet, "no progress output");
   q.add_option("--report", a.report, "write a JSON report to FILE (with --dry-run: the plan)");
+  q.add_option("--worker", a.worker,
+               "I/N: write only share I (0 to N-1) of N, balanced by bytes, for `finalize` to "
+               "complete; auto: from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX (README "
+               "\"Several machines\")");
+  q.add_option("--workers", a.workers,
+               "N: the number of workers for --worker auto under Kubernetes (else "
+               "SHARDQUANT_WORKERS), or for finalize (default: from the journals)");
   q.add_flag("--file2file_quantization", a.ignored_file2file,
              "accepted for Quark compatibility; ignored");
   q.add_flag("--skip_evaluation", a.ignored_skip_evaluation,
@@ -135,21 +144,7 @@ std::string pct(uint64_t a, uint64_t b) {
   return buf;
 }
 
-int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
-  if (a.dry_run) {
-    plan_options po = to_plan_options(a);
-    const uint64_t budget = a.memory_budget ? a.memory_budget : default_memory_budget();
-    po.token_bytes = choose_token_geometry(budget).token_bytes;
-    source_checkpoint src = open_source_checkpoint(
-        a.model_dir, [&](std::string w) { err << "warning: " << w << "\n"; });
-    const plan p = make_plan(std::move(src), std::move(po));
-    for (const auto& w : p.warnings) err << "warning: " << w << "\n";
-    out << "memory budget " << format_size(budget) << ", token "
-        << format_size(choose_token_geometry(budget).token_bytes) << "\n";
-    print_plan(p, out);
-    if (!a.report.empty()) write_file_atomic(a.report, plan_json(p).dump(2) + "\n");
-    return 0;
-  }
+quantize_options to_quantize_options(const quantize_args& a) {
   quantize_options o;
   o.input = a.model_dir;
   o.output = a.output_dir;
@@ -170,6 +165,52 @@ int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
   o.report_json = a.report;
   // Converter files are expanded to specs here, so the API sees one form.
   for (const auto& c : to_plan_options(a).converters) o.converters.push_back(c.to_string());
+  return o;
+}
+
+int run_finalize(const quantize_args& a, std::ostream& out) {
+  if (!a.worker.empty())
+    throw usage_error("finalize takes --workers N (or reads N from the journals), not --worker");
+  quantize_options o = to_quantize_options(a);
+  o.worker_count = a.workers;
+  const finalize_report r = finalize_shares(o);
+  if (!a.quiet)
+    for (const auto& line : r.log) out << line << "\n";
+  return 0;
+}
+
+int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
+  std::optional<worker_id> worker;
+  if (!a.worker.empty())
+    worker = parse_worker(a.worker, a.workers);
+  else if (a.workers)
+    throw usage_error("--workers goes with --worker auto (or with finalize)");
+  if (a.dry_run) {
+    plan_options po = to_plan_options(a);
+    const uint64_t budget = a.memory_budget ? a.memory_budget : default_memory_budget();
+    po.token_bytes = choose_token_geometry(budget).token_bytes;
+    source_checkpoint src = open_source_checkpoint(
+        a.model_dir, [&](std::string w) { err << "warning: " << w << "\n"; });
+    const plan p = make_plan(std::move(src), std::move(po));
+    for (const auto& w : p.warnings) err << "warning: " << w << "\n";
+    out << "memory budget " << format_size(budget) << ", token "
+        << format_size(choose_token_geometry(budget).token_bytes) << "\n";
+    print_plan(p, out);
+    if (worker) {
+      const std::vector<uint32_t> owner = shard_owners(p, worker->count);
+      out << "worker " << worker->label() << " writes:";
+      for (size_t s = 0; s < p.shards.size(); ++s)
+        if (owner[s] == worker->index) out << " " << p.shards[s].relative_path;
+      out << "\n";
+    }
+    if (!a.report.empty()) write_file_atomic(a.report, plan_json(p).dump(2) + "\n");
+    return 0;
+  }
+  quantize_options o = to_quantize_options(a);
+  if (worker) {
+    o.worker_index = worker->index;
+    o.worker_count = worker->count;
+  }
   // The pipeline prints its own summary (unless --quiet) and writes --report.
   (void)quantize_checkpoint(o);
   (void)out;
@@ -508,6 +549,16 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
       "--quant_scheme, --exclude_layers accepted)");
   add_quantize_options(*qc, qa, q_exclude, q_layer, q_presharded, q_budget);
 
+  // finalize: the same options as quantize (those that shape bytes must match the workers')
+  quantize_args fa;
+  std::vector<std::string> f_exclude, f_layer, f_presharded;
+  std::string f_budget;
+  CLI::App* fc = app.add_subcommand(
+      "finalize",
+      "after `quantize --worker I/N` ran for every I: check every share and write the index, "
+      "config.json and side files (give the options the workers got)");
+  add_quantize_options(*fc, fa, f_exclude, f_layer, f_presharded, f_budget);
+
   CLI::App* sc = app.add_subcommand("schemes", "list the quantization schemes");
   CLI::App* tc = app.add_subcommand("templates",
                                     "list model types with their default excludes "
@@ -547,6 +598,11 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   if (qc->parsed()) {
     finish_quantize_args(*qc, qa, q_exclude, q_layer, q_presharded, q_budget);
     return run_quantize(qa, out, err);
+  }
+  if (fc->parsed()) {
+    finish_quantize_args(*fc, fa, f_exclude, f_layer, f_presharded, f_budget);
+    if (fa.output_dir.empty()) throw usage_error("finalize: --output-dir is required");
+    return run_finalize(fa, out);
   }
   if (sc->parsed()) {
     print_schemes(out);

@@ -1,7 +1,7 @@
-// The `shardquant` command line: subcommands inspect, make-checkpoint, quantize, schemes,
-// templates. Owns argument parsing (CLI11) and the text the commands print; the work itself is
-// done by plan, make_checkpoint, inspect and the pipeline API. No catch of library errors here:
-// main() has the one catch that maps them to exit codes.
+// The `shardquant` command line: subcommands inspect, make-checkpoint, quantize, finalize,
+// schemes, templates. Owns argument parsing (CLI11) and the text the commands print; the work
+// itself is done by plan, make_checkpoint, inspect and the pipeline API. No catch of library errors
+// here: main() has the one catch that maps them to exit codes.
 #pragma once
 
 #include <cstdint>
@@ -40,6 +40,8 @@ struct quantize_args {
   bool no_template_converters = false;
   bool ignored_file2file = false, ignored_skip_evaluation = false;  // Quark flags, no effect
   std::string report;
+  std::string worker;    // --worker I/N | auto: one share of a run split over machines
+  uint32_t workers = 0;  // --workers N: the count for --worker auto (Kubernetes) or finalize
 };
 
 // Parses `argv` (argv[0] = program) and runs the chosen command, writing to out/err.

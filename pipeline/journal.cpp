@@ -14,9 +14,10 @@
 
 namespace shardquant {
 
-resume_journal::resume_journal(const std::filesystem::path& output_dir, bool load)
-    : dir_(output_dir) {
-  const auto path = dir_ / file_name;
+resume_journal::resume_journal(const std::filesystem::path& output_dir, bool load,
+                               const std::string& name)
+    : dir_(output_dir), path_(output_dir / name) {
+  const auto& path = path_;
   if (load && std::filesystem::exists(path)) {
     std::ifstream in(path);
     std::string line;
@@ -46,13 +47,19 @@ bool resume_journal::complete(const std::string& relative_path, const std::strin
   return !ec && on_disk == size;
 }
 
+std::optional<std::string> resume_journal::key_of(const std::string& relative_path) const {
+  auto it = entries_.find(relative_path);
+  if (it == entries_.end()) return std::nullopt;
+  return it->second.first;
+}
+
 void resume_journal::record(const std::string& relative_path, const std::string& key,
                             uint64_t size) {
   const std::string line = key + " " + std::to_string(size) + " " + relative_path + "\n";
   std::lock_guard lock(mutex_);
   pwrite_all(fd_, std::as_bytes(std::span<const char>(line.data(), line.size())), 0,
-             (dir_ / file_name).string());
-  if (::fsync(fd_) != 0) throw io_error((dir_ / file_name).string(), "fsync", errno);
+             path_.string());
+  if (::fsync(fd_) != 0) throw io_error(path_.string(), "fsync", errno);
   entries_[relative_path] = {key, size};
 }
 
@@ -60,7 +67,7 @@ void resume_journal::discard() {
   std::lock_guard lock(mutex_);
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
-  const auto path = dir_ / file_name;
+  const auto& path = path_;
   if (::unlink(path.c_str()) != 0 && errno != ENOENT)
     throw io_error(path.string(), "unlink", errno);
   entries_.clear();

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace shardquant {
@@ -17,7 +18,9 @@ class resume_journal {
   static constexpr const char* file_name = ".shardquant-journal";
 
   // Opens (creating) the journal in `output_dir`; reads existing lines when `load` is set.
-  resume_journal(const std::filesystem::path& output_dir, bool load);
+  // `name` is the file's name: the single run's, or a worker's (pipeline/shares.h).
+  resume_journal(const std::filesystem::path& output_dir, bool load,
+                 const std::string& name = file_name);
   ~resume_journal();
   resume_journal(const resume_journal&) = delete;
   resume_journal& operator=(const resume_journal&) = delete;
@@ -25,6 +28,9 @@ class resume_journal {
   // True when `relative_path` was published with this key and size and is still there intact.
   [[nodiscard]] bool complete(const std::string& relative_path, const std::string& key,
                               uint64_t size) const;
+  // The key recorded for `relative_path` (also for entries that name no file, such as a
+  // worker's options line); nullopt when there is none.
+  [[nodiscard]] std::optional<std::string> key_of(const std::string& relative_path) const;
   // Appends a line and fsyncs it. Thread-safe.
   void record(const std::string& relative_path, const std::string& key, uint64_t size);
   // The run is complete (shards, index, config, side files): nothing is left to resume, so the
@@ -33,6 +39,7 @@ class resume_journal {
 
  private:
   std::filesystem::path dir_;
+  std::filesystem::path path_;  // dir_ / the journal's name
   int fd_ = -1;
   std::mutex mutex_;
   std::map<std::string, std::pair<std::string, uint64_t>> entries_;

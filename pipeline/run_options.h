@@ -1,0 +1,18 @@
+// What quantize_checkpoint and finalize_shares (pipeline/share_finalize.h) both derive from
+// quantize_options: the plan options, and the text of every option that shapes output bytes
+// (part of each shard's journal key). Defined in api.cpp next to their first user. No graph.
+#pragma once
+
+#include <string>
+
+#include "pipeline/api.h"
+#include "pipeline/plan.h"
+
+namespace shardquant {
+
+// Scheme names and spec files resolved, converters parsed; token_bytes left 0.
+[[nodiscard]] plan_options plan_options_of(const quantize_options& o);
+// What changes output bytes without changing the layout (part of each shard's resume key).
+[[nodiscard]] std::string options_text(const quantize_options& o, const plan_options& po);
+
+}  // namespace shardquant
