@@ -47,6 +47,20 @@ bool has_size(const fs::path& p, uint64_t size) {
   return !ec && s == size;
 }
 
+// Removes the temporaries a killed writer left next to `final_path` (io/file.cpp names them
+// "." + file name + ".sq-tmp-" + pid + "-" + counter).
+void remove_stale_temporaries(const fs::path& final_path) {
+  const std::string prefix = "." + final_path.filename().string() + ".sq-tmp-";
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (fs::directory_iterator it(final_path.parent_path(), ec), end; !ec && it != end;
+       it.increment(ec))
+    if (it->path().filename().string().starts_with(prefix) && it->is_regular_file())
+      stale.push_back(it->path());
+  for (const auto& p : stale)
+    if (!fs::remove(p, ec) && ec) throw io_error(p.string(), "remove stale temporary", ec.value());
+}
+
 }  // namespace
 
 std::vector<uint32_t> shard_owners(const plan& p, uint32_t count) {
@@ -186,6 +200,10 @@ finalize_report finalize_shares(const quantize_options& o) {
     for (const auto& pr : problems) text += "\n  " + pr;
     throw input_error(o.output.string(), "", input_error::no_offset, text);
   }
+
+  // Temporaries of killed workers (".NAME.sq-tmp-PID-N", io/file.h) are shardquant's own, and
+  // no worker can be writing now: every worker lock is held.
+  for (const auto& sh : p.shards) remove_stale_temporaries(o.output / sh.relative_path);
 
   finalize_inputs fin;
   fin.source = o.input;
