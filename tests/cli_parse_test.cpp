@@ -99,7 +99,7 @@ TEST_CASE("sizes are binary and accept K/M/G/T with optional B or iB") {
 }
 
 TEST_CASE(
-    "--worker and --workers parse as given; finalize refuses --worker and quantize a lone "
+    "--worker and --workers parse as given, finalize refuses --worker and quantize a lone "
     "--workers") {
   const auto a = parse_quantize_args(sv{"--model-dir", "in", "--output-dir", "out", "--scheme",
                                         "fp8", "--worker", "auto", "--workers", "8"});

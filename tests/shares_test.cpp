@@ -88,7 +88,7 @@ TEST_CASE("the busiest worker has at most one shard's bytes more than the least 
 }
 
 TEST_CASE(
-    "four equal shards over four workers give one each; ties go by name to the lowest index") {
+    "four equal shards over four workers give one each, ties going by name to the lowest index") {
   const shard_list s{{"d", 10}, {"b", 10}, {"a", 10}, {"c", 10}};
   CHECK(assign_shares(s, 4) == std::vector<uint32_t>{3, 1, 0, 2});
   // More workers than shards: the extra workers get nothing, which is fine.
@@ -151,7 +151,7 @@ TEST_CASE(
                   usage_error);
 }
 
-TEST_CASE("a worker's journal name gives back the worker; other names give nothing") {
+TEST_CASE("a worker's journal name gives back the worker and other names give nothing") {
   const worker_id w{3, 16};
   CHECK(worker_journal_name(w) == ".shardquant-journal-worker-3-of-16");
   CHECK(worker_of_journal_name(worker_journal_name(w)) == w);
