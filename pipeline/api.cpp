@@ -118,6 +118,22 @@ std::string options_text(const quantize_options& o, const plan_options& po) {
   return s;
 }
 
+finalize_inputs finalize_inputs_of(const plan& p, const quantize_options& o) {
+  finalize_inputs fin;
+  fin.source = o.input;
+  fin.output = o.output;
+  fin.config_text = p.source.config_text;
+  fin.config_path = (o.input / "config.json").string();
+  fin.quantization_config = exported_quantization_config(p);
+  for (const auto& sh : p.shards) {
+    for (const auto& t : sh.layout.tensors()) {
+      fin.weight_map.emplace_back(t.name, sh.relative_path);
+      fin.total_size += t.byte_size();
+    }
+  }
+  return fin;
+}
+
 plan_options plan_options_of(const quantize_options& o) {
   plan_options po;
   if (!o.quant_spec.empty() && !o.scheme.empty())
@@ -251,18 +267,7 @@ run_report quantize_checkpoint(const quantize_options& o) {
     worker_lock->release_and_remove();
     return rep;
   }
-  finalize_inputs fin;
-  fin.source = o.input;
-  fin.output = o.output;
-  fin.config_text = p.source.config_text;
-  fin.config_path = (o.input / "config.json").string();
-  fin.quantization_config = exported_quantization_config(p);
-  for (const auto& sh : p.shards) {
-    for (const auto& t : sh.layout.tensors()) {
-      fin.weight_map.emplace_back(t.name, sh.relative_path);
-      fin.total_size += t.byte_size();
-    }
-  }
+  finalize_inputs fin = finalize_inputs_of(p, o);
   fin.warn = [talk](std::string w) {
     if (talk) std::fprintf(stderr, "warning: %s\n", w.c_str());
   };

@@ -205,17 +205,7 @@ finalize_report finalize_shares(const quantize_options& o) {
   // no worker can be writing now: every worker lock is held.
   for (const auto& sh : p.shards) remove_stale_temporaries(o.output / sh.relative_path);
 
-  finalize_inputs fin;
-  fin.source = o.input;
-  fin.output = o.output;
-  fin.config_text = p.source.config_text;
-  fin.config_path = (o.input / "config.json").string();
-  fin.quantization_config = exported_quantization_config(p);
-  for (const auto& sh : p.shards)
-    for (const auto& t : sh.layout.tensors()) {
-      fin.weight_map.emplace_back(t.name, sh.relative_path);
-      fin.total_size += t.byte_size();
-    }
+  finalize_inputs fin = finalize_inputs_of(p, o);
   fin.warn = [&](std::string w) { warnings.push_back(std::move(w)); };
   finalize_output(fin);
   // Only now: until the index and config are written, a rerun needs the journals to check again.
