@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <unordered_map>
 
@@ -20,6 +21,7 @@
 #include "pipeline/graph.h"
 #include "pipeline/jobs.h"
 #include "pipeline/journal.h"
+#include "pipeline/memory_limits.h"
 #include "pipeline/plan.h"
 #include "pipeline/progress.h"
 #include "pipeline/report.h"
@@ -49,16 +51,8 @@ const char* io_engine_name(io_engine_kind k) noexcept {
 }
 
 uint64_t default_memory_budget() {
-  uint64_t avail = 0;
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  uint64_t kib = 0;
-  std::string unit;
-  while (in >> key >> kib >> unit)
-    if (key == "MemAvailable:") {
-      avail = kib * 1024;
-      break;
-    }
+  // Half of what is free, counting the container's headroom (cgroup v2 memory.max) too.
+  const uint64_t avail = read_memory_limits().free();
   const uint64_t lo = uint64_t{256} << 20, hi = uint64_t{16} << 30;
   uint64_t b = avail / 2;
   return b < lo ? lo : (b > hi ? hi : b);
@@ -131,6 +125,7 @@ finalize_inputs finalize_inputs_of(const plan& p, const quantize_options& o) {
       fin.total_size += t.byte_size();
     }
   }
+  fin.strict_side_files = o.strict_side_files;
   return fin;
 }
 
@@ -149,23 +144,19 @@ plan_options plan_options_of(const quantize_options& o) {
   return po;
 }
 
-run_report quantize_checkpoint(const quantize_options& o) {
-  if (o.input.empty() || o.output.empty()) throw usage_error("input and output are required");
-  plan_options po = plan_options_of(o);
-  const std::optional<worker_id> worker =
-      o.worker_count ? std::optional(worker_id{o.worker_index, o.worker_count}) : std::nullopt;
+namespace {
 
-  const std::vector<int> devices = parse_devices(o.device);
-  const bool talk = !o.quiet && o.progress_to_stderr;
+// The share of a worker run, when o.worker_count is set (pipeline/shares.h).
+std::optional<worker_id> worker_of(const quantize_options& o) {
+  if (!o.worker_count) return std::nullopt;
+  return worker_id{o.worker_index, o.worker_count};
+}
 
-  // Workers share the output folder: another worker's files are expected there, so only this
-  // worker's own shards are checked against --resume / --overwrite (below, once planned).
-  prepare_output(o.input, o.output, worker ? existing_output::resume : o.existing);
-  std::optional<dir_lock> worker_lock;
-  if (worker) worker_lock = dir_lock::lock_or_throw(o.output, worker_lock_name(*worker));
+run_report run_locked(const quantize_options& o, plan_options& po, const std::vector<int>& devices,
+                      bool talk, std::optional<resume_journal>& journal, bool& published) {
   std::vector<std::string> early_warnings;
-  source_checkpoint src =
-      open_source_checkpoint(o.input, [&](std::string w) { early_warnings.push_back(w); });
+  source_checkpoint src = open_source_checkpoint(
+      o.input, [&](std::string w) { early_warnings.push_back(w); }, o.strict_side_files);
   // A budget chosen for the user need not exceed what the checkpoint can use (inputs plus
   // outputs in flight): pinning 16 GiB for a 50 MB model costs seconds for nothing.
   uint64_t budget = o.memory_budget;
@@ -178,6 +169,8 @@ run_report quantize_checkpoint(const quantize_options& o) {
   // The plan reports splits and amax passes for inputs above about half a token (the rest of a
   // token holds outputs and alignment); the job builder makes the exact cut.
   po.token_bytes = geom.token_bytes / 2;
+  // Taken before planning moves the source: the fingerprint of what the shards are made from.
+  const std::string sources_key = source_fingerprint(src);
   plan p = make_plan(std::move(src), po);
   if (talk) {
     for (const auto& w : early_warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
@@ -204,12 +197,25 @@ run_report quantize_checkpoint(const quantize_options& o) {
         o.io_engine == io_engine_kind::uring ? io_engine_type::uring : io_engine_type::pread,
         depth);
 
-  const std::string opt_text = options_text(o, p.options);
+  const std::optional<worker_id> worker = worker_of(o);
   std::vector<uint32_t> owner;
   if (worker) owner = worker_shares(p, *worker, o.existing, o.output);
-  resume_journal journal(o.output, o.existing == existing_output::resume,
-                         worker ? worker_journal_name(*worker) : resume_journal::file_name);
-  if (worker) journal.record(worker_options_entry, shard_key("", opt_text), worker->count);
+  journal.emplace(o.output, o.existing == existing_output::resume,
+                  worker ? worker_journal_name(*worker) : resume_journal::file_name);
+  const std::string options_key = shard_key(options_text(o, p.options), "");
+  auto inputs_of = [&](uint32_t s) {
+    const auto& layout = p.shards[s].layout;
+    return shard_inputs{shard_key(layout.header_bytes(), ""), sources_key, options_key,
+                        layout.file_size()};
+  };
+  if (worker) {
+    // What finalize checks this share against, and the temporaries a killed run of this worker
+    // left (no one else writes its shards: it holds its lock).
+    journal->record(worker_options_entry, worker_options_inputs(sources_key, options_key, *worker),
+                    0);
+    for (uint32_t s = 0; s < p.shards.size(); ++s)
+      if (owner[s] == worker->index) remove_shard_temporaries(o.output / p.shards[s].relative_path);
+  }
   job_builder builder(p, o.output, geom.token_bytes, true);
   graph_run run;
   run.p = &p;
@@ -223,27 +229,32 @@ run_report quantize_checkpoint(const quantize_options& o) {
   uint64_t bytes_total = 0;
   for (uint32_t s = 0; s < p.shards.size(); ++s) {
     if (worker && owner[s] != worker->index) continue;
-    const auto& layout = p.shards[s].layout;
-    if (o.existing == existing_output::resume &&
-        journal.complete(p.shards[s].relative_path, shard_key(layout.header_bytes(), opt_text),
-                         layout.file_size())) {
-      ++rep.shards_skipped;
-      continue;
+    if (o.existing == existing_output::resume) {
+      const std::string why = journal->why_redo(p.shards[s].relative_path, inputs_of(s));
+      if (why.empty()) {
+        ++rep.shards_skipped;
+        continue;
+      }
+      if (talk && why != resume_journal::not_recorded)
+        std::fprintf(stderr, "resume: redoing %s: %s\n",
+                     escaped_name(p.shards[s].relative_path).c_str(), why.c_str());
     }
     run.shards.push_back(s);
     bytes_total += builder.shard_input_bytes(s);
   }
   if (o.on_shard_start)
     run.on_shard_started = [&](const shard_state& s) { o.on_shard_start(s.relative_path); };
+  run.cancel = o.cancel.get();
   uint64_t file_bytes = 0;
   std::mutex file_bytes_mutex;
   run.on_shard_committed = [&](const shard_state& s) {
-    const auto& layout = p.shards[s.index].layout;
-    journal.record(s.relative_path, shard_key(layout.header_bytes(), opt_text), layout.file_size());
+    journal->record(s.relative_path, inputs_of(s.index), s.writer->checksum());
     std::lock_guard lock(file_bytes_mutex);
-    file_bytes += layout.file_size();
+    published = true;
+    file_bytes += p.shards[s.index].layout.file_size();
   };
 
+  if (run.cancel && run.cancel->load()) throw cancelled_error("the run was cancelled");
   const auto t0 = std::chrono::steady_clock::now();
   {
     progress_reporter progress(counters, bytes_total, run.shards.size(), talk, o.on_progress);
@@ -264,15 +275,14 @@ run_report quantize_checkpoint(const quantize_options& o) {
                    "once every worker is done\n",
                    worker->label().c_str(), (unsigned long long)rep.shards_written,
                    (unsigned long long)rep.shards_skipped);
-    worker_lock->release_and_remove();
     return rep;
   }
   finalize_inputs fin = finalize_inputs_of(p, o);
   fin.warn = [talk](std::string w) {
     if (talk) std::fprintf(stderr, "warning: %s\n", w.c_str());
   };
+  published = true;  // side files, index and config.json from here on
   finalize_output(fin);
-  journal.discard();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   rep.output_dir = o.output.string();
@@ -300,6 +310,66 @@ run_report quantize_checkpoint(const quantize_options& o) {
   if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
   if (talk) std::fputs(report_text(rep).c_str(), stderr);
   return rep;
+}
+
+}  // namespace
+
+run_report quantize_checkpoint(const quantize_options& o) {
+  if (o.input.empty() || o.output.empty()) throw usage_error("input and output are required");
+  plan_options po = plan_options_of(o);
+  // A worker shares the folder with the other workers: its own lock, its own journal, no
+  // emptiness check (its own shards are checked once planned), no folder-wide cleanup.
+  const std::optional<worker_id> worker = worker_of(o);
+
+  const std::vector<int> devices = parse_devices(o.device);
+  const bool talk = !o.quiet && o.progress_to_stderr;
+  const memory_limits limits = read_memory_limits();
+  if (o.memory_budget) check_memory_budget(o.memory_budget, limits);
+
+  // One run per output folder: the lock is taken before the folder is judged empty, so two runs
+  // started together cannot both find it empty (io/dir_lock.h).
+  const std::filesystem::path created_root = create_output_dir(o.input, o.output);
+  std::optional<dir_lock> lock;
+  try {
+    lock.emplace(worker ? dir_lock::lock_or_throw(o.output, worker_lock_name(*worker))
+                        : dir_lock::lock_or_throw(o.output));
+  } catch (...) {
+    remove_created_output_dirs(o.output, created_root);
+    throw;
+  }
+  // Whatever happens next, a run that published nothing leaves nothing: no journal, no lock
+  // file, not the folder it created. A run that published shards keeps them and the journal.
+  std::optional<resume_journal> journal;
+  bool published = false;
+  auto clean_up = [&]() noexcept {
+    const bool nothing = !published && (!journal || journal->empty());
+    try {
+      if (nothing && journal) journal->discard();
+    } catch (const std::exception&) {  // the run's own error matters more
+    }
+    lock->release_and_remove();
+    // Other workers may be about to use a folder a worker created: it stays.
+    if (nothing && !worker) remove_created_output_dirs(o.output, created_root);
+  };
+  try {
+    if (!worker)
+      check_output_empty(
+          o.output, o.existing == existing_output::fail ? output_mode::fresh : output_mode::resume,
+          {dir_lock::output_lock_name});
+    // A worker cannot judge the others' temporaries (their PIDs live on other hosts); it removes
+    // those of its own shards once planned (run_locked).
+    const stale_removal stale = worker ? stale_removal{} : remove_stale_temporaries(o.output);
+    if (talk && stale.files)
+      std::fprintf(stderr, "removed %llu temporary file(s) of earlier killed runs (%s)\n",
+                   static_cast<unsigned long long>(stale.files), human_bytes(stale.bytes).c_str());
+    run_report rep = run_locked(o, po, devices, talk, journal, published);
+    if (!worker) journal->discard();  // a worker's journal is finalize's to check and remove
+    clean_up();
+    return rep;
+  } catch (...) {
+    clean_up();
+    throw;
+  }
 }
 
 }  // namespace shardquant

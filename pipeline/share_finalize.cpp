@@ -2,6 +2,8 @@
 // every share checked, then the files around the shards written once.
 #include "pipeline/share_finalize.h"
 
+#include <sys/stat.h>
+
 #include <map>
 #include <set>
 #include <utility>
@@ -47,21 +49,25 @@ bool has_size(const fs::path& p, uint64_t size) {
   return !ec && s == size;
 }
 
-// Removes the temporaries a killed writer left next to `final_path` (io/file.cpp names them
-// "." + file name + ".sq-tmp-" + pid + "-" + counter).
-void remove_stale_temporaries(const fs::path& final_path) {
+}  // namespace
+
+void remove_shard_temporaries(const fs::path& final_path) {
   const std::string prefix = "." + final_path.filename().string() + ".sq-tmp-";
   std::error_code ec;
   std::vector<fs::path> stale;
   for (fs::directory_iterator it(final_path.parent_path(), ec), end; !ec && it != end;
        it.increment(ec))
-    if (it->path().filename().string().starts_with(prefix) && it->is_regular_file())
+    if (it->path().filename().string().starts_with(prefix) && it->is_regular_file(ec) &&
+        !it->is_symlink(ec))
       stale.push_back(it->path());
   for (const auto& p : stale)
     if (!fs::remove(p, ec) && ec) throw io_error(p.string(), "remove stale temporary", ec.value());
 }
 
-}  // namespace
+shard_inputs worker_options_inputs(const std::string& sources_key, const std::string& options_key,
+                                   const worker_id& w) {
+  return {shard_key("worker options", ""), sources_key, options_key, w.count};
+}
 
 std::vector<uint32_t> shard_owners(const plan& p, uint32_t count) {
   std::vector<std::pair<std::string, uint64_t>> sizes;
@@ -94,13 +100,17 @@ finalize_report finalize_shares(const quantize_options& o) {
         " does not exist; run the workers (`shardquant quantize --worker I/N`) first");
   held_locks held;
   held.locks.push_back(dir_lock::lock_or_throw(o.output, finalize_lock_name));
+  // Nor may a single run write into this folder meanwhile.
+  held.locks.push_back(dir_lock::lock_or_throw(o.output));
 
   finalize_report rep;
   std::vector<std::string> warnings;
   const warning_fn warn = [&](std::string w) { warnings.push_back(std::move(w)); };
-  plan p = make_plan(open_source_checkpoint(o.input, warn), plan_options_of(o));
+  source_checkpoint src = open_source_checkpoint(o.input, warn, o.strict_side_files);
+  const std::string sources_key = source_fingerprint(src);
+  plan p = make_plan(std::move(src), plan_options_of(o));
   for (auto& w : p.warnings) warnings.push_back(w);
-  const std::string opt_text = options_text(o, p.options);
+  const std::string options_key = shard_key(options_text(o, p.options), "");
   rep.shards = p.shards.size();
 
   // How many workers: --workers, else the one count the journals' names agree on.
@@ -159,39 +169,65 @@ finalize_report finalize_shares(const quantize_options& o) {
   }
 
   const std::vector<uint32_t> owner = shard_owners(p, n);
-  const std::string options_key = shard_key("", opt_text);
+  const shard_inputs options_want = worker_options_inputs(sources_key, options_key, {0, n});
   std::vector<std::string> problems;
   std::vector<std::string> journal_names;
   for (uint32_t w = 0; w < n; ++w) {
     const worker_id id{w, n};
     const std::string name = worker_journal_name(id);
     std::optional<resume_journal> j;
-    if (fs::exists(o.output / name, ec)) {
+    if (fs::exists(fs::symlink_status(o.output / name, ec))) {
       j.emplace(o.output, true, name);
       journal_names.push_back(name);
-      const auto k = j->key_of(worker_options_entry);
-      if (k && *k != options_key) {
-        problems.push_back("worker " + id.label() +
-                           " ran with other options than this finalize (scheme, --quant-spec, "
-                           "--exclude, --layer-scheme, --presharded, --convert, "
-                           "--keep-excluded-as-original, --no-template-converters or the "
-                           "shardquant version differ): pass finalize the workers' options, or "
-                           "rerun the worker with these");
-        continue;
+      if (const auto rec = j->inputs_of(worker_options_entry)) {
+        if (rec->options != options_want.options) {
+          problems.push_back("worker " + id.label() +
+                             " ran with other options than this finalize (scheme, --quant-spec, "
+                             "--exclude, --layer-scheme, --presharded, --convert, "
+                             "--keep-excluded-as-original, --no-template-converters or the "
+                             "shardquant version differ): pass finalize the workers' options, or "
+                             "rerun the worker with these");
+          continue;
+        }
+        if (rec->sources != options_want.sources) {
+          problems.push_back("worker " + id.label() +
+                             " read another source than this finalize (a source shard's size, "
+                             "modification time or header, or config.json differ; every worker "
+                             "must read the same files): rerun it with --resume");
+          continue;
+        }
       }
     }
     for (uint32_t s = 0; s < p.shards.size(); ++s) {
       if (owner[s] != w) continue;
       const auto& sh = p.shards[s];
-      const std::string key = shard_key(sh.layout.header_bytes(), opt_text);
-      if (j && j->complete(sh.relative_path, key, sh.layout.file_size())) continue;
-      if (j && j->key_of(sh.relative_path))
-        problems.push_back("worker " + id.label() + " published " + sh.relative_path +
-                           " with another layout, options or size than the plan (journal key " +
-                           *j->key_of(sh.relative_path) + ", expected " + key +
-                           "); rerun it with --resume");
-      else
-        problems.push_back("worker " + id.label() + " has not published " + sh.relative_path);
+      const std::string rel = escaped_name(sh.relative_path);
+      const std::string who = "worker " + id.label();
+      const auto rec = j ? j->inputs_of(sh.relative_path) : std::nullopt;
+      if (!rec) {
+        problems.push_back(who + " has not published " + rel);
+        continue;
+      }
+      std::string why;
+      if (rec->layout != shard_key(sh.layout.header_bytes(), "") ||
+          rec->size != sh.layout.file_size())
+        why = "with another tensor layout than the plan";
+      else if (rec->sources != sources_key)
+        why =
+            "from another source (a source shard's size, modification time or header, or "
+            "config.json differ)";
+      else if (rec->options != options_key)
+        why = "with other options than this finalize";
+      struct stat st {};
+      if (why.empty()) {
+        if (::lstat((o.output / sh.relative_path).c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+          why = "but its file is gone";
+        else if (static_cast<uint64_t>(st.st_size) != sh.layout.file_size())
+          why = "but its file is " + std::to_string(st.st_size) + " bytes, not " +
+                std::to_string(sh.layout.file_size());
+      }
+      if (!why.empty())
+        problems.push_back(who + " published " + rel + " " + why + "; rerun it with --resume");
     }
   }
   if (!problems.empty()) {
@@ -203,7 +239,7 @@ finalize_report finalize_shares(const quantize_options& o) {
 
   // Temporaries of killed workers (".NAME.sq-tmp-PID-N", io/file.h) are shardquant's own, and
   // no worker can be writing now: every worker lock is held.
-  for (const auto& sh : p.shards) remove_stale_temporaries(o.output / sh.relative_path);
+  for (const auto& sh : p.shards) remove_shard_temporaries(o.output / sh.relative_path);
 
   finalize_inputs fin = finalize_inputs_of(p, o);
   fin.warn = [&](std::string w) { warnings.push_back(std::move(w)); };

@@ -10,14 +10,23 @@
 #include <vector>
 
 #include "pipeline/api.h"
+#include "pipeline/journal.h"
 #include "pipeline/plan.h"
 #include "pipeline/shares.h"
 
 namespace shardquant {
 
-// The journal entry (no file of that name) where a worker records the key of its options and,
-// as its size, the number of workers: finalize refuses shares made with other options.
+// The journal entry (no file of that name) where a worker records the keys of its source and
+// options and, as its size, the number of workers: finalize refuses shares made otherwise.
 inline constexpr const char* worker_options_entry = "@options";
+[[nodiscard]] shard_inputs worker_options_inputs(const std::string& sources_key,
+                                                 const std::string& options_key,
+                                                 const worker_id& w);
+
+// Removes every temporary (io/file.h names them "." + file name + ".sq-tmp-PID-N") of the shard
+// whose final path is `final_path`, whoever left it: for a caller that holds the lock of everyone
+// who writes that shard (its worker, or finalize holding every worker's lock).
+void remove_shard_temporaries(const std::filesystem::path& final_path);
 
 // The owner of each output shard of `p` (1:1 with its source shards) among `count` workers,
 // balanced by source shard bytes.
@@ -38,10 +47,12 @@ struct finalize_report {
 
 // `finalize`: o.input, o.output and the options that shape bytes as the workers got them;
 // o.worker_count = the number of workers when known (0: read from the journals' names).
-// Takes the finalize lock and every worker's lock (refusing while a worker runs), then checks
-// every share against the plan; throws input_error naming each missing or mismatched shard and
-// the worker that owns it ("worker 2/4 has not published model-00003-of-00004.safetensors").
-// Running it again after success finds no journals and a complete output, and does nothing.
+// Takes the finalize lock, the single run's folder lock and every worker's lock (refusing while
+// a worker runs), then checks every share against the plan (journal keys and file sizes; the
+// checksums are the workers' --resume's to check); throws input_error naming each missing or
+// mismatched shard and the worker that owns it ("worker 2/4 has not published
+// model-00003-of-00004.safetensors"). Running it again after success finds no journals and a
+// complete output, and does nothing.
 [[nodiscard]] finalize_report finalize_shares(const quantize_options& o);
 
 }  // namespace shardquant
