@@ -334,7 +334,7 @@ run_report quantize_checkpoint(const quantize_options& o) {
     lock.emplace(worker ? dir_lock::lock_or_throw(o.output, worker_lock_name(*worker))
                         : dir_lock::lock_or_throw(o.output));
   } catch (...) {
-    remove_created_output_dirs(o.output, created_root);
+    if (!worker) remove_created_output_dirs(o.output, created_root);  // (other workers: below)
     throw;
   }
   // Whatever happens next, a run that published nothing leaves nothing: no journal, no lock
