@@ -20,8 +20,17 @@ done
 
 tmp=$(mktemp -d /tmp/sq-slurm-XXXXXX)
 pids=()
+array="" fin=""
 cleanup() {
   local rc=$?
+  # Jobs first, so that no job step outlives slurmd; then the daemons this script started.
+  if [ -n "$array$fin" ]; then
+    scancel $array $fin 2>/dev/null || true
+    for _ in $(seq 50); do
+      [ -z "$(squeue -h -j "${array:-0},${fin:-0}" 2>/dev/null)" ] && break
+      sleep 0.1
+    done
+  fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$tmp/munged.pid" ] && kill "$(cat "$tmp/munged.pid")" 2>/dev/null || true
   for p in "${pids[@]}"; do
