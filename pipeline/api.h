@@ -1,13 +1,16 @@
 // The public C++ API of shardquant for services and the CLI: quantize one checkpoint directory
 // into another under a fixed memory budget and return what happened. Errors are thrown as the
 // typed errors of io/error.h (input_error for bad input, io_error for a failing system call,
-// usage_error for bad options). Owns no math and no file format; it assembles plan, graph,
-// progress and report. Stable: the CLI's `quantize` command calls exactly this.
+// usage_error for bad options, cancelled_error after quantize_options::cancel). Owns no math and no
+// file format; it assembles plan, graph, progress and report. Stable: the CLI's `quantize` command
+// calls exactly this.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -52,6 +55,9 @@ struct quantize_options {
   // User converters "SRC=T1[,T2]:op(arg)" (pipeline/converters.h), tried before template ones.
   std::vector<std::string> converters;
   bool no_template_converters = false;  // skip the Appendix A converters of the model type
+  // A symbolic link in the source that leads outside the model folder (and its Hugging Face
+  // cache repository) or to a folder is an error instead of being skipped with a warning.
+  bool strict_side_files = false;
 
   std::string device = "cpu";  // "cpu" | "cuda" (= cuda:0) | "cuda:N" | "cuda:N,M,..."
   uint64_t memory_budget = 0;  // bytes of host buffers; 0 = chosen from free memory
@@ -60,6 +66,11 @@ struct quantize_options {
   unsigned streams = 0;
   io_engine_kind io_engine = io_engine_kind::automatic;
   existing_output existing = existing_output::fail;
+  // One share of a run split over machines (pipeline/shares.h): worker `worker_index` of
+  // `worker_count` writes only the shards it owns and its own journal, never the index, config
+  // or side files (`finalize` writes those). worker_count 0 = a whole single run.
+  uint32_t worker_index = 0;
+  uint32_t worker_count = 0;
 
   bool quiet = false;              // no progress output on stderr
   bool progress_to_stderr = true;  // bar when stderr is a TTY, periodic lines otherwise
@@ -68,6 +79,11 @@ struct quantize_options {
   // before any of its data is read. May be empty.
   std::function<void(const std::string&)> on_shard_start;
   std::filesystem::path report_json;  // empty = no JSON report file
+  // Cooperative stop: store true (from any thread, or from a signal handler: the store is
+  // lock-free) and the run stops before its next job, cleans up as after an error (this run's
+  // temporary files removed, shards already published kept and journaled for --resume) and
+  // throws cancelled_error. Null = cannot be cancelled. The CLI sets it on SIGINT/SIGTERM.
+  std::shared_ptr<std::atomic<bool>> cancel;
 };
 
 // Busy seconds of one stage: the sum over its jobs of the time each spent in it (may exceed

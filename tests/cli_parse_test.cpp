@@ -97,3 +97,19 @@ TEST_CASE("sizes are binary and accept K/M/G/T with optional B or iB") {
   CHECK_THROWS_AS((void)parse_size("-1M"), usage_error);
   CHECK_THROWS_AS((void)parse_size("99999999999T"), usage_error);
 }
+
+TEST_CASE(
+    "--worker and --workers parse as given, finalize refuses --worker and quantize a lone "
+    "--workers") {
+  const auto a = parse_quantize_args(sv{"--model-dir", "in", "--output-dir", "out", "--scheme",
+                                        "fp8", "--worker", "auto", "--workers", "8"});
+  CHECK(a.worker == "auto");
+  CHECK(a.workers == 8);
+  std::ostringstream out, err;
+  const char* fin[] = {"shardquant", "finalize", "--model-dir", "in",       "--output-dir",
+                       "out",        "--scheme", "fp8",         "--worker", "1/4"};
+  CHECK_THROWS_AS((void)run_cli(10, fin, out, err), usage_error);
+  const char* lone[] = {"shardquant", "quantize", "--model-dir", "in",        "--output-dir",
+                        "out",        "--scheme", "fp8",         "--workers", "4"};
+  CHECK_THROWS_AS((void)run_cli(10, lone, out, err), usage_error);
+}
