@@ -38,6 +38,8 @@ struct quantize_args {
   std::string io_engine = "auto";
   bool dry_run = false, overwrite = false, resume = false, keep_original = false, quiet = false;
   bool no_template_converters = false;
+  bool dynamic_activations = false;  // README "Loading the outputs"
+  std::string layout = "quark-f2f";  // "quark-f2f" | "quark-importer"
   bool ignored_file2file = false, ignored_skip_evaluation = false;  // Quark flags, no effect
   std::string report;
 };
