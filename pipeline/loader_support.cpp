@@ -90,8 +90,10 @@ std::string loader_warning(const quant_scheme& s, uint8_t options) {
   std::string w = std::string(s.name()) +
                   ": this output will not compute correctly in transformers + amd-quark (" +
                   std::string(r.hf_why) + "); add " + loader_options_text(missing);
-  if (r.vllm == vllm_status::runs && (r.vllm_options & ~options) != 0)
-    w += " (vLLM needs " + loader_options_text(r.vllm_options) + " as well)";
+  const uint8_t vllm_missing = static_cast<uint8_t>(r.vllm_options & ~options);
+  if (r.vllm == vllm_status::runs && vllm_missing != 0)
+    w += vllm_missing == missing ? " (the same for vLLM)"
+                                 : " (vLLM needs " + loader_options_text(vllm_missing) + ")";
   return w;
 }
 

@@ -178,6 +178,10 @@ def mx_round(y: torch.Tensor, fmt: str) -> torch.Tensor:
 
 
 def fake_quant_input(x: torch.Tensor, spec: dict) -> torch.Tensor:
+    """Dynamic fake quantization of a layer input. The scale comes from the fp32 amax as the
+    spec says; like the loader, fp8 divides and multiplies in the activation dtype and the
+    integer formats round their scale to it (checked against Quark's quantizer: identical on
+    random bf16 inputs up to a few ties)."""
     dt, qs = spec["dtype"], spec["qscheme"]
     xf = x.float()
     if dt == "fp8_e4m3":
@@ -185,14 +189,15 @@ def fake_quant_input(x: torch.Tensor, spec: dict) -> torch.Tensor:
             s = (xf.abs().amax() / 448).clamp(min=1e-12)
         else:  # per token (per_channel on the last-but-one axis)
             s = (xf.abs().amax(dim=-1, keepdim=True) / 448).clamp(min=1e-12)
-        return (fp8_round(xf / s) * s).to(x.dtype)
+        s = s.to(x.dtype)
+        return (fp8_round((x / s).float()).to(x.dtype) * s).to(x.dtype)
     if dt == "int8":
-        s = (xf.abs().amax() / 127.5).clamp(min=1e-12)
+        s = (xf.abs().amax() / 127.5).clamp(min=1e-12).to(x.dtype).float()
         return (torch.round(xf / s).clamp(-128, 127) * s).to(x.dtype)
     if dt == "int4":  # per-group dynamic along the last dim
         g = spec["group_size"]
         v = xf.reshape(*xf.shape[:-1], -1, g)
-        s = (v.abs().amax(dim=-1, keepdim=True) / 7.5).clamp(min=1e-12)
+        s = (v.abs().amax(dim=-1, keepdim=True) / 7.5).clamp(min=1e-12).to(x.dtype).float()
         return (torch.round(v / s).clamp(-8, 7) * s).reshape(x.shape).to(x.dtype)
     if dt in ("fp4", "fp6_e2m3", "fp6_e3m2"):
         mbits, emax = {"fp4": (1, 2), "fp6_e2m3": (3, 2), "fp6_e3m2": (2, 4)}[dt]
