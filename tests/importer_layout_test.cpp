@@ -107,7 +107,8 @@ int nibble_of(uint32_t w, unsigned e, bool reorder) {
 
 }  // namespace
 
-TEST_CASE("int4 per-group importer outputs: reorder nibbles, scales [in/g, out], zero zero-points") {
+TEST_CASE(
+    "int4 per-group importer outputs: reorder nibbles, scales [in/g, out], zero zero-points") {
   const std::vector<uint64_t> shape{16, 64};
   const weight_scheme s = scheme_id::int4_wo_32;
   const auto w = weight(16, 64, 1);
@@ -156,9 +157,9 @@ TEST_CASE("uint4 per-group zero points are packed 8 per word along out in reorde
 
 TEST_CASE("row ranges converted one by one give the bytes of the whole tensor") {
   const std::vector<uint64_t> shape{32, 128};
-  for (scheme_id id : {scheme_id::int4_wo_64, scheme_id::uint4_wo_32,
-                       scheme_id::int4_wo_per_channel, scheme_id::uint4_wo_per_channel,
-                       scheme_id::int8, scheme_id::int4_fp8}) {
+  for (scheme_id id :
+       {scheme_id::int4_wo_64, scheme_id::uint4_wo_32, scheme_id::int4_wo_per_channel,
+        scheme_id::uint4_wo_per_channel, scheme_id::int8, scheme_id::int4_fp8}) {
     CAPTURE(info(id).name);
     const weight_scheme s = id;
     const auto w = weight(32, 128, 3);
@@ -172,7 +173,8 @@ TEST_CASE("row ranges converted one by one give the bytes of the whole tensor") 
   }
 }
 
-TEST_CASE("per-channel, int8 and int4_fp8 importer outputs carry the importer's names and zero points") {
+TEST_CASE(
+    "per-channel, int8 and int4_fp8 importer outputs carry the importer's names and zero points") {
   const std::vector<uint64_t> shape{16, 64};
   auto o = importer_output_tensors(scheme_id::int4_wo_per_channel, shape);
   REQUIRE(o.size() == 3);
@@ -204,8 +206,8 @@ TEST_CASE("per-channel, int8 and int4_fp8 importer outputs carry the importer's 
 
 TEST_CASE("schemes the importer layout does not change keep the file-to-file outputs") {
   const std::vector<uint64_t> shape{16, 64};
-  for (scheme_id id : {scheme_id::fp8, scheme_id::ptpc_fp8, scheme_id::mxfp4,
-                       scheme_id::mxfp6_e2m3, scheme_id::mxfp4_fp8}) {
+  for (scheme_id id : {scheme_id::fp8, scheme_id::ptpc_fp8, scheme_id::mxfp4, scheme_id::mxfp6_e2m3,
+                       scheme_id::mxfp4_fp8}) {
     CAPTURE(info(id).name);
     CHECK_FALSE(importer_layout_differs(id));
     const auto a = output_tensors(id, shape);
@@ -220,13 +222,12 @@ TEST_CASE("schemes the importer layout does not change keep the file-to-file out
 
 TEST_CASE("the importer layout refuses int4 dimensions that are not multiples of 8") {
   CHECK(importer_layout_error(scheme_id::int4_wo_32, std::vector<uint64_t>{12, 64}) != "");
-  CHECK(importer_layout_error(scheme_id::int4_wo_per_channel, std::vector<uint64_t>{16, 60}) !=
-        "");
+  CHECK(importer_layout_error(scheme_id::int4_wo_per_channel, std::vector<uint64_t>{16, 60}) != "");
   CHECK(importer_layout_error(scheme_id::int4_wo_32, std::vector<uint64_t>{16, 64}) == "");
   CHECK(importer_layout_error(scheme_id::fp8, std::vector<uint64_t>{12, 60}) == "");
   std::string err;
-  (void)importer_range_layout(scheme_id::int4_wo_per_channel, std::vector<uint64_t>{16, 64}, 0,
-                              4, &err);
+  (void)importer_range_layout(scheme_id::int4_wo_per_channel, std::vector<uint64_t>{16, 64}, 0, 4,
+                              &err);
   CHECK(err != "");
   CHECK(parse_layout("quark-importer") == output_layout::quark_importer);
   CHECK(parse_layout("quark-f2f") == output_layout::quark_f2f);

@@ -89,8 +89,8 @@ TEST_CASE("--dynamic-activations turns exactly the static input specs dynamic") 
     const bool static_input = ia.is_object() && ia["is_dynamic"] == false;
     if (static_input) expect["global_quant_config"]["input_tensors"]["is_dynamic"] = true;
     CHECK(qb == expect);
-    CHECK(static_input == (s.id == scheme_id::fp8 || s.id == scheme_id::int8 ||
-                           s.id == scheme_id::mxfp4_fp8));
+    CHECK(static_input ==
+          (s.id == scheme_id::fp8 || s.id == scheme_id::int8 || s.id == scheme_id::mxfp4_fp8));
   }
   // Per-layer overrides get it too; the defaults stay Quark's.
   quant_config_inputs c;
@@ -184,7 +184,8 @@ TEST_CASE("every built-in scheme has a loader row") {
         "--dynamic-activations --layout quark-importer");
 }
 
-TEST_CASE("the CLI lists the loader column and rejects a bad layout or the importer layout on cuda") {
+TEST_CASE(
+    "the CLI lists the loader column and rejects a bad layout or the importer layout on cuda") {
   temp_dir t("loaders-cli");
   auto run = [&](const std::string& args) {
     const fs::path out = t.path / "stdout.txt";
