@@ -109,6 +109,9 @@ std::string options_text(const quantize_options& o, const plan_options& po) {
   for (const auto& c : o.converters) s += "c=" + c + ";";
   s += o.keep_excluded_original ? "keep;" : "";
   s += o.no_template_converters ? "notemplate;" : "";
+  // Only when set, so the keys of default runs stay what they were.
+  s += o.dynamic_activations ? "dyn;" : "";
+  s += o.layout != "quark-f2f" ? "layout=" + o.layout + ";" : "";
   s += "v=" SHARDQUANT_VERSION;
   return s;
 }
@@ -142,6 +145,15 @@ plan_options plan_options_of(const quantize_options& o) {
   po.use_template_converters = !o.no_template_converters;
   po.keep_excluded_as_original = o.keep_excluded_original;
   po.presharded = o.presharded;
+  po.dynamic_activations = o.dynamic_activations;
+  const auto layout = parse_layout(o.layout);
+  if (!layout)
+    throw usage_error("unknown layout '" + o.layout + "'; known: quark-f2f, quark-importer");
+  po.layout = *layout;
+  // The GPU backend writes the file-to-file layout only (the conversion runs in the CPU stage).
+  if (po.layout == output_layout::quark_importer && o.device != "cpu")
+    throw usage_error(
+        "--layout quark-importer is written by the CPU backend only; use --device cpu");
   return po;
 }
 
@@ -310,6 +322,9 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
                   io_file::open(p.source.shards[0].path, io_file::mode::read, true)->direct();
   rep.device = devices.empty() ? "cpu" : o.device;
   rep.streams = streams;
+  rep.layout = std::string(layout_name(po.layout));
+  rep.dynamic_activations = po.dynamic_activations;
+  rep.loader_notes = p.loader_notes;
   if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
   if (talk) std::fputs(report_text(rep).c_str(), stderr);
   return rep;

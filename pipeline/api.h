@@ -59,6 +59,11 @@ struct quantize_options {
   // cache repository) or to a folder is an error instead of being skipped with a warning.
   bool strict_side_files = false;
 
+  // Deliberate differences for the loaders (README "Loading the outputs"); the defaults are
+  // byte-identical to Quark's file-to-file output.
+  bool dynamic_activations = false;  // static input specs exported as dynamic (no input scales)
+  std::string layout = "quark-f2f";  // "quark-f2f" | "quark-importer" (CPU device only)
+
   std::string device = "cpu";  // "cpu" | "cuda" (= cuda:0) | "cuda:N" | "cuda:N,M,..."
   uint64_t memory_budget = 0;  // bytes of host buffers; 0 = chosen from free memory
   // CUDA streams per GPU (default 4), or jobs quantized at once on the CPU (default 2; each
@@ -115,6 +120,11 @@ struct run_report {
   bool direct_io = false;       // O_DIRECT reads were used
   std::string device;           // "cpu" or "cuda:N[,M]"
   unsigned streams = 0;
+  std::string layout;  // the output layout written ("quark-f2f" | "quark-importer")
+  bool dynamic_activations = false;
+  // Schemes whose output will not run correctly in transformers / vLLM with this run's options,
+  // with the options that fix them (pipeline/loader_support.h); empty when all will.
+  std::vector<std::string> loader_notes;
   // The JSON object written by --report.
   [[nodiscard]] std::string to_json() const;
 };

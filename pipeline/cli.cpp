@@ -21,6 +21,7 @@
 #include "pipeline/api.h"
 #include "pipeline/converters.h"
 #include "pipeline/inspect.h"
+#include "pipeline/loader_support.h"
 #include "pipeline/make_checkpoint.h"
 #include "pipeline/memory_limits.h"
 #include "pipeline/share_finalize.h"
@@ -106,6 +107,13 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
   q.add_flag("--strict-side-files", a.strict_side_files,
              "a symbolic link in the model folder that leads outside it (and its Hugging Face "
              "cache repository) or to a folder is an error instead of a skipped file");
+  q.add_flag("--dynamic-activations", a.dynamic_activations,
+             "export static input specs (fp8, int8, mxfp4_fp8) as dynamic: no input scales are "
+             "needed (README \"Loading the outputs\")");
+  q.add_option("--layout", a.layout,
+               "quark-f2f (Quark's file-to-file bytes) | quark-importer (what transformers + "
+               "amd-quark and vLLM read for int4/uint4/int8/int4_fp8; CPU device only)")
+      ->default_val("quark-f2f");
   q.add_flag("--quiet", a.quiet, "no progress output");
   q.add_option("--report", a.report, "write a JSON report to FILE (with --dry-run: the plan)");
   q.add_option("--worker", a.worker,
@@ -146,6 +154,8 @@ void finish_quantize_args(CLI::App& q, quantize_args& a, const std::vector<std::
   }
   if (q.count("--memory-budget") > 0) a.memory_budget = parse_memory_budget(budget);
   if (a.overwrite && a.resume) throw usage_error("--overwrite and --resume exclude each other");
+  if (!parse_layout(a.layout))
+    throw usage_error("--layout takes quark-f2f or quark-importer, got '" + a.layout + "'");
   if (!a.dry_run && a.output_dir.empty()) throw usage_error("--output-dir is required");
 }
 
@@ -203,6 +213,8 @@ quantize_options to_quantize_options(const quantize_args& a) {
   o.keep_excluded_original = a.keep_original;
   o.no_template_converters = a.no_template_converters;
   o.strict_side_files = a.strict_side_files;
+  o.dynamic_activations = a.dynamic_activations;
+  o.layout = a.layout;
   o.device = a.device;
   o.memory_budget = a.memory_budget;
   o.streams = a.streams;
@@ -287,6 +299,25 @@ void print_schemes(std::ostream& out) {
     char line[160];
     std::snprintf(line, sizeof line, "  %-22s %s\n", std::string(s.name).c_str(),
                   std::string(s.help).c_str());
+    out << line;
+  }
+  // Where the outputs run (README "Loading the outputs", pipeline/loader_support.h).
+  out << "loaders (options each scheme's output needs; \"default\": none):\n";
+  char head[160];
+  std::snprintf(head, sizeof head, "  %-22s %-46s %s\n", "scheme", "transformers + amd-quark",
+                "vLLM (quantization=\"quark\")");
+  out << head;
+  for (const auto& s : all_schemes()) {
+    const loader_row r = loader_support(s.id);
+    const std::string hf = r.hf_options ? loader_options_text(r.hf_options) : "default";
+    std::string vl = r.vllm == vllm_status::runs
+                         ? (r.vllm_options ? loader_options_text(r.vllm_options) : "default")
+                     : r.vllm == vllm_status::unsupported ? "no"
+                                                          : "not checked";
+    vl += ": " + std::string(r.vllm_note);
+    char line[400];
+    std::snprintf(line, sizeof line, "  %-22s %-46s %s\n", std::string(s.name).c_str(), hf.c_str(),
+                  vl.c_str());
     out << line;
   }
   out << "custom progressive specs: --quant-spec FILE.json (README \"Custom progressive specs\"):\n"
@@ -428,6 +459,8 @@ plan_options to_plan_options(const quantize_args& a) {
   o.use_template_converters = !a.no_template_converters;
   o.keep_excluded_as_original = a.keep_original;
   o.presharded = a.presharded;
+  o.dynamic_activations = a.dynamic_activations;
+  o.layout = parse_layout(a.layout).value_or(output_layout::quark_f2f);
   return o;
 }
 
@@ -519,6 +552,13 @@ void print_plan(const plan& p, std::ostream& out) {
   if (p.exclude_resolved.empty()) out << " (none)";
   for (const auto& m : p.exclude_resolved) out << " " << m;
   out << "\n";
+  out << "loaders (layout " << layout_name(p.options.layout)
+      << (p.options.dynamic_activations ? ", dynamic activations" : "") << "):";
+  if (p.loader_notes.empty())
+    out << " transformers + amd-quark run every scheme of this plan\n";
+  else
+    out << "\n";
+  for (const auto& n : p.loader_notes) out << "  " << n << "\n";
 }
 
 nlohmann::ordered_json plan_json(const plan& p) {
@@ -536,6 +576,9 @@ nlohmann::ordered_json plan_json(const plan& p) {
     per[std::string(s.scheme.name())] = {
         {"tensors", s.tensors}, {"bytes_in", s.bytes_in}, {"bytes_out", s.bytes_out}};
   r["per_scheme"] = per;
+  r["layout"] = std::string(layout_name(p.options.layout));
+  r["dynamic_activations"] = p.options.dynamic_activations;
+  r["loader_notes"] = p.loader_notes;
   json parts = json::array();
   for (const auto& it : p.items)
     for (const auto& pt : it.parts) {

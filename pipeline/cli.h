@@ -42,6 +42,8 @@ struct quantize_args {
   bool dry_run = false, overwrite = false, resume = false, keep_original = false, quiet = false;
   bool no_template_converters = false;
   bool strict_side_files = false;
+  bool dynamic_activations = false;  // README "Loading the outputs"
+  std::string layout = "quark-f2f";  // "quark-f2f" | "quark-importer"
   bool ignored_file2file = false, ignored_skip_evaluation = false;  // Quark flags, no effect
   std::string report;
   std::string worker;    // --worker I/N | auto: one share of a run split over machines

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "io/error.h"
+#include "kernels/importer_layout.h"
 #include "kernels/quantize.h"
 
 namespace shardquant {
@@ -239,8 +240,13 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
   const rows_view rv = make_rows_view(src, part, rows);
   auto file = source_file(src.shard);
 
+  // --layout quark-importer changes the outputs of the integer schemes (importer_layout.h).
+  const bool importer = quant && plan_.options.layout == output_layout::quark_importer &&
+                        importer_layout_differs(part.scheme->kernel());
   const uint64_t mult =
-      quant ? std::max<uint32_t>(1, row_split_multiple(part.scheme->kernel())) : 1;
+      !quant     ? 1
+      : importer ? std::max<uint32_t>(1, importer_row_split_multiple(part.scheme->kernel()))
+                 : std::max<uint32_t>(1, row_split_multiple(part.scheme->kernel()));
 
   auto whole = [&](const source_ref& r) {
     input_spec in;
@@ -323,13 +329,28 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
     }
     if (quant) {
       std::string err;
-      const auto pieces = range_layout(part.scheme->kernel(), shape, r0, r1, &err, part.input_type);
+      const weight_scheme ks = part.scheme->kernel();
+      if (importer) {
+        // The kernel's own outputs of the range (dense), converted by the compute stage.
+        for (const output_piece& p : range_layout(ks, shape, r0, r1, nullptr, part.input_type)) {
+          j->kernel_pos.push_back(align_up(pos, 64));
+          pos = j->kernel_pos.back() + p.run_bytes * p.count;
+        }
+      }
+      const auto pieces = importer ? importer_range_layout(ks, shape, r0, r1, &err)
+                                   : range_layout(ks, shape, r0, r1, &err, part.input_type);
       if (!err.empty()) throw input_error(src_path, part.name, input_error::no_offset, err);
       for (size_t i = 0; i < pieces.size() && i < part.outputs.size(); ++i) {
         const planned_output& o = part.outputs[i];
         const output_piece& p = pieces[i];
         const bool per_tensor_scale = o.shape.empty();
-        if (per_tensor_scale && r0 != 0) continue;  // written once, by the first range
+        if (per_tensor_scale && r0 != 0) {  // written once, by the first range
+          if (importer) {                   // still produced by the conversion: scratch room
+            j->importer_pos.push_back(align_up(pos, 64));
+            pos = j->importer_pos.back() + p.run_bytes * p.count;
+          }
+          continue;
+        }
         write_piece w;
         w.tensor = o.name;
         w.slot = static_cast<uint8_t>(i);
@@ -346,6 +367,7 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
         }
         w.token_pos = place_for_write(pos, w.file_offset);
         pos = w.token_pos + w.total_bytes();
+        if (importer) j->importer_pos.push_back(w.token_pos);
         j->output_bytes += w.total_bytes();
         j->outputs.push_back(std::move(w));
       }

@@ -214,9 +214,24 @@ ordered_json keep_original_layer_config(const fp8_keep_params& p) {
   return layer(std::move(in), std::move(w));
 }
 
+ordered_json apply_export_options(ordered_json layer, const export_options& o) {
+  if (o.dynamic_activations && layer.contains("input_tensors")) {
+    // A spec object or a list of them (progressive input specs); null stays null.
+    auto make_dynamic = [](j& spec) {
+      if (spec.is_object() && spec.contains("is_dynamic")) spec["is_dynamic"] = true;
+    };
+    j& in = layer["input_tensors"];
+    if (in.is_array())
+      for (auto& s : in) make_dynamic(s);
+    else
+      make_dynamic(in);
+  }
+  return layer;
+}
+
 ordered_json quantization_config(const quant_config_inputs& in) {
   j q = j::object();
-  q["global_quant_config"] = layer_config(in.scheme);
+  q["global_quant_config"] = apply_export_options(layer_config(in.scheme), in.exp);
   std::vector<std::string> ex = in.exclude;
   std::sort(ex.begin(), ex.end());
   ex.erase(std::unique(ex.begin(), ex.end()), ex.end());
@@ -226,7 +241,8 @@ ordered_json quantization_config(const quant_config_inputs& in) {
   q["quant_method"] = "quark";
   q["layer_type_quant_config"] = j::object();
   j lqc = j::object();
-  for (const auto& [glob, s] : in.overrides) lqc[glob] = layer_config(s);
+  for (const auto& [glob, s] : in.overrides)
+    lqc[glob] = apply_export_options(layer_config(s), in.exp);
   std::vector<std::string> kept = in.kept_modules;
   std::sort(kept.begin(), kept.end());
   kept.erase(std::unique(kept.begin(), kept.end()), kept.end());

@@ -139,6 +139,12 @@ struct job {
   std::shared_ptr<tensor_state> tensor_shared;  // split per-tensor-scheme tensors only
 
   std::vector<write_piece> outputs;
+  // --layout quark-importer (kernels/importer_layout.h), for schemes it changes: the kernel
+  // writes its usual outputs at `kernel_pos` (output_tensors() order, dense pieces), which the
+  // compute stage converts into the importer outputs at `importer_pos` (importer_output_tensors()
+  // order; the write pieces point into them). Both empty otherwise.
+  std::vector<uint64_t> kernel_pos;
+  std::vector<uint64_t> importer_pos;
   shard_state* shard = nullptr;
   uint64_t input_bytes = 0;  // source bytes this job accounts for (progress)
   uint64_t output_bytes = 0;
