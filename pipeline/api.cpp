@@ -15,6 +15,8 @@
 #include "io/checkpoint.h"
 #include "io/error.h"
 #include "io/file.h"
+#include "io/zstd_source.h"
+#include "io/zstd_writer.h"
 #include "pipeline/finalize.h"
 #include "pipeline/graph.h"
 #include "pipeline/jobs.h"
@@ -109,6 +111,7 @@ std::string options_text(const quantize_options& o, const plan_options& po) {
   for (const auto& c : o.converters) s += "c=" + c + ";";
   s += o.keep_excluded_original ? "keep;" : "";
   s += o.no_template_converters ? "notemplate;" : "";
+  if (!o.compress.empty()) s += "compress=" + o.compress + ";";
   s += "v=" SHARDQUANT_VERSION;
   return s;
 }
@@ -144,7 +147,23 @@ run_report quantize_checkpoint(const quantize_options& o) {
     for (const auto& sh : src.shards) source_bytes += sh.header.file_size;
     budget = std::min(default_memory_budget(), std::max(uint64_t{256} << 20, 2 * source_bytes));
   }
-  const token_geometry geom = choose_token_geometry(budget);
+  // Compressed shards: their decompression contexts are part of the budget (io/zstd_source.h).
+  uint64_t zstd_reserve = 0;
+  {
+    uint64_t window = 0;
+    std::string widest;
+    for (const auto& sh : src.shards)
+      if (sh.compressed && sh.zstd_window >= window) {
+        window = sh.zstd_window;
+        widest = sh.path.string();
+      }
+    if (!widest.empty()) {
+      const zstd_read_limits zl = zstd_limits_for_budget(budget, window, widest);
+      set_zstd_read_limits(zl);
+      zstd_reserve = std::min(zl.context_limit, budget / 2);
+    }
+  }
+  const token_geometry geom = choose_token_geometry(budget - zstd_reserve);
   // The plan reports splits and amax passes for inputs above about half a token (the rest of a
   // token holds outputs and alignment); the job builder makes the exact cut.
   po.token_bytes = geom.token_bytes / 2;
@@ -152,8 +171,10 @@ run_report quantize_checkpoint(const quantize_options& o) {
   if (talk) {
     for (const auto& w : early_warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     for (const auto& w : p.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-    std::fprintf(stderr, "memory budget %s: %llu buffers of %s%s\n", human_bytes(budget).c_str(),
+    std::fprintf(stderr, "memory budget %s: %llu buffers of %s%s%s\n", human_bytes(budget).c_str(),
                  (unsigned long long)geom.count, human_bytes(geom.token_bytes).c_str(),
+                 zstd_reserve ? (", " + human_bytes(zstd_reserve) + " for zstd contexts").c_str()
+                              : "",
                  o.memory_budget ? "" : " (chosen from free memory)");
   }
 
@@ -177,6 +198,11 @@ run_report quantize_checkpoint(const quantize_options& o) {
   resume_journal journal(o.output, o.existing == existing_output::resume);
   const std::string opt_text = options_text(o, p.options);
   job_builder builder(p, o.output, geom.token_bytes, true);
+  std::optional<zstd_compress_options> compress;
+  if (!o.compress.empty()) compress = parse_compress_option(o.compress);
+  builder.set_compression(compress);
+  // The name a shard is published under (the index and the journal name it).
+  const auto published = [&](const std::string& rel) { return compress ? rel + ".zst" : rel; };
   graph_run run;
   run.p = &p;
   run.builder = &builder;
@@ -189,9 +215,11 @@ run_report quantize_checkpoint(const quantize_options& o) {
   uint64_t bytes_total = 0;
   for (uint32_t s = 0; s < p.shards.size(); ++s) {
     const auto& layout = p.shards[s].layout;
-    if (o.existing == existing_output::resume &&
-        journal.complete(p.shards[s].relative_path, shard_key(layout.header_bytes(), opt_text),
-                         layout.file_size())) {
+    const std::string rel = published(p.shards[s].relative_path);
+    const std::optional<uint64_t> size =
+        compress ? journal.recorded_size(rel) : std::optional<uint64_t>(layout.file_size());
+    if (o.existing == existing_output::resume && size &&
+        journal.complete(rel, shard_key(layout.header_bytes(), opt_text), *size)) {
       ++rep.shards_skipped;
       continue;
     }
@@ -204,9 +232,10 @@ run_report quantize_checkpoint(const quantize_options& o) {
   std::mutex file_bytes_mutex;
   run.on_shard_committed = [&](const shard_state& s) {
     const auto& layout = p.shards[s.index].layout;
-    journal.record(s.relative_path, shard_key(layout.header_bytes(), opt_text), layout.file_size());
+    journal.record(published(s.relative_path), shard_key(layout.header_bytes(), opt_text),
+                   s.writer->published_size());
     std::lock_guard lock(file_bytes_mutex);
-    file_bytes += layout.file_size();
+    file_bytes += s.writer->published_size();
   };
 
   const auto t0 = std::chrono::steady_clock::now();
@@ -224,7 +253,7 @@ run_report quantize_checkpoint(const quantize_options& o) {
   fin.quantization_config = exported_quantization_config(p);
   for (const auto& sh : p.shards) {
     for (const auto& t : sh.layout.tensors()) {
-      fin.weight_map.emplace_back(t.name, sh.relative_path);
+      fin.weight_map.emplace_back(t.name, published(sh.relative_path));
       fin.total_size += t.byte_size();
     }
   }

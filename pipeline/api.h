@@ -60,6 +60,9 @@ struct quantize_options {
   unsigned streams = 0;
   io_engine_kind io_engine = io_engine_kind::automatic;
   existing_output existing = existing_output::fail;
+  // "" (plain shards) or "zstd[:LEVEL]": each shard written as NAME.safetensors.zst with a seek
+  // table (io/zstd_writer.h), the index naming the compressed files.
+  std::string compress;
 
   bool quiet = false;              // no progress output on stderr
   bool progress_to_stderr = true;  // bar when stderr is a TTY, periodic lines otherwise

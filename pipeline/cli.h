@@ -36,6 +36,7 @@ struct quantize_args {
   uint64_t memory_budget = 0;  // 0 = automatic
   unsigned streams = 0;
   std::string io_engine = "auto";
+  std::string compress;  // "" or "zstd[:LEVEL]"
   bool dry_run = false, overwrite = false, resume = false, keep_original = false, quiet = false;
   bool no_template_converters = false;
   bool ignored_file2file = false, ignored_skip_evaluation = false;  // Quark flags, no effect

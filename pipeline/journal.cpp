@@ -46,6 +46,12 @@ bool resume_journal::complete(const std::string& relative_path, const std::strin
   return !ec && on_disk == size;
 }
 
+std::optional<uint64_t> resume_journal::recorded_size(const std::string& relative_path) const {
+  auto it = entries_.find(relative_path);
+  if (it == entries_.end()) return std::nullopt;
+  return it->second.second;
+}
+
 void resume_journal::record(const std::string& relative_path, const std::string& key,
                             uint64_t size) {
   const std::string line = key + " " + std::to_string(size) + " " + relative_path + "\n";

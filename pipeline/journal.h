@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace shardquant {
@@ -25,6 +26,9 @@ class resume_journal {
   // True when `relative_path` was published with this key and size and is still there intact.
   [[nodiscard]] bool complete(const std::string& relative_path, const std::string& key,
                               uint64_t size) const;
+  // The size recorded for `relative_path`, if any (a compressed shard's size is known only once
+  // it is written).
+  [[nodiscard]] std::optional<uint64_t> recorded_size(const std::string& relative_path) const;
   // Appends a line and fsyncs it. Thread-safe.
   void record(const std::string& relative_path, const std::string& key, uint64_t size);
   // The run is complete (shards, index, config, side files): nothing is left to resume, so the
