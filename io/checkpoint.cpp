@@ -238,8 +238,8 @@ source_checkpoint open_source_checkpoint(const fs::path& dir, const warning_fn& 
   std::sort(found.begin(), found.end());
   // A shard present both plain and compressed is read plain; the twin is ignored.
   std::erase_if(found, [&](const std::string& rel) {
-    if (!is_zstd_shard_name(rel) || !std::binary_search(found.begin(), found.end(),
-                                                        plain_shard_name(rel)))
+    if (!is_zstd_shard_name(rel) ||
+        !std::binary_search(found.begin(), found.end(), plain_shard_name(rel)))
       return false;
     warn((dir / rel).string() + ": the plain shard beside it is read; this one is ignored");
     return true;

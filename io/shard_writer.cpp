@@ -89,9 +89,8 @@ void shard_writer::commit() {
   std::vector<uint64_t> cuts{layout_.data_start()};
   for (const auto& t : layout_.tensors()) cuts.push_back(layout_.data_start() + t.begin);
   published_path_ = file_.final_path().string() + ".zst";
-  published_size_ = write_zstd_seekable(file_.fd(), file_.temp_path().string(),
-                                        layout_.file_size(), std::move(cuts), published_path_,
-                                        *compress_);
+  published_size_ = write_zstd_seekable(file_.fd(), file_.temp_path().string(), layout_.file_size(),
+                                        std::move(cuts), published_path_, *compress_);
 }
 
 }  // namespace shardquant

@@ -245,7 +245,7 @@ zstd_read_limits zstd_limits_for_budget(uint64_t budget, uint64_t min_window,
   l.window_limit = uint64_t{1} << log2_floor(l.window_limit);
   if (l.window_limit < min_window) l.window_limit <<= 1;
   const uint64_t one = zstd_cursor_bytes(l.window_limit);
-  l.context_limit = one;
+  l.context_limit = 2 * one;  // the floor: one shard's two cursors, or every read restarts
   for (uint64_t n : {4, 2})
     if (n * one <= budget / 2) {
       l.context_limit = n * one;
@@ -327,6 +327,7 @@ struct zstd_source::state {
   std::deque<request> pending;
   bool scheduled = false;
   bool probe = false;  // header probe before the limits are set: zstd's own window maximum
+  uint64_t plain_size = 0;
   cursor cursors[2];
 
   state() {
@@ -441,6 +442,40 @@ struct zstd_source::state {
     }
   }
 
+  // At the end of the plain data: the rest of the file may hold only frame ends (checksums) and
+  // skippable frames; decoding them verifies the checksums.
+  void finish(cursor& c, const request& q) {
+    for (;;) {
+      if (c.in_pos == c.in_size) {
+        if (c.c_next >= size) {
+          if (!c.at_frame_end) fail(c, q, "file ends inside a zstd frame (truncated?)");
+          return;
+        }
+        const auto len = static_cast<size_t>(std::min<uint64_t>(c.in.size(), size - c.c_next));
+        pread_all(fd.get(), std::span<std::byte>(c.in.data(), len), c.c_next, path);
+        c.in_file_pos = c.c_next;
+        c.c_next += len;
+        c.in_size = len;
+        c.in_pos = 0;
+      }
+      ZSTD_inBuffer ib{c.in.data(), c.in_size, c.in_pos};
+      ZSTD_outBuffer ob{c.scratch.data(), c.scratch.size(), 0};
+      const size_t ret = ZSTD_decompressStream(c.dctx.get(), &ob, &ib);
+      if (ZSTD_isError(ret)) {
+        c.valid = false;
+        fail(c, q, std::string("zstd: ") + ZSTD_getErrorName(ret) + " (corrupt data?)");
+      }
+      c.in_pos = ib.pos;
+      if (ob.pos) {
+        c.valid = false;
+        fail(c, q,
+             "the decompressed data goes on past byte " + std::to_string(plain_size) +
+                 ", where the safetensors header says the file ends");
+      }
+      c.at_frame_end = ret == 0;
+    }
+  }
+
   void serve(const request& q) {
     cursor& c = cursors[q.companion ? 1 : 0];
     if (q.companion)
@@ -457,6 +492,7 @@ struct zstd_source::state {
       if (!c.valid || c.plain_pos > q.offset || c.plain_pos < frame.first) restart(c, frame);
       produce(c, q, nullptr, q.offset - c.plain_pos);
       produce(c, q, q.dest, q.length);
+      if (plain_size && c.plain_pos == plain_size) finish(c, q);
       if (q.companion && q.length <= cache_entry_max) {
         if (c.cache.size() == cache_entries) c.cache.pop_front();
         c.cache.push_back({q.offset, std::vector<std::byte>(q.dest, q.dest + q.length)});
@@ -498,9 +534,11 @@ void serve_pending(const std::shared_ptr<zstd_source::state>& s) {
 
 }  // namespace
 
-std::shared_ptr<zstd_source> zstd_source::open(const std::filesystem::path& file, bool probe) {
+std::shared_ptr<zstd_source> zstd_source::open(const std::filesystem::path& file, bool probe,
+                                               uint64_t plain_size) {
   auto s = std::make_shared<state>();
   s->probe = probe;
+  s->plain_size = plain_size;
   s->path = file.string();
   s->fd = file_handle::open(file, O_RDONLY);
   s->size = s->fd.size();

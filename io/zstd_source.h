@@ -60,7 +60,7 @@ void set_zstd_read_limits(const zstd_read_limits& limits);
 [[nodiscard]] uint64_t zstd_cursor_bytes(uint64_t window);
 // The limits for a memory budget: window = max(`min_window`, the power of two <= budget / 32,
 // clamped to [1 MiB, 128 MiB]); context_limit = 4 cursors, else 2, when that is at most half the
-// budget, else one cursor (the floor: one shard must be readable). The caller takes
+// budget, else 2 anyway (the floor: one shard's main and companion cursors). The caller takes
 // min(context_limit, budget / 2) out of the token budget. A `min_window` above 128 MiB is an
 // input_error naming `what`.
 [[nodiscard]] zstd_read_limits zstd_limits_for_budget(uint64_t budget, uint64_t min_window,
@@ -89,8 +89,12 @@ using zstd_read_done = std::function<void(std::exception_ptr)>;
 class zstd_source {
  public:
   // `probe`: a header probe, run before the limits are known (zstd's own 128 MiB window maximum).
+  // `plain_size`: where the plain data ends (the header's file size); a read that ends there also
+  // reads the rest of the frame, so zstd verifies the frame's checksum before the last bytes are
+  // handed over, and data past that end is an error. 0: unknown.
   [[nodiscard]] static std::shared_ptr<zstd_source> open(const std::filesystem::path& file,
-                                                         bool probe = false);
+                                                         bool probe = false,
+                                                         uint64_t plain_size = 0);
   ~zstd_source();
   zstd_source(const zstd_source&) = delete;
   zstd_source& operator=(const zstd_source&) = delete;

@@ -171,11 +171,11 @@ run_report quantize_checkpoint(const quantize_options& o) {
   if (talk) {
     for (const auto& w : early_warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     for (const auto& w : p.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-    std::fprintf(stderr, "memory budget %s: %llu buffers of %s%s%s\n", human_bytes(budget).c_str(),
-                 (unsigned long long)geom.count, human_bytes(geom.token_bytes).c_str(),
-                 zstd_reserve ? (", " + human_bytes(zstd_reserve) + " for zstd contexts").c_str()
-                              : "",
-                 o.memory_budget ? "" : " (chosen from free memory)");
+    std::fprintf(
+        stderr, "memory budget %s: %llu buffers of %s%s%s\n", human_bytes(budget).c_str(),
+        (unsigned long long)geom.count, human_bytes(geom.token_bytes).c_str(),
+        zstd_reserve ? (", " + human_bytes(zstd_reserve) + " for zstd contexts").c_str() : "",
+        o.memory_budget ? "" : " (chosen from free memory)");
   }
 
   std::unique_ptr<compute_backend> backend;

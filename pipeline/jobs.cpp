@@ -122,7 +122,9 @@ void job_builder::attach_streams(job& j) {
     if (!in->file) continue;
     for (uint32_t s = 0; s < sources_.size(); ++s)
       if (sources_[s] == in->file && plan_.source.shards[s].compressed) {
-        if (!streams_[s]) streams_[s] = zstd_source::open(plan_.source.shards[s].path);
+        if (!streams_[s])
+          streams_[s] = zstd_source::open(plan_.source.shards[s].path, false,
+                                          plan_.source.shards[s].header.file_size);
         in->stream = streams_[s];
       }
   }
