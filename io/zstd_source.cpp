@@ -478,13 +478,13 @@ struct zstd_source::state {
 
   void serve(const request& q) {
     cursor& c = cursors[q.companion ? 1 : 0];
-    if (q.companion)
-      for (const auto& e : c.cache)
-        if (e.offset <= q.offset && q.offset + q.length <= e.offset + e.bytes.size()) {
-          std::memcpy(q.dest, e.bytes.data() + (q.offset - e.offset), q.length);
-          return;
-        }
-    acquire(c);
+    acquire(c);  // first: an idle cursor's cache may be evicted by another thread
+    for (const auto& e : c.cache)
+      if (e.offset <= q.offset && q.offset + q.length <= e.offset + e.bytes.size()) {
+        std::memcpy(q.dest, e.bytes.data() + (q.offset - e.offset), q.length);
+        release(c);
+        return;
+      }
     try {
       auto it = std::upper_bound(frames.begin(), frames.end(),
                                  std::pair<uint64_t, uint64_t>{q.offset, ~uint64_t{0}});
