@@ -102,8 +102,56 @@ quant_status recover_fp8_block(const fp8_block_source& s, float* out) {
   return {};
 }
 
+// FP4-packed layouts: per row, the group scales are widened once (for nvfp4 the effective
+// scale bf16(s)/gs), then each byte gives two elements through the reference's element math.
+quant_status recover_fp4(const ct_source& s, float* out) {
+  const uint64_t end = s.row_end == k_all_rows ? s.rows : s.row_end;
+  const uint64_t g = s.group_size;
+  {
+    const uint64_t first = s.row_begin * s.groups, last = end * s.groups;
+    for (uint64_t i = first; i < last; ++i)
+      if (scale_code_is_nan(s.scale_type, s.scale, i)) return {code::bad_scale, i};
+  }
+  const bool f16 = s.layout == ct_layout::mxfp4_dsv4 && s.fp4_round == dtype::f16;
+  tbb::parallel_for(
+      tbb::blocked_range<uint64_t>(s.row_begin, end, grain_rows(s.cols)), [&](const auto& rr) {
+        std::vector<float> srow(s.groups);
+        for (uint64_t o = rr.begin(); o < rr.end(); ++o) {
+          for (uint64_t k = 0; k < s.groups; ++k) {
+            const uint64_t si = o * s.groups + k;
+            if (s.layout == ct_layout::nvfp4_packed)
+              srow[k] =
+                  nvfp4_effective_scale(load_scale(s.scale_type, s.scale, si), s.global_scale);
+            else if (f16)
+              srow[k] = dsv4_f16_scale(static_cast<const uint8_t*>(s.scale)[si]);
+            else
+              srow[k] = ct_mxfp4_scale(static_cast<const uint8_t*>(s.scale)[si]);
+          }
+          const uint8_t* row =
+              static_cast<const uint8_t*>(s.weight) + (o - s.row_begin) * (s.cols / 2);
+          float* dst = out + (o - s.row_begin) * s.cols;
+          for (uint64_t k = 0; k < s.groups; ++k) {
+            const float sc = srow[k];
+            const uint64_t j0 = k * g, j1 = j0 + g;
+            if (s.layout == ct_layout::nvfp4_packed) {
+              for (uint64_t j = j0; j < j1; ++j)
+                dst[j] = nvfp4_dequant_element(fp4_packed_code(row, j), sc);
+            } else if (f16) {
+              for (uint64_t j = j0; j < j1; ++j)
+                dst[j] = mxfp4_dequant_f16(fp4_packed_code(row, j), sc);
+            } else {
+              for (uint64_t j = j0; j < j1; ++j)
+                dst[j] = mxfp4_dequant_bf16(fp4_packed_code(row, j), sc);
+            }
+          }
+        }
+      });
+  return {};
+}
+
 quant_status recover_compressed(const ct_source& s, float* out) {
   if (!check_compressed(s).empty()) return {code::bad_argument, 0};
+  if (is_fp4_layout(s.layout)) return recover_fp4(s, out);
   const uint64_t end = s.row_end == k_all_rows ? s.rows : s.row_end;
   // G(j) once for all rows.
   std::vector<uint32_t> gidx;

@@ -27,6 +27,8 @@ std::optional<scale_kind> scale_kind_of(dtype d) noexcept {
       return scale_kind::f16;
     case dtype::f8_e8m0:
       return scale_kind::e8m0;
+    case dtype::f8_e4m3:
+      return scale_kind::e4m3;
     default:
       return std::nullopt;
   }
@@ -61,6 +63,29 @@ std::string check_fp8_block(const fp8_block_source& s) {
 
 std::string check_compressed(const ct_source& s) {
   if (s.rows == 0 || s.cols == 0) return "compressed-tensors weight has a 0 dimension";
+  if (is_fp4_layout(s.layout)) {
+    const uint64_t g = s.layout == ct_layout::nvfp4_packed ? 16 : 32;
+    if (s.strategy != ct_strategy::group || s.group_size != g)
+      return "FP4-packed weights need group strategy with group_size " + std::to_string(g);
+    if (s.cols % g != 0)
+      return "FP4-packed weight has " + std::to_string(s.cols) +
+             " columns, not a multiple of the group size " + std::to_string(g);
+    if (s.groups != s.cols / g)
+      return "scale has " + std::to_string(s.groups) + " groups, expected " +
+             std::to_string(s.cols / g);
+    if (s.zero_point || s.g_idx) return "FP4-packed weights have no zero point or g_idx";
+    const bool e8m0 = s.scale_type == scale_kind::e8m0;
+    if ((s.layout == ct_layout::nvfp4_packed) == e8m0)
+      return s.layout == ct_layout::nvfp4_packed
+                 ? "nvfp4 scales are F8_E4M3, F32, BF16 or F16, not E8M0"
+                 : "MXFP4 scales must be E8M0 bytes (U8 or F8_E8M0)";
+    if (s.layout == ct_layout::nvfp4_packed &&
+        !(s.global_scale > 0.0f && is_finite(s.global_scale)))
+      return "nvfp4 global scale must be positive and finite";
+    if (s.fp4_round != dtype::bf16 &&
+        !(s.layout == ct_layout::mxfp4_dsv4 && s.fp4_round == dtype::f16))
+      return "FP4-packed values round to BF16 (or F16 for DeepSeek-V4 experts)";
+  }
   if (s.layout == ct_layout::pack_quantized && s.bits != 4 && s.bits != 8)
     return "pack-quantized num_bits must be 4 or 8, got " + std::to_string(s.bits);
   switch (s.strategy) {

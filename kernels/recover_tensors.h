@@ -53,9 +53,16 @@ struct fp8_block_source {
 
 enum class ct_strategy : uint8_t { tensor, channel, group, block };
 enum class ct_layout : uint8_t {
-  pack_quantized,  // weight_packed I32 [out, ceil(in*b/32)], b = 4 or 8
-  int_quantized,   // weight I8 [out, in] (naive-quantized / int-quantized with type int)
-  float_quantized  // weight F8_E4M3 (or E5M2) [out, in] (float-quantized, naive with type float)
+  pack_quantized,   // weight_packed I32 [out, ceil(in*b/32)], b = 4 or 8
+  int_quantized,    // weight I8 [out, in] (naive-quantized / int-quantized with type int)
+  float_quantized,  // weight F8_E4M3 (or E5M2) [out, in] (float-quantized, naive with type float)
+  // FP4-packed sources (kernels/FORMATS-fp4-sources.md): weight U8 (I8) [out, in/2], two E2M1
+  // codes per byte (low nibble first); group strategy with g = 16 or 32.
+  nvfp4_packed,  // nvfp4-pack-quantized: F8_E4M3 (or F32/BF16/F16) scale [out, in/16] and an
+                 // F32 global scale; values are bf16(RN32(q * RN32(bf16(s) / gs)))
+  mxfp4_packed,  // mxfp4-pack-quantized: U8/F8_E8M0 scale [out, in/32]; bf16(q * 2^(e-127))
+  mxfp4_dsv4     // DeepSeek-V4 MXFP4 experts: F8_E8M0 scale [out, in/32]; values in the model
+                 // dtype `fp4_round` (BF16: as mxfp4_packed; F16: Quark's e8m0_to_half + __hmul)
 };
 
 struct ct_source {
@@ -82,14 +89,25 @@ struct ct_source {
   const void* zero_point = nullptr;
   dtype zero_point_type = dtype::i32;
   const int32_t* g_idx = nullptr;  // weight_g_idx [in] (actorder group), nullptr if absent
+  // FP4 layouts: the global scale (nvfp4_packed) and the 16-bit dtype the values are rounded to
+  // (BF16 for the compressed-tensors layouts; BF16 or F16 for mxfp4_dsv4). Output stays F32.
+  float global_scale = 1.0f;
+  dtype fp4_round = dtype::bf16;
 };
+
+// True for the FP4-packed layouts.
+[[nodiscard]] constexpr bool is_fp4_layout(ct_layout l) noexcept {
+  return l == ct_layout::nvfp4_packed || l == ct_layout::mxfp4_packed || l == ct_layout::mxfp4_dsv4;
+}
 
 // The argument rules (bits, strategy parameters, row range); "" when fine.
 [[nodiscard]] std::string check_compressed(const ct_source& s);
 
 // out[(o - row_begin) * in + j] = RN32((q[o][j] - zp) * s[selected]) (int layouts) or
-// RN32(fp8(q) * s[selected]) (float). Errors: bad_argument, bad_scale (a g_idx entry outside
-// [0, groups); index = j), non_finite_input (an FP8 NaN code; index = flat element index).
+// RN32(fp8(q) * s[selected]) (float), or the FP4 rules of recover.h. Errors: bad_argument,
+// bad_scale (a g_idx entry outside [0, groups), index = j; an e8m0 scale byte 0xFF or an FP8
+// NaN block scale, index = flat scale index), non_finite_input (an FP8 NaN code; index = flat
+// element index).
 [[nodiscard]] quant_status recover_compressed(const ct_source& s, float* out);
 
 namespace reference {

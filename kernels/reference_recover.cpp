@@ -60,8 +60,39 @@ quant_status recover_fp8_block(const fp8_block_source& s, float* out) {
   return {};
 }
 
+// FP4-packed layouts (kernels/FORMATS-fp4-sources.md), element by element.
+quant_status recover_fp4(const ct_source& s, float* out) {
+  const uint64_t end = s.row_end == k_all_rows ? s.rows : s.row_end;
+  const uint64_t g = s.group_size;
+  // Every scale the rows use must be a number (0xFF e8m0, e4m3 NaN codes are errors).
+  for (uint64_t o = s.row_begin; o < end; ++o)
+    for (uint64_t k = 0; k < s.groups; ++k)
+      if (scale_code_is_nan(s.scale_type, s.scale, o * s.groups + k))
+        return {code::bad_scale, o * s.groups + k};
+  const uint8_t* w = static_cast<const uint8_t*>(s.weight);
+  for (uint64_t o = s.row_begin; o < end; ++o) {
+    const uint8_t* row = w + (o - s.row_begin) * (s.cols / 2);
+    for (uint64_t j = 0; j < s.cols; ++j) {
+      const uint64_t si = o * s.groups + j / g;
+      const uint32_t q = fp4_packed_code(row, j);
+      float v;
+      if (s.layout == ct_layout::nvfp4_packed) {
+        v = nvfp4_dequant_element(
+            q, nvfp4_effective_scale(load_scale(s.scale_type, s.scale, si), s.global_scale));
+      } else if (s.layout == ct_layout::mxfp4_dsv4 && s.fp4_round == dtype::f16) {
+        v = mxfp4_dequant_f16(q, dsv4_f16_scale(static_cast<const uint8_t*>(s.scale)[si]));
+      } else {
+        v = mxfp4_dequant_bf16(q, ct_mxfp4_scale(static_cast<const uint8_t*>(s.scale)[si]));
+      }
+      out[(o - s.row_begin) * s.cols + j] = v;
+    }
+  }
+  return {};
+}
+
 quant_status recover_compressed(const ct_source& s, float* out) {
   if (!check_compressed(s).empty()) return {code::bad_argument, 0};
+  if (is_fp4_layout(s.layout)) return recover_fp4(s, out);
   const uint64_t end = s.row_end == k_all_rows ? s.rows : s.row_end;
   if (s.g_idx)
     for (uint64_t j = 0; j < s.cols; ++j)

@@ -22,6 +22,7 @@
 #include "pipeline/make_checkpoint.h"
 #include "pipeline/templates.h"
 #include "pipeline/token_pool.h"
+#include "pipeline/verify.h"
 
 namespace shardquant {
 namespace {
@@ -510,6 +511,9 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   }
   mkc->add_option("--ct", mk.ct, ct_help + "\n(scales in --dtype, the model dtype)")
       ->check(CLI::IsMember(ct_names));
+  mkc->add_flag("--dsv4-mxfp4", mk.dsv4_mxfp4,
+                "with --dtype fp8: routed experts as DeepSeek-V4 MXFP4 (I8 packed E2M1 pairs + "
+                "F8_E8M0 sibling .scale per 32 columns)");
   mkc->add_option("--presharded", mk.presharded_rows,
                   "with --dtype fp8: TP-presharded chunk rows; weights whose row count is a "
                   "multiple (>= 2 chunks) get per-chunk block scales, listed in "
@@ -524,6 +528,22 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
       "quantize a checkpoint directory (Quark spellings --model_dir, --output_dir, "
       "--quant_scheme, --exclude_layers accepted)");
   add_quantize_options(*qc, qa, q_exclude, q_layer, q_presharded, q_budget);
+
+  // verify (pipeline/verify.h)
+  verify_options vo;
+  std::string v_budget;
+  bool v_json = false;
+  CLI::App* vc = app.add_subcommand(
+      "verify",
+      "check a quantized output against its source: shards, index, config.json, every "
+      "tensor decoded and compared (exit 0 sound, 1 not sound)");
+  vc->add_option("--model-dir,--model_dir", vo.input, "the source checkpoint directory")
+      ->required();
+  vc->add_option("--output-dir,--output_dir", vo.output, "the quantized checkpoint directory")
+      ->required();
+  vc->add_flag("--json", v_json, "print the report as JSON");
+  vc->add_option("--memory-budget", v_budget, "bytes of read and work buffers, e.g. 2G");
+  vc->add_option("--device", vo.device, "cpu (decoding runs on the CPU)")->default_val("cpu");
 
   CLI::App* sc = app.add_subcommand("schemes", "list the quantization schemes");
   CLI::App* tc = app.add_subcommand("templates",
@@ -570,6 +590,12 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   if (qc->parsed()) {
     finish_quantize_args(*qc, qa, q_exclude, q_layer, q_presharded, q_budget);
     return run_quantize(qa, out, err);
+  }
+  if (vc->parsed()) {
+    if (!v_budget.empty()) vo.memory_budget = parse_size(v_budget);
+    const verify_report r = verify_checkpoint(vo);
+    out << (v_json ? r.to_json() : r.to_text());
+    return r.sound ? 0 : k_exit_input;
   }
   if (sc->parsed()) {
     print_schemes(out);

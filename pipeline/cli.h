@@ -1,4 +1,4 @@
-// The `shardquant` command line: subcommands inspect, make-checkpoint, quantize, schemes,
+// The `shardquant` command line: subcommands inspect, make-checkpoint, quantize, verify, schemes,
 // templates. Owns argument parsing (CLI11) and the text the commands print; the work itself is
 // done by plan, make_checkpoint, inspect and the pipeline API. No catch of library errors here:
 // main() has the one catch that maps them to exit codes.

@@ -274,7 +274,7 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
   };
   ct_spec ct;
   if (rk == recovery_kind::ct_packed || rk == recovery_kind::ct_float ||
-      rk == recovery_kind::ct_int) {
+      rk == recovery_kind::ct_int || rk == recovery_kind::fp4_packed) {
     const recovery_params& rp = item.recovery;
     const source_ref& sc = rp.scale.value();
     ct.enabled = true;
@@ -295,6 +295,14 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
       ct.zero_point_type = rp.zero_point->type;
     }
     if (rp.g_idx) ct.g_idx = whole(*rp.g_idx);
+    if (rk == recovery_kind::fp4_packed) {
+      ct.layout = rp.fp4_layout;
+      ct.strategy = ct_strategy::group;
+      ct.groups = rows && rp.group_size ? cols / rp.group_size : 0;
+      ct.global_scale = rp.global_scale;
+      ct.recovered_type = rp.recovered_type;
+      if (sc.type == dtype::u8) ct.scale_type = dtype::f8_e8m0;  // CT stores E8M0 bytes as U8
+    }
   }
   fp8_block_spec fb;
   if (rk == recovery_kind::fp8_block) {

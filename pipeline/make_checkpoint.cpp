@@ -19,6 +19,7 @@
 #include "io/safetensors.h"
 #include "io/shard_writer.h"
 #include "kernels/fp8.h"
+#include "kernels/mx.h"
 #include "kernels/numeric.h"
 
 namespace shardquant {
@@ -425,6 +426,22 @@ synthetic_ct_args ct_fp8(const char* strategy) {
   return a;
 }
 
+// nvfp4-pack-quantized (tensor_group, 16, F8_E4M3 scales + F32 global scale) or
+// mxfp4-pack-quantized (group 32, U8 E8M0 scales), as llm-compressor writes them.
+synthetic_ct_args ct_fp4(bool nv) {
+  synthetic_ct_args a;
+  a.format = nv ? "nvfp4-pack-quantized" : "mxfp4-pack-quantized";
+  a.bits = 4;
+  a.is_float = true;
+  a.strategy = nv ? "tensor_group" : "group";
+  a.group_size = nv ? 16 : 32;
+  return a;
+}
+
+bool is_fp4_format(const std::string& f) {
+  return f == "nvfp4-pack-quantized" || f == "mxfp4-pack-quantized" || f == "dsv4-mxfp4";
+}
+
 ct_source_def ct_groups_of(const std::string& v) {
   const std::vector<std::string> lin{"Linear"};
   auto one = [&](synthetic_ct_args a) {
@@ -441,6 +458,8 @@ ct_source_def ct_groups_of(const std::string& v) {
   if (v == "fp8-channel") return one(ct_fp8("channel"));
   if (v == "fp8-block") return one(ct_fp8("block"));
   if (v == "naive-int8") return one(ct_int("naive-quantized", 8, "channel", true));
+  if (v == "nvfp4") return one(ct_fp4(true));
+  if (v == "mxfp4") return one(ct_fp4(false));
   if (v == "int8-asym") return one(ct_int("int-quantized", 8, "channel", false));
   const std::vector<std::string> attn{"re:.*self_attn.*"};
   if (v == "multi-group")  // two groups with equal arguments: attention by regex, the rest
@@ -509,6 +528,18 @@ void apply_ct(synthetic_model& m, const std::string& variant) {
       t.joins_previous = !out.empty() && out.back().base == x.name;
       out.push_back(std::move(t));
     };
+    if (is_fp4_format(a.format)) {
+      if (C % a.group_size != 0)
+        throw usage_error("--ct " + variant + ": '" + x.name + "' has " + std::to_string(C) +
+                          " columns, not a multiple of " + std::to_string(a.group_size) +
+                          " (drop --odd-shapes)");
+      add(".weight_packed", {R, C / 2}, dtype::u8, synthetic_kind::fp4_packed);
+      add(".weight_scale", {R, C / a.group_size}, a.group_size == 16 ? dtype::f8_e4m3 : dtype::u8,
+          synthetic_kind::fp4_scale);
+      if (a.group_size == 16)
+        add(".weight_global_scale", {1}, dtype::f32, synthetic_kind::fp4_global_scale);
+      continue;
+    }
     if (a.format == "pack-quantized") {
       add(".weight_packed", {R, (C * a.bits + 31) / 32}, dtype::i32, synthetic_kind::ct_packed);
     } else {
@@ -551,6 +582,45 @@ void apply_ct(synthetic_model& m, const std::string& variant) {
                                      {"sparsity_config", json::object()},
                                      {"transform_config", json::object()},
                                      {"version", "0.20.0"}};
+}
+
+// --dsv4-mxfp4: each routed expert's block-FP8 weight (and its `_scale_inv`) becomes an I8
+// packed MXFP4 weight with an F8_E8M0 sibling `<module>.scale` [R, C/32] (DeepSeek-V4 layout).
+void apply_dsv4_mxfp4(synthetic_model& m) {
+  std::vector<synthetic_tensor> out;
+  bool any = false;
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    auto& x = m.tensors[i];
+    const bool expert =
+        x.kind == synthetic_kind::fp8_weight && x.name.find(".experts.") != std::string::npos;
+    if (!expert) {
+      out.push_back(std::move(x));
+      continue;
+    }
+    const uint64_t R = x.shape[0], C = x.shape[1];
+    if (C % 32 != 0)
+      throw usage_error("--dsv4-mxfp4: '" + x.name + "' has " + std::to_string(C) +
+                        " columns, not a multiple of 32 (drop --odd-shapes)");
+    const std::string module = x.name.substr(0, x.name.size() - 7);
+    synthetic_ct_args a;
+    a.format = "dsv4-mxfp4";
+    a.bits = 4;
+    a.group_size = 32;
+    synthetic_tensor w{x.name, {R, C / 2}, dtype::i8, synthetic_kind::fp4_packed, x.shape};
+    w.base = x.name;
+    w.ct = a;
+    synthetic_tensor sc{
+        module + ".scale", {R, C / 32}, dtype::f8_e8m0, synthetic_kind::fp4_scale, x.shape};
+    sc.base = x.name;
+    sc.ct = a;
+    sc.joins_previous = true;
+    out.push_back(std::move(w));
+    out.push_back(std::move(sc));
+    ++i;  // skip the `_scale_inv` that followed the weight
+    any = true;
+  }
+  if (!any) throw usage_error("--dsv4-mxfp4: the architecture has no routed experts");
+  m.tensors = std::move(out);
 }
 
 // The family glob of a tensor name: every all-digit component becomes `*`.
@@ -626,6 +696,8 @@ const std::vector<std::pair<std::string, std::string>>& ct_variants() {
       {"fp8-channel", "float-quantized fp8 e4m3, per channel"},
       {"fp8-block", "float-quantized fp8 e4m3, 128x128 blocks"},
       {"naive-int8", "naive-quantized int8 (I8 weight), per channel, symmetric"},
+      {"nvfp4", "nvfp4-pack-quantized: E2M1 pairs, F8_E4M3 scales per 16, F32 global scale"},
+      {"mxfp4", "mxfp4-pack-quantized: E2M1 pairs, U8 E8M0 scales per 32"},
       {"int8-asym", "int-quantized int8 (I8 weight), per channel, asymmetric (I8 zero points)"},
       {"multi-group",
        "two config groups with equal int4-group arguments: re:.*self_attn.* and Linear"},
@@ -648,6 +720,8 @@ synthetic_model design_model(const make_checkpoint_options& o) {
     throw usage_error("--presharded needs --dtype fp8 (a DeepSeek-style block-FP8 source)");
   if (!o.ct.empty() && fp8)
     throw usage_error("--ct needs --dtype bf16, fp16 or fp32 (the model and scale dtype)");
+  if (o.dsv4_mxfp4 && !fp8)
+    throw usage_error("--dsv4-mxfp4 needs --dtype fp8 (a DeepSeek-style source)");
   if (!o.ct.empty() && ct_groups_of(o.ct).groups.empty()) {
     std::string names;
     for (const auto& v : ct_variants()) names += (names.empty() ? "" : ", ") + v.first;
@@ -695,6 +769,7 @@ synthetic_model design_model(const make_checkpoint_options& o) {
                                        {"quant_method", "fp8"},
                                        {"weight_block_size", {128, 128}}};
     if (o.presharded_rows) apply_presharding(m, o.presharded_rows);
+    if (o.dsv4_mxfp4) apply_dsv4_mxfp4(m);
   }
   if (!o.ct.empty()) apply_ct(m, o.ct);
   return m;
@@ -912,8 +987,66 @@ void ct_pack_put(uint32_t* words, uint64_t i, uint32_t b, uint32_t v) {
   words[bit >> 5] |= v << (bit & 31u);
 }
 
+// FP4-packed rows [r0, r0 + n) of weight t.base: packed E2M1 pairs (n x C/2) and per-group
+// scale bytes (n x C/g). MXFP4 blocks use kernels/mx.h's encoder (Quark's rule); NVFP4 follows
+// llm-compressor: global scale gs = 448 * 6 / amax(W), block scale e4m3(amax_b / 6 * gs),
+// elements e2m1(x / (scale / gs)).
+void fp4_rows(const synthetic_tensor& t, uint64_t seed, uint64_t r0, uint64_t n,
+              std::vector<uint8_t>& packed, std::vector<uint8_t>& scales, float* global_scale) {
+  const uint64_t R = t.source_shape[0], C = t.source_shape[1];
+  const uint64_t g = t.ct.group_size;
+  const uint64_t key = splitmix(seed ^ fnv1a(t.base));
+  const float base = 1.0f / std::sqrt(static_cast<float>(C));
+  const bool nv = g == 16;
+  float gs = 1.0f;
+  if (nv) {
+    const float am = ct_tensor_amax(key, R, C, base);
+    gs = am > 0 ? 448.0f * 6.0f / am : 1.0f;
+  }
+  if (global_scale) *global_scale = gs;
+  packed.assign(n * C / 2, 0);
+  scales.assign(n * C / g, 0);
+  tbb::parallel_for(uint64_t{0}, n, [&](uint64_t i) {
+    std::vector<float> x(C);
+    matrix_row_f32(true, key, r0 + i, C, base, x.data());
+    uint8_t* prow = packed.data() + i * C / 2;
+    for (uint64_t k = 0; k < C / g; ++k) {
+      const float* b = x.data() + k * g;
+      if (!nv) {
+        scales[i * C / g + k] =
+            mx_encode_block(b, static_cast<uint32_t>(g), mx_fp4_e2m1(), prow + k * g / 2);
+        continue;
+      }
+      float am = 0;
+      for (uint64_t e = 0; e < g; ++e) am = std::max(am, std::fabs(b[e]));
+      const uint8_t sc = fp8_e4m3fn_encode(am / 6.0f * gs);
+      scales[i * C / g + k] = sc;
+      const float eff = fp8_e4m3fn_decode(sc) / gs;
+      uint8_t codes[16] = {};
+      if (eff > 0)
+        for (uint64_t e = 0; e < g; ++e)
+          codes[e] = static_cast<uint8_t>(mx_encode_element(b[e] / eff, mx_fp4_e2m1()));
+      mx_pack_codes(codes, 16, mx_fp4_e2m1(), prow + k * g / 2);
+    }
+  });
+}
+
 void ct_generate(const synthetic_tensor& t, uint64_t seed, uint64_t row_begin, uint64_t rows,
                  std::byte* out) {
+  if (t.kind == synthetic_kind::fp4_packed || t.kind == synthetic_kind::fp4_scale ||
+      t.kind == synthetic_kind::fp4_global_scale) {
+    std::vector<uint8_t> packed, scales;
+    float gs = 1.0f;
+    fp4_rows(t, seed, t.kind == synthetic_kind::fp4_global_scale ? 0 : row_begin,
+             t.kind == synthetic_kind::fp4_global_scale ? 0 : rows, packed, scales, &gs);
+    if (t.kind == synthetic_kind::fp4_packed)
+      std::memcpy(out, packed.data(), packed.size());
+    else if (t.kind == synthetic_kind::fp4_scale)
+      std::memcpy(out, scales.data(), scales.size());
+    else
+      std::memcpy(out, &gs, 4);
+    return;
+  }
   const synthetic_ct_args& a = t.ct;
   const uint64_t R = t.source_shape[0], C = t.source_shape[1];
   const uint32_t off = 1u << (a.bits - 1);

@@ -6,7 +6,8 @@
 // Quantized sources (formats.md §7), quantized from the same fp32 rows a plain checkpoint holds:
 // DeepSeek-style block FP8 (--dtype fp8), optionally TP-presharded (--presharded ROWS, §7.2.4),
 // and compressed-tensors (--ct VARIANT, §7.3: pack-quantized, float-quantized, naive/int-quantized,
-// several config groups) whose module tensors always share one shard.
+// nvfp4-/mxfp4-pack-quantized, several config groups) whose module tensors always share one shard;
+// with --dtype fp8, --dsv4-mxfp4 makes the routed experts DeepSeek-V4 MXFP4 (I8 + F8_E8M0 .scale).
 //
 // --odd-shapes: intermediate sizes (dense and MoE) and the DeepSeek LoRA ranks are chosen
 // ≡ 2 (mod 4) and the vocabulary odd, so that
@@ -48,6 +49,10 @@ enum class synthetic_kind : uint8_t {
   ct_scale,       // `weight_scale` in the model dtype, shape by strategy
   ct_zero_point,  // `weight_zero_point`: packed I32 [ceil(R*b/32), G] or I8 [R, 1]
   ct_g_idx,       // `weight_g_idx` I32 [C] (actorder group)
+  // FP4-packed sources (kernels/FORMATS-fp4-sources.md): --ct nvfp4 / mxfp4 and --dsv4-mxfp4.
+  fp4_packed,        // U8 `weight_packed` (CT) or I8 `weight` (DeepSeek-V4) [R, C/2]
+  fp4_scale,         // F8_E4M3 [R, C/16] (nvfp4), U8 [R, C/32] (mxfp4), F8_E8M0 `.scale` (DSV4)
+  fp4_global_scale,  // nvfp4 `weight_global_scale` F32 [1]
 };
 
 // compressed-tensors weight arguments of one config group (formats.md §7.3).
@@ -100,6 +105,9 @@ struct make_checkpoint_options {
   // ct_variants(); empty = none. Linear weights except lm_head and the routers are quantized
   // from the same fp32 rows a plain checkpoint would hold; scales are stored in the model dtype.
   std::string ct;
+  // FP8 sources only: the routed experts' Linear weights become DeepSeek-V4-style MXFP4 (I8
+  // packed E2M1 pairs + F8_E8M0 sibling `<module>.scale` in 1x32 blocks); needs an MoE arch.
+  bool dsv4_mxfp4 = false;
   // FP8 sources only: TP-presharded chunk rows (formats.md §7.2.4). Every weight family whose
   // row count is a multiple of it (at least two chunks) is block-quantized per chunk (scale
   // [(R/cr)*ceil(cr/128), ceil(C/128)]) and listed in quantization_config.presharded_weights

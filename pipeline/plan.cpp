@@ -13,6 +13,7 @@
 #include "io/error.h"
 #include "io/file.h"
 #include "io/zstd_source.h"
+#include "kernels/numeric.h"
 #include "pipeline/fnmatch.h"
 #include "pipeline/quant_config.h"
 #include "pipeline/templates.h"
@@ -193,10 +194,22 @@ class planner {
     p_.converters = p_.options.converters;
     if (t && p_.options.use_template_converters)
       for (auto& c2 : t->converters()) p_.converters.push_back(std::move(c2));
-    if (p_.options.keep_excluded_as_original && method_ == "compressed-tensors")
+    if (p_.options.keep_excluded_as_original && method_ == "compressed-tensors") {
+      const json& q = p_.facts.source_quant_config;
+      const std::string fmt =
+          q.contains("format") && q["format"].is_string() ? q["format"].get<std::string>() : "";
+      // kernels/FORMATS-fp4-sources.md §4: Quark keeps mxfp4-pack-quantized layers (U8 bytes,
+      // layer_quant_config = its MXFP4 scheme); every other format fails in its config step.
+      if (fmt == "mxfp4-pack-quantized")
+        fail_config(
+            "--keep-excluded-as-original with an mxfp4-pack-quantized source is not supported "
+            "(Quark keeps the U8 bytes and writes its MXFP4 scheme into layer_quant_config; "
+            "shardquant's config writer has no such entry yet)");
       fail_config(
           "--keep-excluded-as-original with a compressed-tensors source is not in the first "
-          "version");
+          "version (Quark 0.13 fails in its config step: the source has no activation_scheme "
+          "'dynamic' / weight_block_size)");
+    }
   }
 
   void index_tensors() {
@@ -265,8 +278,10 @@ class planner {
         if (sib && (e.type == dtype::i8 || e.type == dtype::u8) && sib->type == dtype::f8_e8m0 &&
             sib->shape.size() == e.shape.size() && !e.shape.empty() &&
             std::equal(e.shape.begin(), e.shape.end() - 1, sib->shape.begin()) &&
-            e.shape.back() == 16 * sib->shape.back())
-          fail_tensor(s, e, "MXFP4 source experts: not in the first version");
+            e.shape.back() == 16 * sib->shape.back()) {
+          plan_dsv4_mxfp4(s, e, *sib);
+          continue;
+        }
         const std::string inv = e.name + "_scale_inv";
         const tensor_entry* same = find_in(s, inv);
         const loc* any = find(inv);
@@ -332,6 +347,34 @@ class planner {
     }
   }
 
+  // Case 1 of §7.2.1: DeepSeek-V4 MXFP4 experts (kernels/FORMATS-fp4-sources.md §2). Quark
+  // dequantizes them with dq_uint8_mxfp4_to_half into the model dtype, which must be BF16 or F16.
+  void plan_dsv4_mxfp4(uint32_t s, const tensor_entry& e, const tensor_entry& sc) {
+    const dtype model = p_.facts.model_dtype;
+    if (model != dtype::bf16 && model != dtype::f16)
+      fail_tensor(s, e,
+                  "MXFP4 source experts dequantize to the model dtype, which must be BF16 or F16 "
+                  "(got " +
+                      std::string(name(model)) +
+                      "; Quark's dq_uint8_mxfp4_to_half fails with 'Wrong output dtype')");
+    stage1 st;
+    st.main = loc{s, &e};
+    st.name = e.name;
+    st.type = model;
+    st.shape = e.shape;
+    st.shape.back() *= 2;
+    recovery_params& r = st.recovery;
+    r.kind = recovery_kind::fp4_packed;
+    r.fp4_layout = ct_layout::mxfp4_dsv4;
+    r.recovered_shape = st.shape;
+    r.recovered_type = model;
+    r.group_size = 32;
+    r.strategy = ct_strategy::group;
+    r.scale = make_ref(p_.source, loc{s, &sc});
+    consume(s, sc, "MXFP4 scale of " + e.name);
+    recovered_[{s, e.name}] = std::move(st);
+  }
+
   void consume(uint32_t shard, const tensor_entry& e, std::string reason) {
     if (!consumed_.insert({shard, e.name}).second) return;
     p_.consumed.push_back({make_ref(p_.source, loc{shard, &e}), std::move(reason)});
@@ -377,6 +420,10 @@ class planner {
     auto get_s = [&](const char* k, const std::string& d) {
       return w.contains(k) && w[k].is_string() ? w[k].get<std::string>() : d;
     };
+    if (g.format == "nvfp4-pack-quantized" || g.format == "mxfp4-pack-quantized") {
+      plan_ct_fp4_module(s, scale_e, module, g);
+      return;
+    }
     const uint32_t nbits = static_cast<uint32_t>(get_u("num_bits", 8));
     const std::string type = get_s("type", "int");
     const bool symmetric =
@@ -511,6 +558,121 @@ class planner {
     recovered_[{s, main->name}] = std::move(st);
   }
 
+  // compressed-tensors nvfp4-/mxfp4-pack-quantized (kernels/FORMATS-fp4-sources.md §1): Quark
+  // runs compressed-tensors 0.20's NVFP4PackedCompressor / MXFP4PackedCompressor.decompress.
+  void plan_ct_fp4_module(uint32_t s, const tensor_entry& scale_e, const std::string& module,
+                          const ct_group& g) {
+    const bool nv = g.format == "nvfp4-pack-quantized";
+    const json& w = g.weights;
+    const uint64_t gs = nv ? 16 : 32;
+    if (w.contains("num_bits") && !(w["num_bits"].is_number_unsigned() && w["num_bits"] == 4))
+      fail_tensor(s, scale_e, g.format + " needs num_bits 4");
+    if (w.contains("type") && w["type"] != "float")
+      fail_tensor(s, scale_e, g.format + " needs type float");
+    if (w.contains("group_size") &&
+        !(w["group_size"].is_number_unsigned() && w["group_size"] == gs))
+      fail_tensor(s, scale_e, g.format + " needs group_size " + std::to_string(gs));
+    if (w.contains("symmetric") && w["symmetric"].is_boolean() && !w["symmetric"].get<bool>())
+      fail_tensor(s, scale_e, g.format + ": asymmetric FP4 weights are not supported");
+    auto companion = [&](const std::string& suffix) -> const tensor_entry* {
+      const loc* l = find(module + suffix);
+      if (!l) return nullptr;
+      if (l->shard != s)
+        fail_tensor(l->shard, *l->entry,
+                    "compressed-tensors companion is not in the shard of '" + scale_e.name + "' (" +
+                        p_.source.shards[s].rel_path + ")");
+      return l->entry;
+    };
+    const tensor_entry* main = companion(".weight_packed");
+    if (!main) fail_tensor(s, scale_e, g.format + " module without weight_packed");
+    if (main->type != dtype::u8)
+      fail_tensor(s, *main,
+                  g.format + " weight_packed must be U8, got " + std::string(name(main->type)));
+    if (main->shape.size() != 2)
+      fail_tensor(s, *main,
+                  g.format + " weight_packed must be rank 2, got " + shape_str(main->shape));
+    for (const char* bad : {".weight_zero_point", ".weight_g_idx"})
+      if (const tensor_entry* t = companion(bad))
+        fail_tensor(s, *t,
+                    std::string("unexpected ") + (bad + 1) + " in a " + g.format + " module");
+    const uint64_t out = main->shape[0], in = main->shape[1] * 2;
+    if (const tensor_entry* ws = companion(".weight_shape")) {
+      const std::vector<uint64_t> logical = read_weight_shape(s, *ws);
+      if (logical != std::vector<uint64_t>{out, in})
+        fail_tensor(s, *ws,
+                    "weight_shape " + shape_str(logical) + " does not match weight_packed " +
+                        shape_str(main->shape) + " (expected [" + std::to_string(out) + ", " +
+                        std::to_string(in) + "])");
+      consume(s, *ws, "compressed-tensors shape of " + module);
+    }
+    if (in % gs != 0)
+      fail_tensor(s, *main,
+                  std::to_string(in) + " columns are not a multiple of the group size " +
+                      std::to_string(gs) +
+                      " (compressed-tensors: 'tensor column shape must be divisble by the given "
+                      "group_size')");
+    const bool e8m0 = scale_e.type == dtype::u8 || scale_e.type == dtype::f8_e8m0;
+    const bool ok_scale = nv ? (scale_e.type == dtype::f8_e4m3 || scale_e.type == dtype::f32 ||
+                                scale_e.type == dtype::bf16 || scale_e.type == dtype::f16)
+                             : e8m0;
+    if (!ok_scale)
+      fail_tensor(s, scale_e,
+                  g.format + " scale dtype " + std::string(name(scale_e.type)) +
+                      (nv ? " (expected F8_E4M3, F32, BF16 or F16)" : " (expected U8 or F8_E8M0)"));
+    const std::vector<uint64_t> want{out, in / gs};
+    if (scale_e.shape != want)
+      fail_tensor(s, scale_e,
+                  "scale shape " + shape_str(scale_e.shape) + " does not fit weight_packed " +
+                      shape_str(main->shape) + " (expected " + shape_str(want) + ")");
+    stage1 st;
+    recovery_params& r = st.recovery;
+    r.kind = recovery_kind::fp4_packed;
+    r.fp4_layout = nv ? ct_layout::nvfp4_packed : ct_layout::mxfp4_packed;
+    r.strategy = ct_strategy::group;
+    r.group_size = gs;
+    r.recovered_shape = {out, in};
+    r.recovered_type = dtype::bf16;
+    r.scale = make_ref(p_.source, loc{s, &scale_e});
+    const tensor_entry* gsc = companion(".weight_global_scale");
+    if (nv) {
+      if (!gsc) fail_tensor(s, scale_e, "nvfp4-pack-quantized module without weight_global_scale");
+      r.global_scale = read_global_scale(s, *gsc);
+      consume(s, *gsc, "compressed-tensors global scale of " + module);
+    } else if (gsc) {
+      fail_tensor(s, *gsc, "unexpected weight_global_scale in an mxfp4-pack-quantized module");
+    }
+    consume(s, scale_e, "compressed-tensors scale of " + module);
+    st.main = loc{s, main};
+    st.name = module + ".weight";
+    st.type = dtype::bf16;
+    st.shape = r.recovered_shape;
+    recovered_[{s, main->name}] = std::move(st);
+  }
+
+  // The nvfp4 global scale: one positive finite F32 of shape [1] (what compressed-tensors
+  // writes) or [] (the bf16 / F32 division gives the same bytes, checked with torch 2.11 on CPU).
+  float read_global_scale(uint32_t s, const tensor_entry& e) {
+    if (e.type != dtype::f32 || (e.shape != std::vector<uint64_t>{1} && !e.shape.empty()))
+      fail_tensor(s, e,
+                  "weight_global_scale must be F32 [1], got " + std::string(name(e.type)) + " " +
+                      shape_str(e.shape));
+    float v = 0;
+    const auto& sh = p_.source.shards[s];
+    if (sh.compressed) {
+      zstd_source::open(sh.path, true)
+          ->read_now(sh.header.data_start + e.begin, sizeof v, reinterpret_cast<std::byte*>(&v),
+                     false, e.name);
+    } else {
+      file_handle f = file_handle::open(sh.path, O_RDONLY);
+      pread_all(f.get(), std::as_writable_bytes(std::span(&v, 1)),
+                sh.header.data_start + e.begin, sh.path.string());
+    }
+    if (!(v > 0.0f) || !is_finite(v))
+      fail_tensor(s, e,
+                  "weight_global_scale is " + std::to_string(v) + " (must be positive and finite)");
+    return v;
+  }
+
   std::vector<uint64_t> read_weight_shape(uint32_t s, const tensor_entry& e) {
     if (e.type != dtype::i64 || e.shape.size() != 1 || e.shape[0] > 8)
       fail_tensor(s, e, "weight_shape must be a short I64 vector");
@@ -548,6 +710,12 @@ class planner {
           fail_tensor(s, e,
                       "--keep-excluded-as-original: excluded " + std::string(name(e.type)) +
                           " weight has no scale (_scale_inv or sibling .scale)");
+        if (it->second.recovery.kind == recovery_kind::fp4_packed)
+          fail_tensor(s, e,
+                      "--keep-excluded-as-original: keeping MXFP4 source experts is not supported "
+                      "(Quark keeps the bytes as U8 with a renamed F8_E8M0 '_scale' and describes "
+                      "the layer as MXFP4 in layer_quant_config; shardquant's config writer has no "
+                      "such entry yet)");
         it->second.keep = true;
         const source_ref& sc = *it->second.recovery.scale;
         // The scale is written (renamed) instead of consumed.

@@ -84,10 +84,12 @@ struct source_ref {
 
 enum class recovery_kind : uint8_t {
   none,
-  fp8_block,  // §7.2: F8 weight x block scale (`_scale_inv` or sibling `.scale`)
-  ct_packed,  // §7.3 pack-quantized: I32 words, b = 4 or 8
-  ct_float,   // §7.3 float-quantized / naive-quantized float: F8_E4M3 x scale
-  ct_int,     // §7.3 naive-quantized / int-quantized: I8 codes (- zp) x scale
+  fp8_block,   // §7.2: F8 weight x block scale (`_scale_inv` or sibling `.scale`)
+  ct_packed,   // §7.3 pack-quantized: I32 words, b = 4 or 8
+  ct_float,    // §7.3 float-quantized / naive-quantized float: F8_E4M3 x scale
+  ct_int,      // §7.3 naive-quantized / int-quantized: I8 codes (- zp) x scale
+  fp4_packed,  // FP4-packed sources (kernels/FORMATS-fp4-sources.md): U8/I8 E2M1 pairs x group
+               // scale; `fp4_layout` says which (nvfp4/mxfp4-pack-quantized, DeepSeek-V4 MXFP4)
 };
 
 // ct_strategy (tensor, channel, group, block) comes from kernels/recover_tensors.h.
@@ -108,6 +110,12 @@ struct recovery_params {
   bool symmetric = true;
   std::optional<source_ref> zero_point;  // asymmetric group/channel only
   std::optional<source_ref> g_idx;       // actorder group
+  // fp4_packed: layout, the nvfp4 global scale (read from the source at plan time) and the dtype
+  // the reference's recovered values have (BF16 for compressed-tensors, the model dtype for
+  // DeepSeek-V4 experts); the recovered weight reaches quantization in that dtype.
+  ct_layout fp4_layout = ct_layout::mxfp4_packed;
+  float global_scale = 1.0f;
+  dtype recovered_type = dtype::f32;
 };
 
 // One tensor written to an output shard.

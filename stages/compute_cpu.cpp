@@ -142,12 +142,35 @@ void recover_ct_rows(job& j) {
     s.zero_point_type = c.zero_point_type;
   }
   if (c.g_idx.length) s.g_idx = reinterpret_cast<const int32_t*>(at(j, j.gidx_data_pos));
+  s.global_scale = c.global_scale;
+  if (c.recovered_type != dtype::f32) s.fp4_round = c.recovered_type;
   if (std::string why = check_compressed(s); !why.empty()) fail(j, why);
-  const quant_status st = recover_compressed(s, reinterpret_cast<float*>(at(j, j.work_pos)));
+  float* out = reinterpret_cast<float*>(at(j, j.work_pos));
+  const quant_status st = recover_compressed(s, out);
+  if (st.what == quant_status::code::bad_scale && is_fp4_layout(c.layout) && c.scale.runs <= 1) {
+    // A NaN scale code (E8M0 0xFF, F8_E4M3 S.1111.111): name its byte in the source file.
+    const uint64_t eb = std::max<uint32_t>(1, bits(c.scale_type) / 8);
+    fail(j,
+         "scale element " + std::to_string(st.index) + " is a NaN code (" +
+             std::string(name(c.scale_type)) + ")",
+         c.scale.offset + st.index * eb);
+  }
   if (!st.ok()) fail(j, st.message());
+  // FP4 sources reach the quantizer in a 16-bit dtype (as in the reference): narrow in place
+  // (exact: the values are already rounded to it; element i moves from 4i to 2i, front first).
+  if (c.recovered_type == dtype::bf16 || c.recovered_type == dtype::f16) {
+    auto* dst = reinterpret_cast<uint16_t*>(out);
+    const uint64_t n = j.rows * j.cols;
+    for (uint64_t i = 0; i < n; ++i)
+      dst[i] = c.recovered_type == dtype::bf16 ? to_bf16_rne(out[i]) : to_f16_rne(out[i]);
+  }
 }
 
 }  // namespace
+
+dtype recovered_type_of(const job& j) {
+  return j.ct.enabled && j.ct.recovered_type != dtype::f32 ? j.ct.recovered_type : dtype::f32;
+}
 
 bool recover_rows(job& j) {
   if (j.fp8_block.enabled)
@@ -217,11 +240,11 @@ void run_cpu_compute(job& j) {
   dtype src = j.in_type;
   const std::byte* data = at(j, j.data_pos);
   if (recover_rows(j)) {
-    src = dtype::f32;
+    src = recovered_type_of(j);
     data = at(j, j.work_pos);
     if (j.kind == job_kind::cast) {
       job tmp_view = j;  // only the dtypes differ for the element loop
-      tmp_view.in_type = dtype::f32;
+      tmp_view.in_type = src;
       cast_elements(tmp_view, data, at(j, j.outputs[0].token_pos), j.rows * j.cols);
       return;
     }

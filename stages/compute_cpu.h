@@ -27,6 +27,10 @@ void arrange_input(job& j);
 // job has no recovery. Call after arrange_input(). Throws input_error on bad codes or scales.
 bool recover_rows(job& j);
 
+// The dtype of the rows recover_rows() leaves at work_pos: F32, or BF16/F16 for FP4-packed
+// sources (their reference values are 16-bit). Call before recover_rows() clears anything.
+[[nodiscard]] dtype recovered_type_of(const job& j);
+
 // Runs the job's CPU work (kinds copy, cast, amax, quantize) in its token and leaves every output
 // piece at its token_pos. Throws input_error naming the source file and tensor on bad data
 // (non-finite weights, NaN FP8 codes, bad scales).

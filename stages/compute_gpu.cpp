@@ -103,10 +103,13 @@ class gpu_backend final : public compute_backend {
     try {
       arrange_input(j);
       // compressed-tensors: recovered on the CPU; the kernels then see dense F32 rows.
-      if (j.ct.enabled && recover_rows(j)) {
-        j.data_pos = j.work_pos;
-        j.in_type = dtype::f32;
-        j.ct.enabled = false;
+      if (j.ct.enabled) {
+        const dtype rt = recovered_type_of(j);
+        if (recover_rows(j)) {
+          j.data_pos = j.work_pos;
+          j.in_type = rt;  // F32, or BF16/F16 for FP4-packed sources
+          j.ct.enabled = false;
+        }
       }
     } catch (...) {
       done(std::current_exception());

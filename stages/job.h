@@ -72,6 +72,10 @@ struct ct_spec {
   input_spec zero_point;  // length 0: symmetric
   dtype zero_point_type = dtype::i32;
   input_spec g_idx;  // length 0: none
+  // FP4-packed layouts: the nvfp4 global scale (read by the planner) and the dtype the recovered
+  // values have in the reference (BF16 / F16); the recovered rows are stored in that dtype.
+  float global_scale = 1.0f;
+  dtype recovered_type = dtype::f32;
 };
 
 // One output tensor's bytes produced by a job: `segments` pieces of `bytes` each, the first at

@@ -7,8 +7,9 @@ writing quark_ref.py --jobs files for them (every scheme on every checkpoint, pl
 runs on the FP8 and compressed-tensors sources). Must not depend on Quark or torch (numpy-free:
 it only runs the binary and writes text).
 
-Checkpoint names: ARCH-DTYPE[-odd][-fp8src|-ps<ROWS>|-ct-<VARIANT>] with DTYPE the model dtype
-(bf16/fp16/fp32; fp8src/ps sources have a BF16 model). `args_of(name)` turns a name back into the
+Checkpoint names: ARCH-DTYPE[-odd][-fp8src|-dsv4|-ps<ROWS>|-ct-<VARIANT>] with DTYPE the model
+dtype (bf16/fp16/fp32; fp8src/dsv4/ps sources have a BF16 model; dsv4 = block FP8 with the routed
+experts as DeepSeek-V4 MXFP4, make-checkpoint --dsv4-mxfp4). `args_of(name)` turns a name back into the
 make-checkpoint arguments, so a name is all a reference bundle needs to regenerate its input.
 
 Usage:
@@ -46,8 +47,14 @@ CT = ["llama-bf16-ct-int4-group", "llama-bf16-ct-int4-group-asym", "llama-fp16-c
       "qwen3_moe-bf16-ct-fp8-channel", "qwen3_moe-bf16-ct-int8-asym", "qwen3_moe-bf16-ct-multi-group",
       "deepseek_v3-fp32-ct-int8-channel", "deepseek_v3-bf16-ct-fp8-block",
       "llama-bf16-odd-ct-int4-channel-asym", "qwen3_moe-bf16-odd-ct-fp8-block"]
+# FP4-packed sources (kernels/FORMATS-fp4-sources.md): compressed-tensors nvfp4/mxfp4 over archs
+# and model dtypes (CT recovers them to BF16 whatever the model dtype), DeepSeek-V4 MXFP4 experts.
+FP4 = ["qwen3_moe-bf16-ct-nvfp4", "llama-fp16-ct-nvfp4", "deepseek_v3-fp32-ct-nvfp4",
+       "qwen3_moe-bf16-ct-mxfp4", "llama-fp32-ct-mxfp4",
+       "deepseek_v3-bf16-dsv4", "qwen3_moe-bf16-dsv4"]
 # "all" runs the newest references first, so a run cut by its time limit still has them.
-SETS = {"plain": PLAIN, "fp8": FP8, "ct": CT, "all": CT + FP8[4:] + FP8[:4] + PLAIN}
+SETS = {"plain": PLAIN, "fp8": FP8, "ct": CT, "fp4": FP4,
+        "all": FP4 + CT + FP8[4:] + FP8[:4] + PLAIN}
 
 # Checkpoints where Quark 0.13 (+ compressed-tensors 0.20) is known to depart from formats.md; a
 # replay counts a difference there as documented, not failed. Measured with Quark on the CPU
@@ -62,6 +69,9 @@ DOCUMENTED = {
     "qwen3_moe-bf16-ct-int4-group-actorder": "Quark's decompression ignores weight_g_idx (group j div g), "
                                              "formats.md uses g_idx[j]",
 }
+# DeepSeek-V4 MXFP4 experts: Quark's FP8-source recovery needs CUDA (on the CPU it logs an error and
+# writes nothing), so these have no CPU reference; the GPU session makes them.
+CUDA_ONLY = {"deepseek_v3-bf16-dsv4", "qwen3_moe-bf16-dsv4"}
 
 # Schemes whose Quark-on-CPU output equals Quark-on-CUDA on F32 inputs (README: TC1/TC4/TC6 hit
 # only BF16/F16 fp8 division, per-channel/per-group scales and int4_fp8).
@@ -95,6 +105,9 @@ def args_of(name: str) -> list[str]:
             a.append("--odd-shapes")
         elif p == "fp8src":
             dtype = "fp8"
+        elif p == "dsv4":
+            dtype = "fp8"
+            a.append("--dsv4-mxfp4")
         elif p.startswith("ps") and p[2:].isdigit():
             dtype, ps = "fp8", p[2:]
         else:
@@ -130,7 +143,8 @@ def jobs(root: str, out_root: str, names: list[str], schemes: list[str] | None, 
             use = [s for s in use if s in CPU_SAFE_SCHEMES]
         for s in use:
             lines.append(f"{root}/{n} {s} {out_root}/{n}/{s}")
-        if "-fp8src" in n or "-ps" in n or n.endswith("-ct-int4-group") or n.endswith("-ct-fp8-channel"):
+        if ("-fp8src" in n or "-ps" in n or "-dsv4" in n or n.endswith("-ct-int4-group")
+                or n.endswith("-ct-fp8-channel") or n.endswith("-ct-nvfp4") or n.endswith("-ct-mxfp4")):
             for s in keep:
                 lines.append(f"{root}/{n} {s} {out_root}/{n}-keep/{s} --keep-original")
     return lines
