@@ -664,8 +664,8 @@ class planner {
                      false, e.name);
     } else {
       file_handle f = file_handle::open(sh.path, O_RDONLY);
-      pread_all(f.get(), std::as_writable_bytes(std::span(&v, 1)),
-                sh.header.data_start + e.begin, sh.path.string());
+      pread_all(f.get(), std::as_writable_bytes(std::span(&v, 1)), sh.header.data_start + e.begin,
+                sh.path.string());
     }
     if (!(v > 0.0f) || !is_finite(v))
       fail_tensor(s, e,
