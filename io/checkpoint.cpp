@@ -13,6 +13,7 @@
 #include "io/error.h"
 #include "io/file.h"
 #include "io/json_text.h"
+#include "io/zstd_source.h"
 
 namespace shardquant {
 namespace fs = std::filesystem;
@@ -336,10 +337,19 @@ source_checkpoint open_source_checkpoint(const fs::path& dir, const warning_fn& 
   ck.model_dtype = resolve_model_dtype(ck.config, config_path.string());
 
   tree_walker walker(warn_fn, links);
-  std::vector<std::string> found;  // every *.safetensors file, relative, sorted
+  std::vector<std::string> found;  // every *.safetensors(.zst) file, relative, sorted
   for (const auto& e : walker.walk(dir))
-    if (!e.is_dir && ends_with(e.rel, ".safetensors")) found.push_back(e.rel);
+    if (!e.is_dir && (ends_with(e.rel, ".safetensors") || is_zstd_shard_name(e.rel)))
+      found.push_back(e.rel);
   std::sort(found.begin(), found.end());
+  // A shard present both plain and compressed is read plain; the twin is ignored.
+  std::erase_if(found, [&](const std::string& rel) {
+    if (!is_zstd_shard_name(rel) ||
+        !std::binary_search(found.begin(), found.end(), plain_shard_name(rel)))
+      return false;
+    warn((dir / rel).string() + ": the plain shard beside it is read; this one is ignored");
+    return true;
+  });
 
   const fs::path index_path = dir / std::string(index_name);
   std::vector<std::pair<std::string, std::string>> weight_map;
@@ -369,13 +379,20 @@ source_checkpoint open_source_checkpoint(const fs::path& dir, const warning_fn& 
       listed.insert(file.text);
     }
     if (listed.empty()) throw input_error(ip, "", no_offset, "\"weight_map\" names no shard");
+    std::set<std::string> on_disk;  // the listed shards as found: plain or compressed twin
     for (const auto& rel : listed) {
       check_source_file(links, dir, rel, ip);
-      if (!fs::is_regular_file(dir / rel, ec))
+      std::string file = rel;
+      for (const std::string& twin : {plain_shard_name(rel), plain_shard_name(rel) + ".zst"})
+        if (!fs::is_regular_file(dir / file, ec) && fs::is_regular_file(dir / twin, ec))
+          file = twin;
+      if (!fs::is_regular_file(dir / file, ec))
         throw input_error(ip, "", no_offset,
                           "shard \"" + escaped_name(rel) + "\" named in weight_map is missing");
-      shard_paths.push_back(rel);
+      if (file != rel) check_source_file(links, dir, file, ip);
+      if (on_disk.insert(file).second) shard_paths.push_back(file);
     }
+    listed.insert(on_disk.begin(), on_disk.end());
     for (const auto& rel : found)
       if (!listed.count(rel))
         warn((dir / rel).string() + ": not named in " + std::string(index_name) + ", ignored");
@@ -392,9 +409,16 @@ source_checkpoint open_source_checkpoint(const fs::path& dir, const warning_fn& 
 
   for (const auto& rel : shard_paths) {
     source_shard s;
-    s.rel_path = rel;
+    s.rel_path = plain_shard_name(rel);  // the output keeps the plain name
     s.path = dir / rel;
-    s.header = read_safetensors_header(s.path);
+    if (is_zstd_shard_name(rel)) {
+      zstd_shard_info zi = read_zstd_shard_info(s.path);
+      s.header = std::move(zi.header);
+      s.compressed = true;
+      s.zstd_window = zi.first_window;
+    } else {
+      s.header = read_safetensors_header(s.path);
+    }
     const auto index = static_cast<uint32_t>(ck.shards.size());
     for (const auto& t : s.header.tensors) {
       auto [it, inserted] = ck.tensor_shard.emplace(t.name, index);
@@ -411,7 +435,7 @@ source_checkpoint open_source_checkpoint(const fs::path& dir, const warning_fn& 
     for (const auto& [name, rel] : weight_map) {
       mapped.insert(name);
       const source_shard* s = ck.shard_of(name);
-      if (!s || s->rel_path != rel)
+      if (!s || s->rel_path != plain_shard_name(rel))
         throw input_error(ip, name, no_offset,
                           "weight_map points to shard \"" + rel + "\", which does not contain it" +
                               (s ? " (found in \"" + s->rel_path + "\")" : std::string{}));
@@ -491,7 +515,7 @@ void remove_created_output_dirs(const fs::path& output, const fs::path& created_
 bool is_side_file(std::string_view rel) {
   const size_t slash = rel.rfind('/');
   const std::string_view name = slash == std::string_view::npos ? rel : rel.substr(slash + 1);
-  if (ends_with(name, ".safetensors")) return false;
+  if (ends_with(name, ".safetensors") || is_zstd_shard_name(name)) return false;
   if (slash == std::string_view::npos) {
     const std::string l = lower(name);
     if (ends_with(l, ".md") && l.find("readme") != std::string::npos) return false;

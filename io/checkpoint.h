@@ -26,9 +26,12 @@ namespace shardquant {
 using warning_fn = std::function<void(std::string)>;
 
 struct source_shard {
-  std::string rel_path;        // relative to the checkpoint directory, '/'-separated
-  std::filesystem::path path;  // directory / rel_path
-  safetensors_header header;
+  std::string rel_path;        // relative to the checkpoint directory, '/'-separated; the plain
+                               // name ("X.safetensors") also for a compressed shard
+  std::filesystem::path path;  // the file read: directory / rel_path, or its ".zst" twin
+  safetensors_header header;   // offsets and file_size of the plain (decompressed) bytes
+  bool compressed = false;     // a zstd-compressed shard (io/zstd_source.h)
+  uint64_t zstd_window = 0;    // its first frame's window
 };
 
 // §3.7: where the source quantization config was found and its value.

@@ -14,9 +14,12 @@
 #include <unordered_map>
 
 #include "io/checkpoint.h"
+#include "io/checksum.h"
 #include "io/dir_lock.h"
 #include "io/error.h"
 #include "io/file.h"
+#include "io/zstd_source.h"
+#include "io/zstd_writer.h"
 #include "pipeline/finalize.h"
 #include "pipeline/graph.h"
 #include "pipeline/jobs.h"
@@ -112,8 +115,13 @@ std::string options_text(const quantize_options& o, const plan_options& po) {
   // Only when set, so the keys of default runs stay what they were.
   s += o.dynamic_activations ? "dyn;" : "";
   s += o.layout != "quark-f2f" ? "layout=" + o.layout + ";" : "";
+  if (!o.compress.empty()) s += "compress=" + o.compress + ";";
   s += "v=" SHARDQUANT_VERSION;
   return s;
+}
+
+std::string published_shard_name(const std::string& relative_path, const quantize_options& o) {
+  return o.compress.empty() ? relative_path : relative_path + ".zst";
 }
 
 finalize_inputs finalize_inputs_of(const plan& p, const quantize_options& o) {
@@ -125,7 +133,7 @@ finalize_inputs finalize_inputs_of(const plan& p, const quantize_options& o) {
   fin.quantization_config = exported_quantization_config(p);
   for (const auto& sh : p.shards) {
     for (const auto& t : sh.layout.tensors()) {
-      fin.weight_map.emplace_back(t.name, sh.relative_path);
+      fin.weight_map.emplace_back(t.name, published_shard_name(sh.relative_path, o));
       fin.total_size += t.byte_size();
     }
   }
@@ -178,7 +186,23 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
     for (const auto& sh : src.shards) source_bytes += sh.header.file_size;
     budget = std::min(default_memory_budget(), std::max(uint64_t{256} << 20, 2 * source_bytes));
   }
-  const token_geometry geom = choose_token_geometry(budget);
+  // Compressed shards: their decompression contexts are part of the budget (io/zstd_source.h).
+  uint64_t zstd_reserve = 0;
+  {
+    uint64_t window = 0;
+    std::string widest;
+    for (const auto& sh : src.shards)
+      if (sh.compressed && sh.zstd_window >= window) {
+        window = sh.zstd_window;
+        widest = sh.path.string();
+      }
+    if (!widest.empty()) {
+      const zstd_read_limits zl = zstd_limits_for_budget(budget, window, widest);
+      set_zstd_read_limits(zl);
+      zstd_reserve = std::min(zl.context_limit, budget / 2);
+    }
+  }
+  const token_geometry geom = choose_token_geometry(budget - zstd_reserve);
   // The plan reports splits and amax passes for inputs above about half a token (the rest of a
   // token holds outputs and alignment); the job builder makes the exact cut.
   po.token_bytes = geom.token_bytes / 2;
@@ -188,9 +212,11 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
   if (talk) {
     for (const auto& w : early_warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     for (const auto& w : p.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-    std::fprintf(stderr, "memory budget %s: %llu buffers of %s%s\n", human_bytes(budget).c_str(),
-                 (unsigned long long)geom.count, human_bytes(geom.token_bytes).c_str(),
-                 o.memory_budget ? "" : " (chosen from free memory)");
+    std::fprintf(
+        stderr, "memory budget %s: %llu buffers of %s%s%s\n", human_bytes(budget).c_str(),
+        (unsigned long long)geom.count, human_bytes(geom.token_bytes).c_str(),
+        zstd_reserve ? (", " + human_bytes(zstd_reserve) + " for zstd contexts").c_str() : "",
+        o.memory_budget ? "" : " (chosen from free memory)");
   }
 
   std::unique_ptr<compute_backend> backend;
@@ -218,10 +244,16 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
   journal.emplace(o.output, o.existing == existing_output::resume,
                   worker ? worker_journal_name(*worker) : resume_journal::file_name);
   const std::string options_key = shard_key(options_text(o, p.options), "");
+  // A compressed shard's size is known only once written: the journal's record of it stands in
+  // (the file's size and checksum are still checked against that record).
   auto inputs_of = [&](uint32_t s) {
     const auto& layout = p.shards[s].layout;
-    return shard_inputs{shard_key(layout.header_bytes(), ""), sources_key, options_key,
-                        layout.file_size()};
+    uint64_t size = layout.file_size();
+    if (!o.compress.empty()) {
+      const auto recorded = journal->inputs_of(published_shard_name(p.shards[s].relative_path, o));
+      size = recorded ? recorded->size : 0;
+    }
+    return shard_inputs{shard_key(layout.header_bytes(), ""), sources_key, options_key, size};
   };
   if (worker) {
     // What finalize checks this share against, and the temporaries a killed run of this worker
@@ -232,6 +264,9 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
       if (owner[s] == worker->index) remove_shard_temporaries(o.output / p.shards[s].relative_path);
   }
   job_builder builder(p, o.output, geom.token_bytes, true);
+  std::optional<zstd_compress_options> compress;
+  if (!o.compress.empty()) compress = parse_compress_option(o.compress);
+  builder.set_compression(compress);
   graph_run run;
   run.p = &p;
   run.builder = &builder;
@@ -245,7 +280,8 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
   for (uint32_t s = 0; s < p.shards.size(); ++s) {
     if (worker && owner[s] != worker->index) continue;
     if (o.existing == existing_output::resume) {
-      const std::string why = journal->why_redo(p.shards[s].relative_path, inputs_of(s));
+      const std::string why =
+          journal->why_redo(published_shard_name(p.shards[s].relative_path, o), inputs_of(s));
       if (why.empty()) {
         ++rep.shards_skipped;
         continue;
@@ -263,10 +299,16 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
   uint64_t file_bytes = 0;
   std::mutex file_bytes_mutex;
   run.on_shard_committed = [&](const shard_state& s) {
-    journal->record(s.relative_path, inputs_of(s.index), s.writer->checksum());
+    shard_inputs in = inputs_of(s.index);
+    in.size = s.writer->published_size();
+    // The checksum taken while writing covers the plain bytes; a compressed shard is summed as
+    // published (read back once, from the page cache).
+    const uint64_t sum = o.compress.empty() ? s.writer->checksum()
+                                            : checksum_file(s.writer->published_path());
+    journal->record(published_shard_name(s.relative_path, o), in, sum);
     std::lock_guard lock(file_bytes_mutex);
     published = true;
-    file_bytes += p.shards[s.index].layout.file_size();
+    file_bytes += in.size;
   };
 
   if (run.cancel && run.cancel->load()) throw cancelled_error("the run was cancelled");

@@ -76,6 +76,9 @@ struct quantize_options {
   // or side files (`finalize` writes those). worker_count 0 = a whole single run.
   uint32_t worker_index = 0;
   uint32_t worker_count = 0;
+  // "" (plain shards) or "zstd[:LEVEL]": each shard written as NAME.safetensors.zst with a seek
+  // table (io/zstd_writer.h), the index naming the compressed files.
+  std::string compress;
 
   bool quiet = false;              // no progress output on stderr
   bool progress_to_stderr = true;  // bar when stderr is a TTY, periodic lines otherwise

@@ -17,9 +17,11 @@
 #include "io/checkpoint.h"
 #include "io/error.h"
 #include "io/file.h"
+#include "io/zstd_writer.h"
 #include "kernels/schemes.h"
 #include "pipeline/api.h"
 #include "pipeline/converters.h"
+#include "pipeline/decompress.h"
 #include "pipeline/inspect.h"
 #include "pipeline/loader_support.h"
 #include "pipeline/make_checkpoint.h"
@@ -99,6 +101,9 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
           k_size_help);
   q.add_option("--streams", a.streams, "CUDA streams per GPU / CPU quantize concurrency");
   q.add_option("--io-engine", a.io_engine, "auto | uring | pread")->default_val("auto");
+  q.add_option("--compress", a.compress,
+               "zstd[:LEVEL]: write each shard as NAME.safetensors.zst (seekable, level 3 "
+               "by default)");
   q.add_flag("--dry-run", a.dry_run, "print the plan and stop");
   q.add_flag("--overwrite", a.overwrite, "replace files shardquant writes in a non-empty output");
   q.add_flag("--resume", a.resume, "keep shards an earlier run completed");
@@ -219,6 +224,8 @@ quantize_options to_quantize_options(const quantize_args& a) {
   o.memory_budget = a.memory_budget;
   o.streams = a.streams;
   o.io_engine = parse_io_engine(a.io_engine);
+  if (!a.compress.empty()) (void)parse_compress_option(a.compress);  // usage errors before work
+  o.compress = a.compress;
   o.existing = a.overwrite ? existing_output::overwrite
                : a.resume  ? existing_output::resume
                            : existing_output::fail;
@@ -627,6 +634,16 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
       ->required();
   ins->add_flag("--json", inspect_json, "machine-readable output");
 
+  // decompress
+  std::string dec_dir;
+  bool dec_overwrite = false;
+  CLI::App* dec = app.add_subcommand(
+      "decompress",
+      "restore plain shards (and an index naming them) beside the *.safetensors.zst files of a "
+      "checkpoint; the compressed files are kept");
+  dec->add_option("DIR", dec_dir, "checkpoint directory")->required();
+  dec->add_flag("--overwrite", dec_overwrite, "replace plain shards that already exist");
+
   // make-checkpoint
   make_checkpoint_options mk;
   std::string mk_size, mk_shard = "4G", mk_dtype = "bf16", mk_out;
@@ -723,6 +740,12 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
 
   if (ins->parsed()) {
     print_inspect(inspect_path, inspect_json, out);
+    return 0;
+  }
+  if (dec->parsed()) {
+    const decompress_result r = decompress_checkpoint(dec_dir, dec_overwrite);
+    out << "decompressed " << r.shards << " shard(s), " << format_size(r.plain_bytes)
+        << (r.index_rewritten ? "; index now names the plain shards" : "") << "\n";
     return 0;
   }
   if (mkc->parsed()) {

@@ -39,6 +39,7 @@ struct quantize_args {
   uint64_t memory_budget = 0;  // 0 = automatic
   unsigned streams = 0;
   std::string io_engine = "auto";
+  std::string compress;  // "" or "zstd[:LEVEL]"
   bool dry_run = false, overwrite = false, resume = false, keep_original = false, quiet = false;
   bool no_template_converters = false;
   bool strict_side_files = false;

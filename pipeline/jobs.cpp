@@ -116,7 +116,22 @@ job_builder::job_builder(const plan& p, std::filesystem::path output_dir, uint64
       output_dir_(std::move(output_dir)),
       token_bytes_(token_bytes),
       direct_(direct_io),
-      sources_(p.source.shards.size()) {}
+      sources_(p.source.shards.size()),
+      streams_(p.source.shards.size()) {}
+
+void job_builder::attach_streams(job& j) {
+  for (input_spec* in :
+       {&j.input, &j.fp8_block.scale, &j.ct.scale, &j.ct.zero_point, &j.ct.g_idx}) {
+    if (!in->file) continue;
+    for (uint32_t s = 0; s < sources_.size(); ++s)
+      if (sources_[s] == in->file && plan_.source.shards[s].compressed) {
+        if (!streams_[s])
+          streams_[s] = zstd_source::open(plan_.source.shards[s].path, false,
+                                          plan_.source.shards[s].header.file_size);
+        in->stream = streams_[s];
+      }
+  }
+}
 
 std::shared_ptr<io_file> job_builder::source_file(uint32_t shard) {
   auto& f = sources_.at(shard);
@@ -139,17 +154,27 @@ std::vector<std::unique_ptr<job>> job_builder::make_shard(uint32_t s, shard_stat
   create_directories_inside(output_dir_, std::filesystem::path(sp.relative_path).parent_path());
   state.index = s;
   state.relative_path = sp.relative_path;
-  state.writer = std::make_unique<shard_writer>(sp.layout, final_path);
+  state.writer = std::make_unique<shard_writer>(sp.layout, final_path, compress_);
   state.out = io_file::wrap_for_write(state.writer->fd(), final_path.string(), direct_,
                                       sp.layout.file_size());
   state.input_bytes = 0;
   std::vector<std::unique_ptr<job>> jobs;
-  for (uint32_t it : sp.items)
+  // A compressed source is a stream: its tensors are read in file order (one pass).
+  std::vector<uint32_t> items = sp.items;
+  if (std::all_of(items.begin(), items.end(), [&](uint32_t i) {
+        return plan_.source.shards[plan_.items[i].source.shard].compressed;
+      }))
+    std::stable_sort(items.begin(), items.end(), [&](uint32_t a, uint32_t b) {
+      const source_ref &x = plan_.items[a].source, &y = plan_.items[b].source;
+      return std::pair(x.shard, x.file_offset) < std::pair(y.shard, y.file_offset);
+    });
+  for (uint32_t it : items)
     for (const auto& part : plan_.items[it].parts)
       if (part.output_shard == s) {
         state.input_bytes += part.input_bytes;
         add_part_jobs(plan_.items[it], part, state, jobs, seq);
       }
+  for (auto& j : jobs) attach_streams(*j);
   state.jobs_left = jobs.size();
   return jobs;
 }

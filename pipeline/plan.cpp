@@ -12,6 +12,7 @@
 
 #include "io/error.h"
 #include "io/file.h"
+#include "io/zstd_source.h"
 #include "kernels/numeric.h"
 #include "pipeline/fnmatch.h"
 #include "pipeline/loader_support.h"
@@ -659,9 +660,15 @@ class planner {
                       shape_str(e.shape));
     float v = 0;
     const auto& sh = p_.source.shards[s];
-    file_handle f = file_handle::open(sh.path, O_RDONLY);
-    pread_all(f.get(), std::as_writable_bytes(std::span(&v, 1)), sh.header.data_start + e.begin,
-              sh.path.string());
+    if (sh.compressed) {
+      zstd_source::open(sh.path, true)
+          ->read_now(sh.header.data_start + e.begin, sizeof v, reinterpret_cast<std::byte*>(&v),
+                     false, e.name);
+    } else {
+      file_handle f = file_handle::open(sh.path, O_RDONLY);
+      pread_all(f.get(), std::as_writable_bytes(std::span(&v, 1)), sh.header.data_start + e.begin,
+                sh.path.string());
+    }
     if (!(v > 0.0f) || !is_finite(v))
       fail_tensor(s, e,
                   "weight_global_scale is " + std::to_string(v) + " (must be positive and finite)");
@@ -673,9 +680,15 @@ class planner {
       fail_tensor(s, e, "weight_shape must be a short I64 vector");
     std::vector<int64_t> v(e.shape[0]);
     const auto& sh = p_.source.shards[s];
-    file_handle f = file_handle::open(sh.path, O_RDONLY);
-    pread_all(f.get(), std::as_writable_bytes(std::span(v)), sh.header.data_start + e.begin,
-              sh.path.string());
+    if (sh.compressed) {
+      zstd_source::open(sh.path, true)
+          ->read_now(sh.header.data_start + e.begin, v.size() * sizeof(int64_t),
+                     reinterpret_cast<std::byte*>(v.data()), false, e.name);
+    } else {
+      file_handle f = file_handle::open(sh.path, O_RDONLY);
+      pread_all(f.get(), std::as_writable_bytes(std::span(v)), sh.header.data_start + e.begin,
+                sh.path.string());
+    }
     std::vector<uint64_t> out;
     for (int64_t x : v) {
       if (x <= 0) fail_tensor(s, e, "weight_shape holds a non-positive dimension");

@@ -17,6 +17,10 @@ namespace shardquant {
 // What changes output bytes without changing the layout (part of each shard's resume key).
 [[nodiscard]] std::string options_text(const quantize_options& o, const plan_options& po);
 // Index, config and side-file inputs of a finished run of plan `p` (warn left empty).
+// The name a source shard's output is published under: `relative_path`, or with `.zst` appended
+// when the run compresses its output (io/zstd_writer.h).
+[[nodiscard]] std::string published_shard_name(const std::string& relative_path,
+                                               const quantize_options& o);
 [[nodiscard]] finalize_inputs finalize_inputs_of(const plan& p, const quantize_options& o);
 
 }  // namespace shardquant

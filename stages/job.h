@@ -16,6 +16,7 @@
 
 #include "io/async_io.h"
 #include "io/shard_writer.h"
+#include "io/zstd_source.h"
 #include "kernels/dtype.h"
 #include "kernels/recover_tensors.h"
 #include "kernels/schemes.h"
@@ -36,6 +37,7 @@ enum class job_kind : uint8_t {
 // converter slice), gathered back to back after the read.
 struct input_spec {
   std::shared_ptr<io_file> file;
+  std::shared_ptr<zstd_source> stream;  // set for a compressed shard: offsets are plain offsets
   uint64_t offset = 0;
   uint64_t length = 0;
   uint64_t runs = 1;
