@@ -828,23 +828,28 @@ quant_status int_family(const source_view& v, const view_geometry& g, const quan
     return ok;
   };
   if (grouped) {
-    // Tasks of 16 word columns (128 rows) x up to 2048 input columns, done one word column (8
-    // rows) at a time: its codes (the 8 rows read as 4 KiB pieces, or as one contiguous run when
-    // a row fits the tile, which the hardware prefetchers follow; the earlier 128-row x
-    // 1024-column order read 2 KiB pieces and stalled on memory a third of the time, perf), then
-    // its words into a transposed buffer (128 KiB, stays in L2). The buffer then goes out as one
-    // 64-byte store per output row j: writing the words straight to the output (4-byte stores,
-    // each output row in its own page) ran at half the speed.
+    // Tasks of 16 word columns (128 rows) x up to 4096 input columns, done one word column (8
+    // rows) at a time: its codes (the 8 rows read as 8 KiB pieces, one contiguous run when a row
+    // fits the tile, which the hardware prefetchers follow), then its words into a transposed
+    // buffer (256 KiB, stays in L2), which goes out as one 64-byte store per output row j.
+    // Measured (perf, cpu_quant_bench): the earlier 128-row x 1024-column order read 2 KiB pieces
+    // and stalled on its loads a third of the time; writing the words straight to the output
+    // (4-byte stores, each output row in its own page) ran at half the speed; 1024- and
+    // 2048-column tiles were 5-15% slower than 4096.
     constexpr uint64_t k_tile_words = 16;
     const uint64_t cols = ceil_div(g.rows, 8);
     const uint64_t ld = o.weight_ld ? o.weight_ld : cols;
-    const uint64_t tile_j = std::max<uint64_t>(unit, 2048 / unit * unit);
+    const uint64_t tile_j = std::max<uint64_t>(unit, 4096 / unit * unit);
     const uint64_t j_tiles = ceil_div(in, tile_j);
     const uint64_t tasks = ceil_div(cols, k_tile_words) * j_tiles;
     const bool reorder = order == nibble_order::int4_fp8;
     tbb::parallel_for(tbb::blocked_range<uint64_t>(0, tasks, 1), [&](const auto& tr) {
-      std::vector<int8_t> q(8 * tile_j);
-      std::vector<uint32_t> buf(k_tile_words * tile_j);
+      // Per-thread scratch, kept between calls: fresh vectors of this size come from mmap, and
+      // faulting their pages in took about 10% of the time (perf).
+      thread_local std::vector<int8_t> q;
+      thread_local std::vector<uint32_t> buf;
+      if (q.size() < 8 * tile_j) q.resize(8 * tile_j);
+      if (buf.size() < k_tile_words * tile_j) buf.resize(k_tile_words * tile_j);
       for (uint64_t t = tr.begin(); t < tr.end(); ++t) {
         const uint64_t c0 = (t / j_tiles) * k_tile_words;
         const uint64_t j0 = (t % j_tiles) * tile_j;
