@@ -493,11 +493,23 @@ inline float fp8_e4m3fn_round(float y) {
   const uint32_t sign = u & 0x80000000u;
   uint32_t a = u & k_f32_abs_mask;
   a = a > k_fp8_max_bits ? k_fp8_max_bits : a;
-  // rne(|y| * 2^9) as in the encoder (an integer k in 0..8), times 2^-9: both steps exact.
-  const float k = sub_rn(add_rn(mul_rn(f32_from_bits(a), 512.0f), 8388608.0f), 8388608.0f);
-  const uint32_t sub = f32_bits(mul_rn(k, f32_from_bits(0x3B000000u)));
+  // rne(|y| * 2^9) * 2^-9 as in the encoder: |y| + 2^14 lies in [2^14, 2^14 + 2^-6), where the
+  // fp32 ulp is 2^-9, so the addition rounds |y| to a multiple of 2^-9, half to even (an even
+  // multiple of 2^-9 has an even mantissa there); subtracting 2^14 is exact.
+  const uint32_t sub = f32_bits(sub_rn(add_rn(f32_from_bits(a), 16384.0f), 16384.0f));
   const uint32_t nrm = (a + 0x7FFFFu + ((a >> 20) & 1u)) & 0xFFF00000u;
   return f32_from_bits((a < 0x3C800000u ? sub : nrm) | sign);
+}
+
+// round_src<D>(x) for a non-NaN x (w / s_div of a finite w): bf16 without the NaN select.
+template <src_kind D>
+inline float round_src_no_nan(float x) {
+  if constexpr (D == src_kind::bf16) {
+    const uint32_t u = f32_bits(x);
+    return f32_from_bits((u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u);
+  } else {
+    return round_src<D>(x);
+  }
 }
 
 // One int4_fp8 row: stage 1 (fp8 codes -> values f, and their amax in the same pass), stage 2
@@ -511,7 +523,7 @@ inline uint32_t int4_fp8_row(const void* src, uint64_t in, float s_div, float* f
     const float w = load_src<D>(src, i);
     const uint32_t ab = abs_bits(w);
     m = ab > m ? ab : m;
-    const float v = fp8_e4m3fn_round(round_src<D>(div_rn(w, s_div)));  // int4_fp8_stage1_value
+    const float v = fp8_e4m3fn_round(round_src_no_nan<D>(div_rn(w, s_div)));
     const uint32_t av = abs_bits(v);
     mf = av > mf ? av : mf;
     f[i] = v;
