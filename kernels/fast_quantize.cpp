@@ -282,10 +282,11 @@ inline float from_order_key(int32_t k) {
   return f32_from_bits(u ^ flip);
 }
 
-// The same keys for the bits of a 16-bit source element (bf16 and f16 are sign and magnitude too;
-// -0 maps to the key of +0, so key -1 never occurs), and back to the element's fp32 value.
+// The same keys for the bits of a 16-bit source element (bf16 and f16 are sign and magnitude too),
+// and back to the element's fp32 value. Here -0 keeps its own key (-1, just below +0's): a min of
+// -1 comes back as -0.0f, whose 32-bit order_key is +0's, so the 32-bit keys the caller stores
+// are the same as with -0 mapped first (one select less per element).
 inline int16_t order_key16(uint16_t x) {
-  x = x == 0x8000u ? uint16_t{0} : x;
   const uint16_t flip =
       static_cast<uint16_t>(static_cast<uint16_t>(static_cast<int16_t>(x) >> 15) & 0x7FFFu);
   return static_cast<int16_t>(x ^ flip);
@@ -879,8 +880,13 @@ quant_status int_family(const source_view& v, const view_geometry& g, const quan
           bad = true;
           continue;
         }
-        for (uint64_t j = 0; j < jw; ++j)
-          std::memcpy(wout + (j0 + j) * ld + c0, buf.data() + k_tile_words * j, 4 * nc);
+        if (nc == k_tile_words) {  // a constant size: inline moves, not a libc call per row
+          for (uint64_t j = 0; j < jw; ++j)
+            std::memcpy(wout + (j0 + j) * ld + c0, buf.data() + k_tile_words * j, 4 * k_tile_words);
+        } else {
+          for (uint64_t j = 0; j < jw; ++j)
+            std::memcpy(wout + (j0 + j) * ld + c0, buf.data() + k_tile_words * j, 4 * nc);
+        }
       }
     });
   } else {
