@@ -847,8 +847,8 @@ quant_status int_family(const source_view& v, const view_geometry& g, const quan
     // buffer (256 KiB, stays in L2), which goes out as one 64-byte store per output row j.
     // Measured (perf, cpu_quant_bench): the earlier 128-row x 1024-column order read 2 KiB pieces
     // and stalled on its loads a third of the time; writing the words straight to the output
-    // (4-byte stores, each output row in its own page) ran at half the speed; 1024- and
-    // 2048-column tiles were 5-15% slower than 4096.
+    // (4-byte stores, each output row in its own page) ran at half the speed; 2048-column tiles
+    // were about 15% slower than 4096 in one comparison (a noisy shared machine).
     constexpr uint64_t k_tile_words = 16;
     const uint64_t cols = ceil_div(g.rows, 8);
     const uint64_t ld = o.weight_ld ? o.weight_ld : cols;
