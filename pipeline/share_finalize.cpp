@@ -86,8 +86,7 @@ std::vector<uint32_t> worker_shares(const plan& p, const worker_id& w, existing_
     const fs::path zst = output / (p.shards[s].relative_path + ".zst");
     const fs::path found = fs::exists(plain, ec) ? plain : zst;
     if (owner[s] == w.index && fs::exists(found, ec))
-      throw usage_error("output shard " + found.string() +
-                        " (worker " + w.label() +
+      throw usage_error("output shard " + found.string() + " (worker " + w.label() +
                         "'s) already exists; pass --resume to keep what an earlier run of this "
                         "worker published or --overwrite to replace it (nothing is ever deleted)");
   }
@@ -138,7 +137,7 @@ finalize_report finalize_shares(const quantize_options& o) {
     bool complete = fs::is_regular_file(o.output / "model.safetensors.index.json", ec);
     std::string missing;
     const std::vector<uint32_t> owner = n ? shard_owners(p, n) : std::vector<uint32_t>{};
-    for (uint32_t s = 0; s < p.shards.size(); ++s)
+    for (uint32_t s = 0; s < p.shards.size(); ++s) {
       // A compressed shard's size is not known from the plan: it must exist.
       const fs::path out = o.output / published_shard_name(p.shards[s].relative_path, o);
       if (o.compress.empty() ? !has_size(out, p.shards[s].layout.file_size())
@@ -149,6 +148,7 @@ finalize_report finalize_shares(const quantize_options& o) {
                       : std::string("missing ")) +
                    published_shard_name(p.shards[s].relative_path, o);
       }
+    }
     if (complete) {
       rep.already_done = true;
       rep.workers = n;

@@ -251,7 +251,8 @@ TEST_CASE("finalize refuses while a worker still holds its lock, naming the work
     CHECK_FALSE(e.path().filename().string().starts_with(".shardquant"));
 }
 
-TEST_CASE("two worker processes writing compressed shards, then finalize, equal one compressed run") {
+TEST_CASE(
+    "two worker processes writing compressed shards, then finalize, equal one compressed run") {
   sq_test::temp_dir d("workers-zstd");
   make_checkpoint_options mk;
   mk.arch = "llama";
