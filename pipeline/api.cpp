@@ -16,12 +16,14 @@
 #include "io/error.h"
 #include "io/file.h"
 #include "pipeline/finalize.h"
+#include "pipeline/geometry.h"
 #include "pipeline/graph.h"
 #include "pipeline/jobs.h"
 #include "pipeline/journal.h"
 #include "pipeline/plan.h"
 #include "pipeline/progress.h"
 #include "pipeline/report.h"
+#include "pipeline/run_options.h"
 #include "pipeline/token_pool.h"
 
 namespace shardquant {
@@ -62,39 +64,6 @@ uint64_t default_memory_budget() {
 
 namespace {
 
-// A built-in scheme name, or a quantization spec file (pipeline/quant_spec.h) ending in ".json".
-quant_scheme scheme_or_throw(const std::string& name) {
-  if (is_quant_spec_file(name))
-    return quant_scheme(std::make_shared<const custom_spec>(read_quant_spec(name)));
-  if (auto id = parse_scheme(name)) return *id;
-  if (auto why = unsupported_scheme_reason(name))
-    throw usage_error("scheme '" + name + "' is not supported: " + std::string(*why));
-  std::string known;
-  for (const auto& s : all_schemes()) known += (known.empty() ? "" : ", ") + std::string(s.name);
-  throw usage_error("unknown scheme '" + name + "' (known: " + known + ")");
-}
-
-std::vector<int> parse_devices(const std::string& d) {
-  if (d == "cpu") return {};
-  if (d == "cuda") return {0};
-  if (d.rfind("cuda:", 0) != 0) throw usage_error("--device must be cpu, cuda or cuda:N[,M...]");
-  std::vector<int> out;
-  std::stringstream ss(d.substr(5));
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      const int n = std::stoi(item, &used);
-      if (used != item.size() || n < 0) throw std::invalid_argument(item);
-      out.push_back(n);
-    } catch (const std::exception&) {
-      throw usage_error("--device: bad CUDA device number '" + item + "'");
-    }
-  }
-  if (out.empty()) throw usage_error("--device cuda: needs at least one device number");
-  return out;
-}
-
 // What changes output bytes without changing the layout (part of each shard's resume key).
 // A custom spec is keyed by its canonical content, so an edited spec file is not resumed.
 std::string options_text(const quantize_options& o, const plan_options& po) {
@@ -117,17 +86,7 @@ std::string options_text(const quantize_options& o, const plan_options& po) {
 
 run_report quantize_checkpoint(const quantize_options& o) {
   if (o.input.empty() || o.output.empty()) throw usage_error("input and output are required");
-  plan_options po;
-  if (!o.quant_spec.empty() && !o.scheme.empty())
-    throw usage_error("give a scheme or a quantization spec file, not both");
-  po.scheme = scheme_or_throw(o.quant_spec.empty() ? o.scheme : o.quant_spec);
-  po.exclude = o.excludes;
-  for (const auto& [glob, sc] : o.overrides)
-    po.layer_schemes.push_back({glob, scheme_or_throw(sc)});
-  for (const auto& c : o.converters) po.converters.push_back(parse_converter(c));
-  po.use_template_converters = !o.no_template_converters;
-  po.keep_excluded_as_original = o.keep_excluded_original;
-  po.presharded = o.presharded;
+  plan_options po = plan_options_of(o);
 
   const std::vector<int> devices = parse_devices(o.device);
   const bool talk = !o.quiet && o.progress_to_stderr;
@@ -136,19 +95,11 @@ run_report quantize_checkpoint(const quantize_options& o) {
   std::vector<std::string> early_warnings;
   source_checkpoint src =
       open_source_checkpoint(o.input, [&](std::string w) { early_warnings.push_back(w); });
-  // A budget chosen for the user need not exceed what the checkpoint can use (inputs plus
-  // outputs in flight): pinning 16 GiB for a 50 MB model costs seconds for nothing.
-  uint64_t budget = o.memory_budget;
-  if (!budget) {
-    uint64_t source_bytes = 0;
-    for (const auto& sh : src.shards) source_bytes += sh.header.file_size;
-    budget = std::min(default_memory_budget(), std::max(uint64_t{256} << 20, 2 * source_bytes));
-  }
-  const token_geometry geom = choose_token_geometry(budget);
-  // The plan reports splits and amax passes for inputs above about half a token (the rest of a
-  // token holds outputs and alignment); the job builder makes the exact cut.
-  po.token_bytes = geom.token_bytes / 2;
   plan p = make_plan(std::move(src), po);
+  // Budget, tokens, row splits and amax passes: the same decision the dry run shows.
+  const run_geometry geo = decide_geometry(p, o.memory_budget);
+  const uint64_t budget = geo.budget;
+  const token_geometry geom = geo.tokens;
   if (talk) {
     for (const auto& w : early_warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     for (const auto& w : p.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
@@ -251,11 +202,13 @@ run_report quantize_checkpoint(const quantize_options& o) {
   rep.tokens = geom.count;
   rep.peak_live_tokens = pool.peak_live();
   rep.jobs = counters.jobs_done.load();
+  rep.split_tensors = geo.split_tensors;
+  rep.amax_tensors = geo.amax_tensors;
   rep.shards_written = counters.shards_done.load();
   rep.io_engine = io->name();
   rep.direct_io = !p.source.shards.empty() &&
                   io_file::open(p.source.shards[0].path, io_file::mode::read, true)->direct();
-  rep.device = devices.empty() ? "cpu" : o.device;
+  rep.device = devices.empty() ? "cpu" : resolve_device(o.device);
   rep.streams = streams;
   if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
   if (talk) std::fputs(report_text(rep).c_str(), stderr);

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -93,6 +94,8 @@ struct run_report {
   uint64_t tokens = 0;             // number of host buffers
   uint64_t peak_live_tokens = 0;   // most buffers held at once (<= tokens)
   uint64_t jobs = 0;               // graph jobs run (tensors and row ranges)
+  // Tensors cut into row ranges, and those that got an amax pass first (plan order).
+  std::vector<std::string> split_tensors, amax_tensors;
   uint64_t shards_written = 0;
   uint64_t shards_skipped = 0;  // kept from an earlier run (--resume)
   std::string io_engine;        // the engine that actually ran ("uring" | "pread")
@@ -106,6 +109,39 @@ struct run_report {
 // Plans, runs the graph and finalizes the output directory. Throws input_error, io_error or
 // usage_error; on any error no output shard is left under its final name by this run.
 [[nodiscard]] run_report quantize_checkpoint(const quantize_options& options);
+
+struct plan;  // pipeline/plan.h: every decision about every tensor (internal)
+
+// What a run of the same options would do, from headers and config.json only (no tensor data
+// read, the output folder untouched): the --dry-run of the CLI.
+struct plan_report {
+  std::string model_dir;
+  std::string model_type;  // "" when config.json names none
+  std::string scheme;      // the scheme's name (a spec file's name for custom specs)
+  std::string device;      // the device the run would use ("cpu" or "cuda[:N]")
+  uint64_t shards = 0;
+  uint64_t tensors_out = 0;
+  uint64_t quantized = 0;  // tensors quantized (recovered ones included)
+  uint64_t bytes_in = 0;   // source tensor bytes
+  uint64_t bytes_out = 0;  // output tensor bytes
+  // The run geometry, the same decision quantize_checkpoint makes (pipeline/geometry.h).
+  uint64_t memory_budget = 0;
+  bool budget_chosen = false;  // picked from free memory and the checkpoint size
+  uint64_t token_bytes = 0;
+  uint64_t tokens = 0;
+  uint64_t jobs = 0;
+  std::vector<std::string> split_tensors, amax_tensors;
+  std::vector<std::string> exclude;   // the resolved exclude list written to the config
+  std::vector<std::string> warnings;  // also passed to quantize_options::on_warning
+  // The whole plan, for callers that link the internal headers (the CLI prints it).
+  std::shared_ptr<const plan> detail;
+  // The JSON object of these fields (the CLI's --dry-run --report adds every tensor).
+  [[nodiscard]] std::string to_json() const;
+};
+
+// Plans the run `options` describe without running it. Reads only headers and config.json;
+// ignores `output`. Throws like quantize_checkpoint.
+[[nodiscard]] plan_report plan_checkpoint(const quantize_options& options);
 
 // The budget picked when options.memory_budget is 0: half of MemAvailable, clamped to
 // [256 MiB, 16 GiB].

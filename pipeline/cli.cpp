@@ -19,7 +19,6 @@
 #include "pipeline/inspect.h"
 #include "pipeline/make_checkpoint.h"
 #include "pipeline/templates.h"
-#include "pipeline/token_pool.h"
 
 namespace shardquant {
 namespace {
@@ -135,21 +134,9 @@ std::string pct(uint64_t a, uint64_t b) {
   return buf;
 }
 
-int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
-  if (a.dry_run) {
-    plan_options po = to_plan_options(a);
-    const uint64_t budget = a.memory_budget ? a.memory_budget : default_memory_budget();
-    po.token_bytes = choose_token_geometry(budget).token_bytes;
-    source_checkpoint src = open_source_checkpoint(
-        a.model_dir, [&](std::string w) { err << "warning: " << w << "\n"; });
-    const plan p = make_plan(std::move(src), std::move(po));
-    for (const auto& w : p.warnings) err << "warning: " << w << "\n";
-    out << "memory budget " << format_size(budget) << ", token "
-        << format_size(choose_token_geometry(budget).token_bytes) << "\n";
-    print_plan(p, out);
-    if (!a.report.empty()) write_file_atomic(a.report, plan_json(p).dump(2) + "\n");
-    return 0;
-  }
+// The API's options for parsed arguments (converter files expanded to specs, so the API sees
+// one form).
+quantize_options to_quantize_options(const quantize_args& a) {
   quantize_options o;
   o.input = a.model_dir;
   o.output = a.output_dir;
@@ -168,12 +155,34 @@ int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
                            : existing_output::fail;
   o.quiet = a.quiet;
   o.report_json = a.report;
-  // Converter files are expanded to specs here, so the API sees one form.
   for (const auto& c : to_plan_options(a).converters) o.converters.push_back(c.to_string());
+  return o;
+}
+
+// --dry-run: plan_checkpoint (the run's own geometry), printed; --report gets the plan JSON with
+// the geometry fields the run's report has too.
+int run_dry(const quantize_args& a, std::ostream& out, std::ostream& err) {
+  const plan_report r = plan_checkpoint(to_quantize_options(a));
+  for (const auto& w : r.warnings) err << "warning: " << w << "\n";
+  out << "memory budget " << format_size(r.memory_budget)
+      << (r.budget_chosen ? " (chosen from free memory and the checkpoint size)" : "") << ": "
+      << r.tokens << " buffers of " << format_size(r.token_bytes) << "; " << r.jobs
+      << " jobs; device " << r.device << "\n";
+  print_plan(*r.detail, out);
+  if (!a.report.empty()) {
+    nlohmann::ordered_json j = plan_json(*r.detail);
+    const nlohmann::ordered_json geometry = nlohmann::ordered_json::parse(r.to_json());
+    for (const auto& [k, v] : geometry.items())
+      if (!j.contains(k)) j[k] = v;
+    write_file_atomic(a.report, j.dump(2) + "\n");
+  }
+  return 0;
+}
+
+int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
+  if (a.dry_run) return run_dry(a, out, err);
   // The pipeline prints its own summary (unless --quiet) and writes --report.
-  (void)quantize_checkpoint(o);
-  (void)out;
-  (void)err;
+  (void)quantize_checkpoint(to_quantize_options(a));
   return 0;
 }
 
