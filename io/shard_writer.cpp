@@ -3,6 +3,8 @@
 
 #include <stdexcept>
 
+#include "io/checksum.h"
+
 namespace shardquant {
 
 shard_writer::shard_writer(shard_layout layout, std::filesystem::path final_path)
@@ -10,6 +12,12 @@ shard_writer::shard_writer(shard_layout layout, std::filesystem::path final_path
       file_(std::move(final_path)),
       progress_(layout_.tensors().size()) {
   file_.pwrite(0, layout_.header_bytes());
+  const std::string& h = layout_.header_bytes();
+  add_checksum(0, std::as_bytes(std::span<const char>(h.data(), h.size())));
+}
+
+void shard_writer::add_checksum(uint64_t offset, std::span<const std::byte> bytes) noexcept {
+  checksum_.fetch_add(checksum_piece(offset, bytes), std::memory_order_relaxed);
 }
 
 uint64_t shard_writer::record(std::string_view name, uint64_t offset, uint64_t size) {
@@ -52,6 +60,7 @@ void shard_writer::write_at(std::string_view name, uint64_t offset,
                             std::span<const std::byte> bytes) {
   const uint64_t at = record(name, offset, bytes.size());
   file_.pwrite(at, bytes);
+  add_checksum(at, bytes);
 }
 
 void shard_writer::note_written(std::string_view name, uint64_t offset, uint64_t size) {

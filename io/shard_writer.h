@@ -4,6 +4,7 @@
 // written. Built on atomic_file; knows nothing about quantization or the flow graph.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -30,6 +31,12 @@ class shard_writer {
   // For bytes written through fd() by another writer (e.g. io_uring): records them as written.
   void note_written(std::string_view name, uint64_t offset, uint64_t size);
 
+  // Adds the checksum (io/checksum.h) of bytes written at absolute file `offset` by another
+  // writer (write_tensor/write_at and the header count themselves). Thread-safe.
+  void add_checksum(uint64_t offset, std::span<const std::byte> bytes) noexcept;
+  // The checksum of every byte written so far; after commit(), of the whole file.
+  [[nodiscard]] uint64_t checksum() const noexcept { return checksum_.load(); }
+
   // Checks that every tensor is complete (logic_error naming the first incomplete one), then
   // truncates to the layout's exact size, fsyncs and renames into place.
   void commit();
@@ -54,6 +61,7 @@ class shard_writer {
   atomic_file file_;
   mutable std::mutex mutex_;
   std::vector<progress> progress_;  // parallel to layout_.tensors()
+  std::atomic<uint64_t> checksum_{0};
 };
 
 }  // namespace shardquant

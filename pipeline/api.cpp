@@ -9,10 +9,12 @@
 #include <cstdio>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <unordered_map>
 
 #include "io/checkpoint.h"
+#include "io/dir_lock.h"
 #include "io/error.h"
 #include "io/file.h"
 #include "pipeline/finalize.h"
@@ -20,6 +22,7 @@
 #include "pipeline/graph.h"
 #include "pipeline/jobs.h"
 #include "pipeline/journal.h"
+#include "pipeline/memory_limits.h"
 #include "pipeline/plan.h"
 #include "pipeline/progress.h"
 #include "pipeline/report.h"
@@ -47,16 +50,8 @@ const char* io_engine_name(io_engine_kind k) noexcept {
 }
 
 uint64_t default_memory_budget() {
-  uint64_t avail = 0;
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  uint64_t kib = 0;
-  std::string unit;
-  while (in >> key >> kib >> unit)
-    if (key == "MemAvailable:") {
-      avail = kib * 1024;
-      break;
-    }
+  // Half of what is free, counting the container's headroom (cgroup v2 memory.max) too.
+  const uint64_t avail = read_memory_limits().free();
   const uint64_t lo = uint64_t{256} << 20, hi = uint64_t{16} << 30;
   uint64_t b = avail / 2;
   return b < lo ? lo : (b > hi ? hi : b);
@@ -82,19 +77,13 @@ std::string options_text(const quantize_options& o, const plan_options& po) {
   return s;
 }
 
-}  // namespace
-
-run_report quantize_checkpoint(const quantize_options& o) {
-  if (o.input.empty() || o.output.empty()) throw usage_error("input and output are required");
-  plan_options po = plan_options_of(o);
-
-  const std::vector<int> devices = parse_devices(o.device);
-  const bool talk = !o.quiet && o.progress_to_stderr;
-
-  prepare_output(o.input, o.output, o.existing);
+run_report run_locked(const quantize_options& o, plan_options& po, const std::vector<int>& devices,
+                      bool talk, std::optional<resume_journal>& journal, bool& published) {
   std::vector<std::string> early_warnings;
-  source_checkpoint src =
-      open_source_checkpoint(o.input, [&](std::string w) { early_warnings.push_back(w); });
+  source_checkpoint src = open_source_checkpoint(
+      o.input, [&](std::string w) { early_warnings.push_back(w); }, o.strict_side_files);
+  // Taken before planning moves the source: the fingerprint of what the shards are made from.
+  const std::string sources_key = source_fingerprint(src);
   plan p = make_plan(std::move(src), po);
   // Budget, tokens, row splits and amax passes: the same decision the dry run shows.
   const run_geometry geo = decide_geometry(p, o.memory_budget);
@@ -125,8 +114,13 @@ run_report quantize_checkpoint(const quantize_options& o) {
         o.io_engine == io_engine_kind::uring ? io_engine_type::uring : io_engine_type::pread,
         depth);
 
-  resume_journal journal(o.output, o.existing == existing_output::resume);
-  const std::string opt_text = options_text(o, p.options);
+  journal.emplace(o.output, o.existing == existing_output::resume);
+  const std::string options_key = shard_key(options_text(o, p.options), "");
+  auto inputs_of = [&](uint32_t s) {
+    const auto& layout = p.shards[s].layout;
+    return shard_inputs{shard_key(layout.header_bytes(), ""), sources_key, options_key,
+                        layout.file_size()};
+  };
   job_builder builder(p, o.output, geom.token_bytes, true);
   graph_run run;
   run.p = &p;
@@ -139,27 +133,32 @@ run_report quantize_checkpoint(const quantize_options& o) {
   run_report rep;
   uint64_t bytes_total = 0;
   for (uint32_t s = 0; s < p.shards.size(); ++s) {
-    const auto& layout = p.shards[s].layout;
-    if (o.existing == existing_output::resume &&
-        journal.complete(p.shards[s].relative_path, shard_key(layout.header_bytes(), opt_text),
-                         layout.file_size())) {
-      ++rep.shards_skipped;
-      continue;
+    if (o.existing == existing_output::resume) {
+      const std::string why = journal->why_redo(p.shards[s].relative_path, inputs_of(s));
+      if (why.empty()) {
+        ++rep.shards_skipped;
+        continue;
+      }
+      if (talk && why != resume_journal::not_recorded)
+        std::fprintf(stderr, "resume: redoing %s: %s\n",
+                     escaped_name(p.shards[s].relative_path).c_str(), why.c_str());
     }
     run.shards.push_back(s);
     bytes_total += builder.shard_input_bytes(s);
   }
   if (o.on_shard_start)
     run.on_shard_started = [&](const shard_state& s) { o.on_shard_start(s.relative_path); };
+  run.cancel = o.cancel.get();
   uint64_t file_bytes = 0;
   std::mutex file_bytes_mutex;
   run.on_shard_committed = [&](const shard_state& s) {
-    const auto& layout = p.shards[s.index].layout;
-    journal.record(s.relative_path, shard_key(layout.header_bytes(), opt_text), layout.file_size());
+    journal->record(s.relative_path, inputs_of(s.index), s.writer->checksum());
     std::lock_guard lock(file_bytes_mutex);
-    file_bytes += layout.file_size();
+    published = true;
+    file_bytes += p.shards[s.index].layout.file_size();
   };
 
+  if (run.cancel && run.cancel->load()) throw cancelled_error("the run was cancelled");
   const auto t0 = std::chrono::steady_clock::now();
   {
     progress_reporter progress(counters, bytes_total, run.shards.size(), talk, o.on_progress);
@@ -179,11 +178,12 @@ run_report quantize_checkpoint(const quantize_options& o) {
       fin.total_size += t.byte_size();
     }
   }
+  fin.strict_side_files = o.strict_side_files;
   fin.warn = [talk](std::string w) {
     if (talk) std::fprintf(stderr, "warning: %s\n", w.c_str());
   };
+  published = true;  // side files, index and config.json from here on
   finalize_output(fin);
-  journal.discard();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   rep.output_dir = o.output.string();
@@ -213,6 +213,58 @@ run_report quantize_checkpoint(const quantize_options& o) {
   if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
   if (talk) std::fputs(report_text(rep).c_str(), stderr);
   return rep;
+}
+
+}  // namespace
+
+run_report quantize_checkpoint(const quantize_options& o) {
+  if (o.input.empty() || o.output.empty()) throw usage_error("input and output are required");
+  plan_options po = plan_options_of(o);
+
+  const std::vector<int> devices = parse_devices(o.device);
+  const bool talk = !o.quiet && o.progress_to_stderr;
+  const memory_limits limits = read_memory_limits();
+  if (o.memory_budget) check_memory_budget(o.memory_budget, limits);
+
+  // One run per output folder: the lock is taken before the folder is judged empty, so two runs
+  // started together cannot both find it empty (io/dir_lock.h).
+  const std::filesystem::path created_root = create_output_dir(o.input, o.output);
+  std::optional<dir_lock> lock;
+  try {
+    lock.emplace(dir_lock::lock_or_throw(o.output));
+  } catch (...) {
+    remove_created_output_dirs(o.output, created_root);
+    throw;
+  }
+  // Whatever happens next, a run that published nothing leaves nothing: no journal, no lock
+  // file, not the folder it created. A run that published shards keeps them and the journal.
+  std::optional<resume_journal> journal;
+  bool published = false;
+  auto clean_up = [&]() noexcept {
+    const bool nothing = !published && (!journal || journal->empty());
+    try {
+      if (nothing && journal) journal->discard();
+    } catch (const std::exception&) {  // the run's own error matters more
+    }
+    lock->release_and_remove();
+    if (nothing) remove_created_output_dirs(o.output, created_root);
+  };
+  try {
+    check_output_empty(
+        o.output, o.existing == existing_output::fail ? output_mode::fresh : output_mode::resume,
+        {dir_lock::output_lock_name});
+    const stale_removal stale = remove_stale_temporaries(o.output);
+    if (talk && stale.files)
+      std::fprintf(stderr, "removed %llu temporary file(s) of earlier killed runs (%s)\n",
+                   static_cast<unsigned long long>(stale.files), human_bytes(stale.bytes).c_str());
+    run_report rep = run_locked(o, po, devices, talk, journal, published);
+    journal->discard();
+    clean_up();
+    return rep;
+  } catch (...) {
+    clean_up();
+    throw;
+  }
 }
 
 }  // namespace shardquant

@@ -3,7 +3,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -18,6 +22,7 @@
 #include "pipeline/converters.h"
 #include "pipeline/inspect.h"
 #include "pipeline/make_checkpoint.h"
+#include "pipeline/memory_limits.h"
 #include "pipeline/templates.h"
 
 namespace shardquant {
@@ -81,10 +86,12 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
   q.add_option("--presharded", presharded,
                "GLOB=ROWS: FP8 source tensors matching GLOB are TP chunks of ROWS rows");
   q.add_option("--device", a.device, "cpu | cuda | cuda:N | cuda:N,M")->default_val("cpu");
-  q.add_option("--memory-budget", budget,
-               std::string("host buffer budget (default: half of available memory, at most 16 GiB "
-                           "and twice the checkpoint size); ") +
-                   k_size_help);
+  q.add_option(
+      "--memory-budget", budget,
+      std::string("host buffer budget, at most the machine's memory or the container's cgroup "
+                  "limit; 'auto' (the default): half of available memory, at most 16 GiB "
+                  "and twice the checkpoint size; ") +
+          k_size_help);
   q.add_option("--streams", a.streams, "CUDA streams per GPU / CPU quantize concurrency");
   q.add_option("--io-engine", a.io_engine, "auto | uring | pread")->default_val("auto");
   q.add_flag("--dry-run", a.dry_run, "print the plan and stop");
@@ -92,6 +99,9 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
   q.add_flag("--resume", a.resume, "keep shards an earlier run completed");
   q.add_flag("--keep-excluded-as-original", a.keep_original,
              "excluded layers quantized in the source keep their source bytes (FP8)");
+  q.add_flag("--strict-side-files", a.strict_side_files,
+             "a symbolic link in the model folder that leads outside it (and its Hugging Face "
+             "cache repository) or to a folder is an error instead of a skipped file");
   q.add_flag("--quiet", a.quiet, "no progress output");
   q.add_option("--report", a.report, "write a JSON report to FILE (with --dry-run: the plan)");
   q.add_flag("--file2file_quantization", a.ignored_file2file,
@@ -123,10 +133,47 @@ void finish_quantize_args(CLI::App& q, quantize_args& a, const std::vector<std::
     if (rows == 0) throw usage_error("--presharded rows must be positive");
     a.presharded.emplace_back(p.substr(0, eq), rows);
   }
-  if (!budget.empty()) a.memory_budget = parse_size(budget);
+  if (q.count("--memory-budget") > 0) a.memory_budget = parse_memory_budget(budget);
   if (a.overwrite && a.resume) throw usage_error("--overwrite and --resume exclude each other");
   if (!a.dry_run && a.output_dir.empty()) throw usage_error("--output-dir is required");
 }
+
+// SIGINT/SIGTERM during `quantize`: the first one asks the run to stop (the handler only stores
+// to lock-free atomics, which is async-signal-safe); the second one exits at once (the next run
+// removes the temporary files it leaves, see remove_stale_temporaries).
+std::atomic<std::atomic<bool>*> g_cancel_flag{nullptr};
+std::atomic<int> g_stop_signal{0};
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free);
+
+extern "C" void on_stop_signal(int sig) {
+  if (g_stop_signal.exchange(sig) != 0) ::_exit(128 + sig);
+  if (std::atomic<bool>* c = g_cancel_flag.load()) c->store(true);
+}
+
+// Installs the handler for the life of one run and restores the previous ones after it.
+class stop_signals {
+ public:
+  explicit stop_signals(std::atomic<bool>* flag) {
+    g_stop_signal = 0;
+    g_cancel_flag = flag;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &old_int_);
+    ::sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~stop_signals() {
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+    g_cancel_flag = nullptr;
+  }
+  stop_signals(const stop_signals&) = delete;
+  stop_signals& operator=(const stop_signals&) = delete;
+
+ private:
+  struct sigaction old_int_ {
+  }, old_term_{};
+};
 
 std::string pct(uint64_t a, uint64_t b) {
   char buf[32];
@@ -146,6 +193,7 @@ quantize_options to_quantize_options(const quantize_args& a) {
   o.presharded = a.presharded;
   o.keep_excluded_original = a.keep_original;
   o.no_template_converters = a.no_template_converters;
+  o.strict_side_files = a.strict_side_files;
   o.device = a.device;
   o.memory_budget = a.memory_budget;
   o.streams = a.streams;
@@ -181,8 +229,23 @@ int run_dry(const quantize_args& a, std::ostream& out, std::ostream& err) {
 
 int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
   if (a.dry_run) return run_dry(a, out, err);
+  quantize_options o = to_quantize_options(a);
+  o.cancel = std::make_shared<std::atomic<bool>>(false);
   // The pipeline prints its own summary (unless --quiet) and writes --report.
-  (void)quantize_checkpoint(to_quantize_options(a));
+  try {
+    stop_signals signals(o.cancel.get());
+    (void)quantize_checkpoint(o);
+  } catch (const cancelled_error&) {
+    const int sig = g_stop_signal.load();
+    const bool kept =
+        std::filesystem::exists(std::filesystem::path(a.output_dir) / ".shardquant-journal");
+    err << "shardquant: stopped by " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << "; "
+        << (kept ? "finished shards are kept: run the same command with --resume to continue"
+                 : "nothing was kept: run the same command again to start over")
+        << "\n";
+    return sig == SIGTERM ? 128 + SIGTERM : 128 + SIGINT;
+  }
+  (void)out;
   return 0;
 }
 
@@ -265,6 +328,20 @@ uint64_t parse_size(const std::string& s0) {
     return n * mult;
   }
   return static_cast<uint64_t>(std::llround(v * static_cast<double>(mult)));
+}
+
+uint64_t parse_memory_budget(const std::string& s) {
+  if (s == "auto") return 0;
+  if (s.empty())
+    throw usage_error(
+        "--memory-budget is empty; give a size such as 8G, or 'auto' for the "
+        "automatic choice");
+  const uint64_t b = parse_size(s);
+  if (b == 0)
+    throw usage_error(
+        "--memory-budget '" + s +
+        "' is zero bytes; give a size such as 8G, or 'auto' for the automatic choice");
+  return b;
 }
 
 std::string format_size(uint64_t b) {

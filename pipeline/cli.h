@@ -23,6 +23,9 @@ inline constexpr int k_exit_usage = 2;
 // trailing "B" or "iB" is accepted). Throws usage_error.
 [[nodiscard]] uint64_t parse_size(const std::string& s);
 [[nodiscard]] std::string format_size(uint64_t bytes);  // "1.50 GiB"
+// --memory-budget: "auto" -> 0 (automatic); a size as parse_size. An empty value and sizes that
+// are (or round to) zero bytes are usage errors. Not checked against memory here (the API does).
+[[nodiscard]] uint64_t parse_memory_budget(const std::string& s);
 
 // Everything `quantize` accepts, after parsing (reference spellings folded in).
 struct quantize_args {
@@ -38,6 +41,7 @@ struct quantize_args {
   std::string io_engine = "auto";
   bool dry_run = false, overwrite = false, resume = false, keep_original = false, quiet = false;
   bool no_template_converters = false;
+  bool strict_side_files = false;
   bool ignored_file2file = false, ignored_skip_evaluation = false;  // Quark flags, no effect
   std::string report;
 };

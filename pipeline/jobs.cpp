@@ -1,6 +1,8 @@
 // Plan -> jobs: file ranges, row splits, output pieces and token layouts.
 #include "pipeline/jobs.h"
 
+#include "io/file.h"
+
 #include <algorithm>
 #include <functional>
 #include <string>
@@ -134,7 +136,7 @@ std::vector<std::unique_ptr<job>> job_builder::make_shard(uint32_t s, shard_stat
                                                           uint64_t& seq) {
   const output_shard_plan& sp = plan_.shards[s];
   const std::filesystem::path final_path = output_dir_ / sp.relative_path;
-  std::filesystem::create_directories(final_path.parent_path());
+  create_directories_inside(output_dir_, std::filesystem::path(sp.relative_path).parent_path());
   state.index = s;
   state.relative_path = sp.relative_path;
   state.writer = std::make_unique<shard_writer>(sp.layout, final_path);

@@ -9,6 +9,7 @@
 #include "io/error.h"
 #include "pipeline/api.h"
 #include "pipeline/geometry.h"
+#include "pipeline/memory_limits.h"
 #include "pipeline/plan.h"
 #include "pipeline/run_options.h"
 
@@ -19,8 +20,10 @@ plan_report plan_checkpoint(const quantize_options& o) {
   plan_options po = plan_options_of(o);
   (void)parse_devices(o.device);  // a bad device string fails here as it would in the run
   plan_report r;
-  source_checkpoint src =
-      open_source_checkpoint(o.input, [&](std::string w) { r.warnings.push_back(std::move(w)); });
+  // A given budget is refused here as the run would refuse it (more than the machine has).
+  if (o.memory_budget) check_memory_budget(o.memory_budget, read_memory_limits());
+  source_checkpoint src = open_source_checkpoint(
+      o.input, [&](std::string w) { r.warnings.push_back(std::move(w)); }, o.strict_side_files);
   auto p = std::make_shared<plan>(make_plan(std::move(src), std::move(po)));
   const run_geometry g = decide_geometry(*p, o.memory_budget);
   for (const auto& w : p->warnings) r.warnings.push_back(w);

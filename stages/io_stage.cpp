@@ -75,6 +75,13 @@ void start_write(async_io& io, job& j, stage_done done) {
     done(nullptr);
     return;
   }
+  // The journal's checksum of the shard, taken from the bytes as they leave (io/checksum.h):
+  // a pass over data already in cache, on this job's thread, in parallel with other jobs.
+  for (const auto& p : j.outputs)
+    for (uint64_t s = 0; s < p.segments; ++s)
+      j.shard->writer->add_checksum(
+          p.file_offset + s * p.segment_stride,
+          std::span<const std::byte>(j.tok->data + p.token_pos + s * p.bytes, p.bytes));
   auto c = std::make_shared<countdown>(n, std::move(done));
   for (const auto& p : j.outputs)
     for (uint64_t s = 0; s < p.segments; ++s)

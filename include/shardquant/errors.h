@@ -35,6 +35,13 @@ class SHARDQUANT_API io_error : public std::runtime_error {
   io_error(const std::string& path, const std::string& operation, int err);
 };
 
+// The run was stopped through quantize_options::cancel (e.g. SIGINT in the CLI). Thrown like
+// any other error, after the same cleanup: no temporary file left, the journal consistent.
+class SHARDQUANT_API cancelled_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // A wrong command line or option combination.
 class SHARDQUANT_API usage_error : public std::runtime_error {
  public:

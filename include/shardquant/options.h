@@ -3,9 +3,11 @@
 // standard library and the public progress/export headers.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -42,6 +44,9 @@ struct quantize_options {
   // User converters "SRC=T1[,T2]:op(arg)" (pipeline/converters.h), tried before template ones.
   std::vector<std::string> converters;
   bool no_template_converters = false;  // skip the Appendix A converters of the model type
+  // A symbolic link in the source that leads outside the model folder (and its Hugging Face
+  // cache repository) or to a folder is an error instead of being skipped with a warning.
+  bool strict_side_files = false;
 
   std::string device = "cpu";  // "cpu" | "cuda" (= cuda:0) | "cuda:N" | "cuda:N,M,..."
   uint64_t memory_budget = 0;  // bytes of host buffers; 0 = chosen from free memory
@@ -58,6 +63,11 @@ struct quantize_options {
   // before any of its data is read. May be empty.
   std::function<void(const std::string&)> on_shard_start;
   std::filesystem::path report_json;  // empty = no JSON report file
+  // Cooperative stop: store true (from any thread, or from a signal handler: the store is
+  // lock-free) and the run stops before its next job, cleans up as after an error (this run's
+  // temporary files removed, shards already published kept and journaled for --resume) and
+  // throws cancelled_error. Null = cannot be cancelled. The CLI sets it on SIGINT/SIGTERM.
+  std::shared_ptr<std::atomic<bool>> cancel;
 };
 
 }  // namespace shardquant
