@@ -89,9 +89,18 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
   const run_geometry geo = decide_geometry(p, o.memory_budget);
   const uint64_t budget = geo.budget;
   const token_geometry geom = geo.tokens;
+  // Every warning goes to the report, to options.on_warning and (unless quiet) to stderr.
+  std::vector<std::string> warnings;
+  std::mutex warnings_mutex;  // finalize may warn from its side-file copies
+  auto warn = [&](const std::string& w) {
+    std::lock_guard lock(warnings_mutex);
+    warnings.push_back(w);
+    if (o.on_warning) o.on_warning(w);
+    if (talk) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  };
+  for (const auto& w : early_warnings) warn(w);
+  for (const auto& w : p.warnings) warn(w);
   if (talk) {
-    for (const auto& w : early_warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-    for (const auto& w : p.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     std::fprintf(stderr, "memory budget %s: %llu buffers of %s%s\n", human_bytes(budget).c_str(),
                  (unsigned long long)geom.count, human_bytes(geom.token_bytes).c_str(),
                  o.memory_budget ? "" : " (chosen from free memory)");
@@ -179,9 +188,7 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
     }
   }
   fin.strict_side_files = o.strict_side_files;
-  fin.warn = [talk](std::string w) {
-    if (talk) std::fprintf(stderr, "warning: %s\n", w.c_str());
-  };
+  fin.warn = [&](std::string w) { warn(w); };
   published = true;  // side files, index and config.json from here on
   finalize_output(fin);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -210,6 +217,7 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
                   io_file::open(p.source.shards[0].path, io_file::mode::read, true)->direct();
   rep.device = devices.empty() ? "cpu" : resolve_device(o.device);
   rep.streams = streams;
+  rep.warnings = warnings;
   if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
   if (talk) std::fputs(report_text(rep).c_str(), stderr);
   return rep;

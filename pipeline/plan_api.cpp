@@ -27,6 +27,8 @@ plan_report plan_checkpoint(const quantize_options& o) {
   auto p = std::make_shared<plan>(make_plan(std::move(src), std::move(po)));
   const run_geometry g = decide_geometry(*p, o.memory_budget);
   for (const auto& w : p->warnings) r.warnings.push_back(w);
+  if (o.on_warning)
+    for (const auto& w : r.warnings) o.on_warning(w);
   r.model_dir = p->model_dir.string();
   r.model_type = p->facts.model_type;
   r.scheme = std::string(p->options.scheme.name());

@@ -41,6 +41,7 @@ std::string run_report::to_json() const {
   j["direct_io"] = direct_io;
   j["device"] = device;
   j["streams"] = streams;
+  j["warnings"] = warnings;
   return j.dump(2) + "\n";
 }
 

@@ -62,6 +62,9 @@ struct quantize_options {
   // Called from a graph thread when the graph starts an output shard (its relative path),
   // before any of its data is read. May be empty.
   std::function<void(const std::string&)> on_shard_start;
+  // Called once per warning (e.g. a side file skipped, a rank-3 weight quantized as Quark does),
+  // from the calling thread or a graph thread; the report lists them too. May be empty.
+  std::function<void(const std::string&)> on_warning;
   std::filesystem::path report_json;  // empty = no JSON report file
   // Cooperative stop: store true (from any thread, or from a signal handler: the store is
   // lock-free) and the run stops before its next job, cleans up as after an error (this run's

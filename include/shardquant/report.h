@@ -41,6 +41,7 @@ struct run_report {
   bool direct_io = false;       // O_DIRECT reads were used
   std::string device;           // "cpu" or "cuda:N[,M]"
   unsigned streams = 0;
+  std::vector<std::string> warnings;  // every warning of the run, in order
   // The JSON object written by --report.
   [[nodiscard]] SHARDQUANT_API std::string to_json() const;
 };
