@@ -85,7 +85,10 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
              "do not apply the model type's converters");
   q.add_option("--presharded", presharded,
                "GLOB=ROWS: FP8 source tensors matching GLOB are TP chunks of ROWS rows");
-  q.add_option("--device", a.device, "cpu | cuda | cuda:N | cuda:N,M")->default_val("cpu");
+  q.add_option("--device", a.device,
+               "auto (CUDA when built with it and a device is visible, else cpu) | cpu | cuda | "
+               "cuda:N | cuda:N,M")
+      ->default_val("auto");
   q.add_option(
       "--memory-budget", budget,
       std::string("host buffer budget, at most the machine's memory or the container's cgroup "

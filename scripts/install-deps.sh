@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config git time
       libtbb-dev libsimdjson-dev libzstd-dev nlohmann-json3-dev doctest-dev liburing-dev libcli11-dev
-      clang-14 libclang-rt-14-dev python3 python3-numpy)
+      clang-14 libclang-rt-14-dev python3 python3-numpy python3-venv python3-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

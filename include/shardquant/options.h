@@ -48,7 +48,9 @@ struct quantize_options {
   // cache repository) or to a folder is an error instead of being skipped with a warning.
   bool strict_side_files = false;
 
-  std::string device = "cpu";  // "cpu" | "cuda" (= cuda:0) | "cuda:N" | "cuda:N,M,..."
+  // "auto" (CUDA when the build has it and a device is visible, else the CPU; the report says
+  // which) | "cpu" | "cuda" (= cuda:0) | "cuda:N" | "cuda:N,M,..."
+  std::string device = "auto";
   uint64_t memory_budget = 0;  // bytes of host buffers; 0 = chosen from free memory
   // CUDA streams per GPU (default 4), or jobs quantized at once on the CPU (default 2; each
   // job is itself TBB-parallel). 0 = default.
