@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The GPU-machine end-to-end run, in one call, from an installed folder:
+#   cmake -S . -B build -DSHARDQUANT_INSTALL_TESTS=ON && cmake --build build &&
 #   cmake --install build --prefix gpu-install      (on the build machine, CUDA on)
 #   bench/run_gpu_e2e.sh [gpu-install]              (on the GPU machine; logs go to $OUT)
 # Steps: machine facts; CPU vs CUDA output identity on a small checkpoint (schemes with and

@@ -21,6 +21,7 @@
 #include "io/zstd_source.h"
 #include "io/zstd_writer.h"
 #include "pipeline/finalize.h"
+#include "pipeline/geometry.h"
 #include "pipeline/graph.h"
 #include "pipeline/jobs.h"
 #include "pipeline/journal.h"
@@ -61,43 +62,6 @@ uint64_t default_memory_budget() {
   uint64_t b = avail / 2;
   return b < lo ? lo : (b > hi ? hi : b);
 }
-
-namespace {
-
-// A built-in scheme name, or a quantization spec file (pipeline/quant_spec.h) ending in ".json".
-quant_scheme scheme_or_throw(const std::string& name) {
-  if (is_quant_spec_file(name))
-    return quant_scheme(std::make_shared<const custom_spec>(read_quant_spec(name)));
-  if (auto id = parse_scheme(name)) return *id;
-  if (auto why = unsupported_scheme_reason(name))
-    throw usage_error("scheme '" + name + "' is not supported: " + std::string(*why));
-  std::string known;
-  for (const auto& s : all_schemes()) known += (known.empty() ? "" : ", ") + std::string(s.name);
-  throw usage_error("unknown scheme '" + name + "' (known: " + known + ")");
-}
-
-std::vector<int> parse_devices(const std::string& d) {
-  if (d == "cpu") return {};
-  if (d == "cuda") return {0};
-  if (d.rfind("cuda:", 0) != 0) throw usage_error("--device must be cpu, cuda or cuda:N[,M...]");
-  std::vector<int> out;
-  std::stringstream ss(d.substr(5));
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      const int n = std::stoi(item, &used);
-      if (used != item.size() || n < 0) throw std::invalid_argument(item);
-      out.push_back(n);
-    } catch (const std::exception&) {
-      throw usage_error("--device: bad CUDA device number '" + item + "'");
-    }
-  }
-  if (out.empty()) throw usage_error("--device cuda: needs at least one device number");
-  return out;
-}
-
-}  // namespace
 
 // A custom spec is keyed by its canonical content, so an edited spec file is not resumed.
 std::string options_text(const quantize_options& o, const plan_options& po) {
@@ -141,30 +105,6 @@ finalize_inputs finalize_inputs_of(const plan& p, const quantize_options& o) {
   return fin;
 }
 
-plan_options plan_options_of(const quantize_options& o) {
-  plan_options po;
-  if (!o.quant_spec.empty() && !o.scheme.empty())
-    throw usage_error("give a scheme or a quantization spec file, not both");
-  po.scheme = scheme_or_throw(o.quant_spec.empty() ? o.scheme : o.quant_spec);
-  po.exclude = o.excludes;
-  for (const auto& [glob, sc] : o.overrides)
-    po.layer_schemes.push_back({glob, scheme_or_throw(sc)});
-  for (const auto& c : o.converters) po.converters.push_back(parse_converter(c));
-  po.use_template_converters = !o.no_template_converters;
-  po.keep_excluded_as_original = o.keep_excluded_original;
-  po.presharded = o.presharded;
-  po.dynamic_activations = o.dynamic_activations;
-  const auto layout = parse_layout(o.layout);
-  if (!layout)
-    throw usage_error("unknown layout '" + o.layout + "'; known: quark-f2f, quark-importer");
-  po.layout = *layout;
-  // The GPU backend writes the file-to-file layout only (the conversion runs in the CPU stage).
-  if (po.layout == output_layout::quark_importer && o.device != "cpu")
-    throw usage_error(
-        "--layout quark-importer is written by the CPU backend only; use --device cpu");
-  return po;
-}
-
 namespace {
 
 // The share of a worker run, when o.worker_count is set (pipeline/shares.h).
@@ -178,44 +118,31 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
   std::vector<std::string> early_warnings;
   source_checkpoint src = open_source_checkpoint(
       o.input, [&](std::string w) { early_warnings.push_back(w); }, o.strict_side_files);
-  // A budget chosen for the user need not exceed what the checkpoint can use (inputs plus
-  // outputs in flight): pinning 16 GiB for a 50 MB model costs seconds for nothing.
-  uint64_t budget = o.memory_budget;
-  if (!budget) {
-    uint64_t source_bytes = 0;
-    for (const auto& sh : src.shards) source_bytes += sh.header.file_size;
-    budget = std::min(default_memory_budget(), std::max(uint64_t{256} << 20, 2 * source_bytes));
-  }
-  // Compressed shards: their decompression contexts are part of the budget (io/zstd_source.h).
-  uint64_t zstd_reserve = 0;
-  {
-    uint64_t window = 0;
-    std::string widest;
-    for (const auto& sh : src.shards)
-      if (sh.compressed && sh.zstd_window >= window) {
-        window = sh.zstd_window;
-        widest = sh.path.string();
-      }
-    if (!widest.empty()) {
-      const zstd_read_limits zl = zstd_limits_for_budget(budget, window, widest);
-      set_zstd_read_limits(zl);
-      zstd_reserve = std::min(zl.context_limit, budget / 2);
-    }
-  }
-  const token_geometry geom = choose_token_geometry(budget - zstd_reserve);
-  // The plan reports splits and amax passes for inputs above about half a token (the rest of a
-  // token holds outputs and alignment); the job builder makes the exact cut.
-  po.token_bytes = geom.token_bytes / 2;
   // Taken before planning moves the source: the fingerprint of what the shards are made from.
   const std::string sources_key = source_fingerprint(src);
   plan p = make_plan(std::move(src), po);
+  // Budget, tokens, row splits and amax passes: the same decision the dry run shows.
+  const run_geometry geo = decide_geometry(p, o.memory_budget);
+  if (geo.zstd) set_zstd_read_limits(*geo.zstd);
+  const uint64_t budget = geo.budget;
+  const token_geometry geom = geo.tokens;
+  // Every warning goes to the report, to options.on_warning and (unless quiet) to stderr.
+  std::vector<std::string> warnings;
+  std::mutex warnings_mutex;  // finalize may warn from its side-file copies
+  auto warn = [&](const std::string& w) {
+    std::lock_guard lock(warnings_mutex);
+    warnings.push_back(w);
+    if (o.on_warning) o.on_warning(w);
+    if (talk) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  };
+  for (const auto& w : early_warnings) warn(w);
+  for (const auto& w : p.warnings) warn(w);
   if (talk) {
-    for (const auto& w : early_warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-    for (const auto& w : p.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     std::fprintf(
         stderr, "memory budget %s: %llu buffers of %s%s%s\n", human_bytes(budget).c_str(),
         (unsigned long long)geom.count, human_bytes(geom.token_bytes).c_str(),
-        zstd_reserve ? (", " + human_bytes(zstd_reserve) + " for zstd contexts").c_str() : "",
+        geo.zstd_reserve ? (", " + human_bytes(geo.zstd_reserve) + " for zstd contexts").c_str()
+                         : "",
         o.memory_budget ? "" : " (chosen from free memory)");
   }
 
@@ -335,9 +262,7 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
     return rep;
   }
   finalize_inputs fin = finalize_inputs_of(p, o);
-  fin.warn = [talk](std::string w) {
-    if (talk) std::fprintf(stderr, "warning: %s\n", w.c_str());
-  };
+  fin.warn = [&](std::string w) { warn(w); };
   published = true;  // side files, index and config.json from here on
   finalize_output(fin);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -358,15 +283,18 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
   rep.tokens = geom.count;
   rep.peak_live_tokens = pool.peak_live();
   rep.jobs = counters.jobs_done.load();
+  rep.split_tensors = geo.split_tensors;
+  rep.amax_tensors = geo.amax_tensors;
   rep.shards_written = counters.shards_done.load();
   rep.io_engine = io->name();
   rep.direct_io = !p.source.shards.empty() &&
                   io_file::open(p.source.shards[0].path, io_file::mode::read, true)->direct();
-  rep.device = devices.empty() ? "cpu" : o.device;
+  rep.device = devices.empty() ? "cpu" : resolve_device(o.device);
   rep.streams = streams;
   rep.layout = std::string(layout_name(po.layout));
   rep.dynamic_activations = po.dynamic_activations;
   rep.loader_notes = p.loader_notes;
+  rep.warnings = warnings;
   if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
   if (talk) std::fputs(report_text(rep).c_str(), stderr);
   return rep;

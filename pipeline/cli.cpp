@@ -29,7 +29,6 @@
 #include "pipeline/share_finalize.h"
 #include "pipeline/shares.h"
 #include "pipeline/templates.h"
-#include "pipeline/token_pool.h"
 #include "pipeline/verify.h"
 
 namespace shardquant {
@@ -92,7 +91,10 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
              "do not apply the model type's converters");
   q.add_option("--presharded", presharded,
                "GLOB=ROWS: FP8 source tensors matching GLOB are TP chunks of ROWS rows");
-  q.add_option("--device", a.device, "cpu | cuda | cuda:N | cuda:N,M")->default_val("cpu");
+  q.add_option("--device", a.device,
+               "auto (CUDA when built with it and a device is visible, else cpu) | cpu | cuda | "
+               "cuda:N | cuda:N,M")
+      ->default_val("auto");
   q.add_option(
       "--memory-budget", budget,
       std::string("host buffer budget, at most the machine's memory or the container's cgroup "
@@ -207,6 +209,8 @@ std::string pct(uint64_t a, uint64_t b) {
   return buf;
 }
 
+// The API's options for parsed arguments (converter files expanded to specs, so the API sees
+// one form).
 quantize_options to_quantize_options(const quantize_args& a) {
   quantize_options o;
   o.input = a.model_dir;
@@ -247,34 +251,42 @@ int run_finalize(const quantize_args& a, std::ostream& out) {
   return 0;
 }
 
+// --dry-run: plan_checkpoint (the run's own geometry), printed; --report gets the plan JSON with
+// the geometry fields the run's report has too.
+int run_dry(const quantize_args& a, std::ostream& out, std::ostream& err,
+            const std::optional<worker_id>& worker) {
+  const plan_report r = plan_checkpoint(to_quantize_options(a));
+  for (const auto& w : r.warnings) err << "warning: " << w << "\n";
+  out << "memory budget " << format_size(r.memory_budget)
+      << (r.budget_chosen ? " (chosen from free memory and the checkpoint size)" : "") << ": "
+      << r.tokens << " buffers of " << format_size(r.token_bytes) << "; " << r.jobs
+      << " jobs; device " << r.device << "\n";
+  print_plan(*r.detail, out);
+  if (worker) {
+    const plan& p = *r.detail;
+    const std::vector<uint32_t> owner = shard_owners(p, worker->count);
+    out << "worker " << worker->label() << " writes:";
+    for (size_t s = 0; s < p.shards.size(); ++s)
+      if (owner[s] == worker->index) out << " " << p.shards[s].relative_path;
+    out << "\n";
+  }
+  if (!a.report.empty()) {
+    nlohmann::ordered_json j = plan_json(*r.detail);
+    const nlohmann::ordered_json geometry = nlohmann::ordered_json::parse(r.to_json());
+    for (const auto& [k, v] : geometry.items())
+      if (!j.contains(k)) j[k] = v;
+    write_file_atomic(a.report, j.dump(2) + "\n");
+  }
+  return 0;
+}
+
 int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
   std::optional<worker_id> worker;
   if (!a.worker.empty())
     worker = parse_worker(a.worker, a.workers);
   else if (a.workers)
     throw usage_error("--workers goes with --worker auto (or with finalize)");
-  if (a.dry_run) {
-    plan_options po = to_plan_options(a);
-    if (a.memory_budget) check_memory_budget(a.memory_budget, read_memory_limits());
-    const uint64_t budget = a.memory_budget ? a.memory_budget : default_memory_budget();
-    po.token_bytes = choose_token_geometry(budget).token_bytes;
-    source_checkpoint src = open_source_checkpoint(
-        a.model_dir, [&](std::string w) { err << "warning: " << w << "\n"; }, a.strict_side_files);
-    const plan p = make_plan(std::move(src), std::move(po));
-    for (const auto& w : p.warnings) err << "warning: " << w << "\n";
-    out << "memory budget " << format_size(budget) << ", token "
-        << format_size(choose_token_geometry(budget).token_bytes) << "\n";
-    print_plan(p, out);
-    if (worker) {
-      const std::vector<uint32_t> owner = shard_owners(p, worker->count);
-      out << "worker " << worker->label() << " writes:";
-      for (size_t s = 0; s < p.shards.size(); ++s)
-        if (owner[s] == worker->index) out << " " << p.shards[s].relative_path;
-      out << "\n";
-    }
-    if (!a.report.empty()) write_file_atomic(a.report, plan_json(p).dump(2) + "\n");
-    return 0;
-  }
+  if (a.dry_run) return run_dry(a, out, err, worker);
   quantize_options o = to_quantize_options(a);
   if (worker) {
     o.worker_index = worker->index;

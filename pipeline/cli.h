@@ -35,7 +35,7 @@ struct quantize_args {
   std::vector<std::pair<std::string, std::string>> layer_schemes;
   std::vector<std::string> converters;  // SPEC or a .json file path
   std::vector<std::pair<std::string, uint64_t>> presharded;
-  std::string device = "cpu";
+  std::string device = "auto";
   uint64_t memory_budget = 0;  // 0 = automatic
   unsigned streams = 0;
   std::string io_engine = "auto";

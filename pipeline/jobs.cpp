@@ -4,6 +4,7 @@
 #include "io/file.h"
 
 #include <algorithm>
+#include <functional>
 #include <string>
 
 #include "io/error.h"
@@ -179,18 +180,295 @@ std::vector<std::unique_ptr<job>> job_builder::make_shard(uint32_t s, shard_stat
   return jobs;
 }
 
-void job_builder::add_part_jobs(const plan_item& item, const plan_part& part, shard_state& state,
-                                std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
+namespace {
+
+// Elements per job of a whole contiguous copy or cast: the read area (+ 2 blocks of slack)
+// and, for casts, the output area.
+uint64_t flat_elements_per_job(const plan_part& part, dtype in, dtype out, uint64_t token_bytes) {
+  const bool cast = part.action == tensor_action::cast;
+  const uint64_t ib = cast ? bits(in) / 8 : 1, ob = cast ? bits(out) / 8 : 1;
+  const uint64_t room = token_bytes > 3 * k_align ? token_bytes - 3 * k_align : 0;
+  const uint64_t per = cast ? (ib + ob ? room / (ib + ob) : room) : room;
+  return std::max<uint64_t>(per / k_align * k_align, 1);
+}
+
+bool is_flat(const plan_item& item, const plan_part& part) {
+  return item.recovery.kind == recovery_kind::none &&
+         (part.action == tensor_action::pass_through ||
+          part.action == tensor_action::keep_original || part.action == tensor_action::cast) &&
+         part.slice.is_whole();
+}
+
+bool moves_nothing(const plan_part& part) {
   uint64_t out_bytes = 0;
   for (const auto& o : part.outputs) out_bytes += o.bytes;
-  if (out_bytes == 0 && part.input_bytes == 0) return;  // empty tensor: nothing to move
-  const recovery_kind rk = item.recovery.kind;
-  const bool flat =
-      rk == recovery_kind::none &&
-      (part.action == tensor_action::pass_through || part.action == tensor_action::keep_original ||
-       part.action == tensor_action::cast) &&
-      part.slice.is_whole();
-  if (flat)
+  return out_bytes == 0 && part.input_bytes == 0;  // empty tensor: no job
+}
+
+// The jobs of one row-range part (quantized tensors, recovered tensors, strided converter
+// slices). `open` gives a shard's source file; a maker whose `open` returns null only measures
+// layouts (the run geometry of the dry run), which never touch a file.
+class row_job_maker {
+ public:
+  row_job_maker(const plan& p, const plan_item& item, const plan_part& part,
+                std::function<std::shared_ptr<io_file>(uint32_t)> open, shard_state* state)
+      : item_(item), part_(part), open_(std::move(open)), state_(state) {
+    const source_ref& src = item.source;
+    const recovery_kind rk = item.recovery.kind;
+    recovered_ = rk != recovery_kind::none;
+    quant_ =
+        part.action == tensor_action::quantize || part.action == tensor_action::recover_quantize;
+    src_path_ = p.source.shards[src.shard].path.string();
+    const std::vector<uint64_t>& shape = part.input_shape;
+    rows_ = shape.empty() ? 1 : shape[0];
+    cols_ = rows_ ? numel_of(shape) / rows_ : 0;
+    if (recovered_ && !part.slice.is_whole())
+      throw input_error(src_path_, part.name, input_error::no_offset,
+                        "converters on recovered (quantized-source) tensors are not supported");
+    rv_ = make_rows_view(src, part, rows_);
+    file_ = open_(src.shard);
+    // --layout quark-importer changes the outputs of the integer schemes (importer_layout.h).
+    importer_ = quant_ && p.options.layout == output_layout::quark_importer &&
+                importer_layout_differs(part.scheme->kernel());
+    mult_ = !quant_    ? 1
+            : importer_ ? std::max<uint32_t>(1, importer_row_split_multiple(part.scheme->kernel()))
+                        : std::max<uint32_t>(1, row_split_multiple(part.scheme->kernel()));
+    main_kind_ = job_kind::quantize;
+    if (!quant_)
+      main_kind_ =
+          (part.action == tensor_action::cast || part.action == tensor_action::recover_cast)
+              ? job_kind::cast
+              : job_kind::copy;
+    if (rk == recovery_kind::ct_packed || rk == recovery_kind::ct_float ||
+        rk == recovery_kind::ct_int || rk == recovery_kind::fp4_packed)
+      init_ct();
+    if (rk == recovery_kind::fp8_block) init_fp8_block();
+  }
+
+  [[nodiscard]] uint64_t rows() const noexcept { return rows_; }
+  [[nodiscard]] job_kind main_kind() const noexcept { return main_kind_; }
+  [[nodiscard]] bool needs_amax_when_split() const {
+    return quant_ && needs_tensor_amax(part_.scheme->kernel());
+  }
+
+  // Rows per job: the most (a multiple of the scheme's row multiple) whose layout fits one
+  // token. The layout of the first range is measured; other ranges differ only in where their
+  // output pieces sit inside a block (less than one block each), which the slack covers.
+  [[nodiscard]] uint64_t rows_per_job(uint64_t token_bytes) const {
+    const uint64_t slack = k_align * (part_.outputs.size() + 1);
+    const uint64_t fit = token_bytes > slack ? token_bytes - slack : 0;
+    if (make(main_kind_, 0, rows_)->needed <= fit) return rows_;
+    const uint64_t one = std::min(rows_, mult_);
+    const uint64_t need_one = make(main_kind_, 0, one)->needed;
+    if (need_one > fit)
+      throw input_error(src_path_, part_.name, input_error::no_offset,
+                        std::to_string(one) + " row(s) need " + mib(need_one + slack) +
+                            " of host buffer but one token holds " + mib(token_bytes) +
+                            "; raise --memory-budget (tokens are budget/8, at most 256 MiB)");
+    // The layout grows with the row count: binary search over multiples of `mult_`.
+    uint64_t lo = 1, hi = rows_ / mult_;  // `lo * mult_` rows fit, `(hi + 1) * mult_` do not
+    while (lo < hi) {
+      const uint64_t mid = lo + (hi - lo + 1) / 2;
+      if (make(main_kind_, 0, mid * mult_)->needed <= fit)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    return std::max(one, lo * mult_);
+  }
+
+  // The job for rows [r0, r1) of `kind`; its layout is in job::needed.
+  [[nodiscard]] std::unique_ptr<job> make(job_kind kind, uint64_t r0, uint64_t r1) const {
+    const plan_part& part = part_;
+    const source_ref& src = item_.source;
+    auto j = std::make_unique<job>();
+    j->kind = kind;
+    j->tensor = part.name;
+    j->source = src_path_;
+    j->in_type = recovered_ ? src.type : part.input_type;
+    j->out_type = part.outputs.at(0).type;
+    if (quant_) j->scheme = part.scheme->kernel();
+    j->shape = part.input_shape;
+    j->total_rows = rows_;
+    j->cols = cols_;
+    j->row_begin = r0;
+    j->rows = r1 - r0;
+    j->shard = state_;
+    j->fp8_block = fb_;
+    j->ct = ct_;
+    j->input = rows_input(rv_, file_, r0, r1);
+    j->input_bytes = kind == job_kind::amax ? 0 : j->input.wanted_bytes();
+    uint64_t pos = layout_inputs(*j);
+    if (kind == job_kind::amax) {
+      j->needed = pos;
+      return j;
+    }
+    if (quant_) {
+      std::string err;
+      const weight_scheme ks = part.scheme->kernel();
+      const std::vector<uint64_t>& shape = part.input_shape;
+      if (importer_) {
+        // The kernel's own outputs of the range (dense), converted by the compute stage.
+        for (const output_piece& p : range_layout(ks, shape, r0, r1, nullptr, part.input_type)) {
+          j->kernel_pos.push_back(align_up(pos, 64));
+          pos = j->kernel_pos.back() + p.run_bytes * p.count;
+        }
+      }
+      const auto pieces = importer_ ? importer_range_layout(ks, shape, r0, r1, &err)
+                                    : range_layout(ks, shape, r0, r1, &err, part.input_type);
+      if (!err.empty()) throw input_error(src_path_, part.name, input_error::no_offset, err);
+      for (size_t i = 0; i < pieces.size() && i < part.outputs.size(); ++i) {
+        const planned_output& o = part.outputs[i];
+        const output_piece& p = pieces[i];
+        const bool per_tensor_scale = o.shape.empty();
+        if (per_tensor_scale && r0 != 0) {  // written once, by the first range
+          if (importer_) {                  // still produced by the conversion: scratch room
+            j->importer_pos.push_back(align_up(pos, 64));
+            pos = j->importer_pos.back() + p.run_bytes * p.count;
+          }
+          continue;
+        }
+        write_piece w;
+        w.tensor = o.name;
+        w.slot = static_cast<uint8_t>(i);
+        w.tensor_offset = p.offset;
+        w.file_offset = o.file_offset + p.offset;
+        w.bytes = p.run_bytes;
+        w.segments = p.count;
+        w.segment_stride = p.stride;
+        if (w.segments > 1 && w.segment_stride == w.bytes) {
+          // Runs back to back (e.g. a per-group int4 weight of a whole tensor): one write.
+          w.bytes *= w.segments;
+          w.segments = 1;
+          w.segment_stride = 0;
+        }
+        w.token_pos = place_for_write(pos, w.file_offset);
+        pos = w.token_pos + w.total_bytes();
+        if (importer_) j->importer_pos.push_back(w.token_pos);
+        j->output_bytes += w.total_bytes();
+        j->outputs.push_back(std::move(w));
+      }
+    } else {
+      // copy / cast of a strided slice or of recovered rows: one contiguous output range.
+      const planned_output& o = part.outputs.at(0);
+      const uint64_t orow = rows_ ? o.bytes / rows_ : 0;
+      write_piece w;
+      w.tensor = o.name;
+      w.tensor_offset = r0 * orow;
+      w.file_offset = o.file_offset + w.tensor_offset;
+      w.bytes = (r1 - r0) * orow;
+      w.token_pos = place_for_write(pos, w.file_offset);
+      pos = w.token_pos + w.bytes;
+      j->output_bytes = w.bytes;
+      j->outputs.push_back(std::move(w));
+    }
+    j->needed = pos;
+    return j;
+  }
+
+ private:
+  input_spec whole(const source_ref& r) const {
+    input_spec in;
+    in.file = open_(r.shard);
+    in.offset = r.file_offset;
+    in.length = r.bytes;
+    return in;
+  }
+
+  void init_ct() {
+    const recovery_kind rk = item_.recovery.kind;
+    const recovery_params& rp = item_.recovery;
+    const source_ref& sc = rp.scale.value();
+    ct_.enabled = true;
+    ct_.layout = rk == recovery_kind::ct_packed  ? ct_layout::pack_quantized
+                 : rk == recovery_kind::ct_float ? ct_layout::float_quantized
+                                                 : ct_layout::int_quantized;
+    ct_.bits = rp.num_bits;
+    ct_.fp8 = item_.source.type == dtype::f8_e5m2 ? fp8_kind::e5m2 : fp8_kind::e4m3fn;
+    ct_.strategy = rp.strategy;
+    ct_.group_size = rp.group_size;
+    ct_.groups = sc.shape.size() >= 2 ? sc.shape[1] : 1;
+    ct_.block_rows = rp.block_rows;
+    ct_.block_cols = rp.block_cols;
+    ct_.scale = whole(sc);
+    ct_.scale_type = sc.type;
+    if (rp.zero_point) {
+      ct_.zero_point = whole(*rp.zero_point);
+      ct_.zero_point_type = rp.zero_point->type;
+    }
+    if (rp.g_idx) ct_.g_idx = whole(*rp.g_idx);
+    if (rk == recovery_kind::fp4_packed) {
+      ct_.layout = rp.fp4_layout;
+      ct_.strategy = ct_strategy::group;
+      ct_.groups = rows_ && rp.group_size ? cols_ / rp.group_size : 0;
+      ct_.global_scale = rp.global_scale;
+      ct_.recovered_type = rp.recovered_type;
+      if (sc.type == dtype::u8) ct_.scale_type = dtype::f8_e8m0;  // CT stores E8M0 bytes as U8
+    }
+  }
+
+  void init_fp8_block() {
+    const recovery_params& rp = item_.recovery;
+    const source_ref& sc = rp.scale.value();
+    fb_.enabled = true;
+    fb_.scale = whole(sc);
+    fb_.scale_type = sc.type;
+    fb_.scale_rows = sc.shape.size() == 2 ? sc.shape[0] : 0;
+    fb_.scale_cols = sc.shape.size() == 2 ? sc.shape[1] : 0;
+    fb_.block_rows = rp.block_rows;
+    fb_.block_cols = rp.block_cols;
+    fb_.chunk_rows = rp.chunk_rows;
+  }
+
+  const plan_item& item_;
+  const plan_part& part_;
+  std::function<std::shared_ptr<io_file>(uint32_t)> open_;
+  shard_state* state_;
+  bool recovered_ = false, quant_ = false, importer_ = false;
+  std::string src_path_;
+  uint64_t rows_ = 1, cols_ = 0, mult_ = 1;
+  rows_view rv_;
+  std::shared_ptr<io_file> file_;
+  job_kind main_kind_ = job_kind::copy;
+  ct_spec ct_;
+  fp8_block_spec fb_;
+};
+
+uint64_t ceil_div(uint64_t a, uint64_t b) {
+  return (a + b - 1) / b;
+}
+
+part_cut cut_of(const row_job_maker& m, uint64_t token_bytes) {
+  part_cut c;
+  c.row_ranges = true;
+  c.per_job = m.rows_per_job(token_bytes);
+  c.main_jobs = m.rows() == 0 ? 1 : ceil_div(m.rows(), c.per_job);
+  if (c.main_jobs > 1 && m.needs_amax_when_split()) c.amax_jobs = c.main_jobs;
+  return c;
+}
+
+}  // namespace
+
+part_cut cut_part(const plan& p, const plan_item& item, const plan_part& part,
+                  uint64_t token_bytes) {
+  if (moves_nothing(part)) return {};
+  if (is_flat(item, part)) {
+    part_cut c;
+    const uint64_t ib = part.action == tensor_action::cast ? bits(item.source.type) / 8 : 1;
+    const uint64_t n_elems = ib ? item.source.bytes / ib : 0;
+    c.per_job = flat_elements_per_job(part, item.source.type, part.outputs.at(0).type, token_bytes);
+    c.main_jobs = n_elems == 0 ? 1 : ceil_div(n_elems, c.per_job);
+    return c;
+  }
+  const row_job_maker m(
+      p, item, part, [](uint32_t) { return std::shared_ptr<io_file>(); }, nullptr);
+  return cut_of(m, token_bytes);
+}
+
+void job_builder::add_part_jobs(const plan_item& item, const plan_part& part, shard_state& state,
+                                std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
+  if (moves_nothing(part)) return;
+  if (is_flat(item, part))
     add_flat_jobs(item, part, state, out, seq);
   else
     add_row_jobs(item, part, state, out, seq);
@@ -207,10 +485,7 @@ void job_builder::add_flat_jobs(const plan_item& item, const plan_part& part, sh
     throw input_error(plan_.source.shards[src.shard].path.string(), src.name,
                       input_error::no_offset, "cannot cast sub-byte elements");
   const uint64_t n_elems = src.bytes / ib;
-  // Elements per job: read area (+ 2 blocks of slack) and, for casts, the output area.
-  const uint64_t room = token_bytes_ - 3 * k_align;
-  uint64_t per = cast ? room / (ib + ob) : room;
-  per = std::max<uint64_t>(per / k_align * k_align, 1);
+  const uint64_t per = flat_elements_per_job(part, src.type, o.type, token_bytes_);
   auto file = source_file(src.shard);
   for (uint64_t e0 = 0; e0 < n_elems || (n_elems == 0 && e0 == 0); e0 += per) {
     const uint64_t e1 = std::min(n_elems, e0 + per);
@@ -247,220 +522,29 @@ void job_builder::add_flat_jobs(const plan_item& item, const plan_part& part, sh
   }
 }
 
-// Quantized tensors, recovered tensors and strided converter slices: row ranges.
+// Quantized tensors, recovered tensors and strided converter slices: row ranges, cut by the
+// same rule (cut_of) the run geometry reports.
 void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, shard_state& state,
                                std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
-  const source_ref& src = item.source;
-  const recovery_kind rk = item.recovery.kind;
-  const bool recovered = rk != recovery_kind::none;
-  const bool quant =
-      part.action == tensor_action::quantize || part.action == tensor_action::recover_quantize;
-  const std::string src_path = plan_.source.shards[src.shard].path.string();
-  const std::vector<uint64_t>& shape = part.input_shape;
-  const uint64_t rows = shape.empty() ? 1 : shape[0];
-  const uint64_t cols = rows ? numel_of(shape) / rows : 0;
-  if (recovered && !part.slice.is_whole())
-    throw input_error(src_path, part.name, input_error::no_offset,
-                      "converters on recovered (quantized-source) tensors are not supported");
-  const rows_view rv = make_rows_view(src, part, rows);
-  auto file = source_file(src.shard);
-
-  // --layout quark-importer changes the outputs of the integer schemes (importer_layout.h).
-  const bool importer = quant && plan_.options.layout == output_layout::quark_importer &&
-                        importer_layout_differs(part.scheme->kernel());
-  const uint64_t mult =
-      !quant     ? 1
-      : importer ? std::max<uint32_t>(1, importer_row_split_multiple(part.scheme->kernel()))
-                 : std::max<uint32_t>(1, row_split_multiple(part.scheme->kernel()));
-
-  auto whole = [&](const source_ref& r) {
-    input_spec in;
-    in.file = source_file(r.shard);
-    in.offset = r.file_offset;
-    in.length = r.bytes;
-    return in;
-  };
-  ct_spec ct;
-  if (rk == recovery_kind::ct_packed || rk == recovery_kind::ct_float ||
-      rk == recovery_kind::ct_int || rk == recovery_kind::fp4_packed) {
-    const recovery_params& rp = item.recovery;
-    const source_ref& sc = rp.scale.value();
-    ct.enabled = true;
-    ct.layout = rk == recovery_kind::ct_packed  ? ct_layout::pack_quantized
-                : rk == recovery_kind::ct_float ? ct_layout::float_quantized
-                                                : ct_layout::int_quantized;
-    ct.bits = rp.num_bits;
-    ct.fp8 = src.type == dtype::f8_e5m2 ? fp8_kind::e5m2 : fp8_kind::e4m3fn;
-    ct.strategy = rp.strategy;
-    ct.group_size = rp.group_size;
-    ct.groups = sc.shape.size() >= 2 ? sc.shape[1] : 1;
-    ct.block_rows = rp.block_rows;
-    ct.block_cols = rp.block_cols;
-    ct.scale = whole(sc);
-    ct.scale_type = sc.type;
-    if (rp.zero_point) {
-      ct.zero_point = whole(*rp.zero_point);
-      ct.zero_point_type = rp.zero_point->type;
-    }
-    if (rp.g_idx) ct.g_idx = whole(*rp.g_idx);
-    if (rk == recovery_kind::fp4_packed) {
-      ct.layout = rp.fp4_layout;
-      ct.strategy = ct_strategy::group;
-      ct.groups = rows && rp.group_size ? cols / rp.group_size : 0;
-      ct.global_scale = rp.global_scale;
-      ct.recovered_type = rp.recovered_type;
-      if (sc.type == dtype::u8) ct.scale_type = dtype::f8_e8m0;  // CT stores E8M0 bytes as U8
-    }
-  }
-  fp8_block_spec fb;
-  if (rk == recovery_kind::fp8_block) {
-    const recovery_params& rp = item.recovery;
-    const source_ref& sc = rp.scale.value();
-    fb.enabled = true;
-    fb.scale.file = source_file(sc.shard);
-    fb.scale.offset = sc.file_offset;
-    fb.scale.length = sc.bytes;
-    fb.scale_type = sc.type;
-    fb.scale_rows = sc.shape.size() == 2 ? sc.shape[0] : 0;
-    fb.scale_cols = sc.shape.size() == 2 ? sc.shape[1] : 0;
-    fb.block_rows = rp.block_rows;
-    fb.block_cols = rp.block_cols;
-    fb.chunk_rows = rp.chunk_rows;
-  }
-
-  // Builds the job for rows [r0, r1) of `kind`; its layout is in job::needed.
-  auto make = [&](job_kind kind, uint64_t r0, uint64_t r1) {
-    auto j = std::make_unique<job>();
-    j->kind = kind;
-    j->tensor = part.name;
-    j->source = src_path;
-    j->in_type = recovered ? src.type : part.input_type;
-    j->out_type = part.outputs.at(0).type;
-    if (quant) j->scheme = part.scheme->kernel();
-    j->shape = shape;
-    j->total_rows = rows;
-    j->cols = cols;
-    j->row_begin = r0;
-    j->rows = r1 - r0;
-    j->shard = &state;
-    j->fp8_block = fb;
-    j->ct = ct;
-    j->input = rows_input(rv, file, r0, r1);
-    j->input_bytes = kind == job_kind::amax ? 0 : j->input.wanted_bytes();
-    uint64_t pos = layout_inputs(*j);
-    if (kind == job_kind::amax) {
-      j->needed = pos;
-      return j;
-    }
-    if (quant) {
-      std::string err;
-      const weight_scheme ks = part.scheme->kernel();
-      if (importer) {
-        // The kernel's own outputs of the range (dense), converted by the compute stage.
-        for (const output_piece& p : range_layout(ks, shape, r0, r1, nullptr, part.input_type)) {
-          j->kernel_pos.push_back(align_up(pos, 64));
-          pos = j->kernel_pos.back() + p.run_bytes * p.count;
-        }
-      }
-      const auto pieces = importer ? importer_range_layout(ks, shape, r0, r1, &err)
-                                   : range_layout(ks, shape, r0, r1, &err, part.input_type);
-      if (!err.empty()) throw input_error(src_path, part.name, input_error::no_offset, err);
-      for (size_t i = 0; i < pieces.size() && i < part.outputs.size(); ++i) {
-        const planned_output& o = part.outputs[i];
-        const output_piece& p = pieces[i];
-        const bool per_tensor_scale = o.shape.empty();
-        if (per_tensor_scale && r0 != 0) {  // written once, by the first range
-          if (importer) {                   // still produced by the conversion: scratch room
-            j->importer_pos.push_back(align_up(pos, 64));
-            pos = j->importer_pos.back() + p.run_bytes * p.count;
-          }
-          continue;
-        }
-        write_piece w;
-        w.tensor = o.name;
-        w.slot = static_cast<uint8_t>(i);
-        w.tensor_offset = p.offset;
-        w.file_offset = o.file_offset + p.offset;
-        w.bytes = p.run_bytes;
-        w.segments = p.count;
-        w.segment_stride = p.stride;
-        if (w.segments > 1 && w.segment_stride == w.bytes) {
-          // Runs back to back (e.g. a per-group int4 weight of a whole tensor): one write.
-          w.bytes *= w.segments;
-          w.segments = 1;
-          w.segment_stride = 0;
-        }
-        w.token_pos = place_for_write(pos, w.file_offset);
-        pos = w.token_pos + w.total_bytes();
-        if (importer) j->importer_pos.push_back(w.token_pos);
-        j->output_bytes += w.total_bytes();
-        j->outputs.push_back(std::move(w));
-      }
-    } else {
-      // copy / cast of a strided slice or of recovered rows: one contiguous output range.
-      const planned_output& o = part.outputs.at(0);
-      const uint64_t orow = rows ? o.bytes / rows : 0;
-      write_piece w;
-      w.tensor = o.name;
-      w.tensor_offset = r0 * orow;
-      w.file_offset = o.file_offset + w.tensor_offset;
-      w.bytes = (r1 - r0) * orow;
-      w.token_pos = place_for_write(pos, w.file_offset);
-      pos = w.token_pos + w.bytes;
-      j->output_bytes = w.bytes;
-      j->outputs.push_back(std::move(w));
-    }
-    j->needed = pos;
-    return j;
-  };
-
-  job_kind main_kind = job_kind::quantize;
-  if (!quant)
-    main_kind = (part.action == tensor_action::cast || part.action == tensor_action::recover_cast)
-                    ? job_kind::cast
-                    : job_kind::copy;
-
-  // Rows per job: the most (a multiple of `mult`) whose layout fits one token. The layout of
-  // the first range is measured; other ranges differ only in where their output pieces sit
-  // inside a block (less than one block each), which the slack covers.
-  const uint64_t slack = k_align * (part.outputs.size() + 1);
-  const uint64_t fit = token_bytes_ > slack ? token_bytes_ - slack : 0;
-  uint64_t per = rows;
-  if (make(main_kind, 0, rows)->needed > fit) {
-    const uint64_t one = std::min(rows, mult);
-    const uint64_t need_one = make(main_kind, 0, one)->needed;
-    if (need_one > fit)
-      throw input_error(src_path, part.name, input_error::no_offset,
-                        std::to_string(one) + " row(s) need " + mib(need_one + slack) +
-                            " of host buffer but one token holds " + mib(token_bytes_) +
-                            "; raise --memory-budget (tokens are budget/8, at most 256 MiB)");
-    // The layout grows with the row count: binary search over multiples of `mult`.
-    uint64_t lo = 1, hi = rows / mult;  // `lo * mult` rows fit, `(hi + 1) * mult` do not
-    while (lo < hi) {
-      const uint64_t mid = lo + (hi - lo + 1) / 2;
-      if (make(main_kind, 0, mid * mult)->needed <= fit)
-        lo = mid;
-      else
-        hi = mid - 1;
-    }
-    per = std::max(one, lo * mult);
-  }
-  const bool split = per < rows;
+  const row_job_maker m(
+      plan_, item, part, [this](uint32_t shard) { return source_file(shard); }, &state);
+  const part_cut c = cut_of(m, token_bytes_);
+  const uint64_t rows = m.rows(), per = c.per_job;
   std::shared_ptr<tensor_state> ts;
-  if (quant && split && needs_tensor_amax(part.scheme->kernel())) {
+  if (c.amax_jobs) {
     ts = std::make_shared<tensor_state>();
     ts->name = part.name;
-    ts->amax_jobs_left = (rows + per - 1) / per;
-    ts->quantize_jobs_left = (rows + per - 1) / per;
+    ts->amax_jobs_left = c.amax_jobs;
+    ts->quantize_jobs_left = c.main_jobs;
     for (uint64_t r0 = 0; r0 < rows; r0 += per) {
-      auto j = make(job_kind::amax, r0, std::min(rows, r0 + per));
+      auto j = m.make(job_kind::amax, r0, std::min(rows, r0 + per));
       j->seq = seq++;
       j->tensor_shared = ts;
       out.push_back(std::move(j));
     }
   }
   for (uint64_t r0 = 0; r0 < rows || (rows == 0 && r0 == 0); r0 += per) {
-    auto j = make(main_kind, r0, std::min(rows, r0 + per));
+    auto j = m.make(m.main_kind(), r0, std::min(rows, r0 + per));
     j->seq = seq++;
     j->tensor_shared = ts;
     out.push_back(std::move(j));

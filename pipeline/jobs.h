@@ -17,6 +17,19 @@
 
 namespace shardquant {
 
+// How the jobs of one plan part are cut: the one rows-per-job rule (issue 13), used by the job
+// builder and by the run geometry (pipeline/geometry.h) that the dry run and the report show.
+struct part_cut {
+  bool row_ranges = false;  // row ranges (quantize, recover, strided); else byte/element ranges
+  uint64_t per_job = 0;     // rows (or elements) per job
+  uint64_t main_jobs = 0;   // jobs writing output (0: an empty tensor, nothing to move)
+  uint64_t amax_jobs = 0;   // amax jobs run first (split per-tensor schemes)
+  [[nodiscard]] bool split() const noexcept { return main_jobs > 1; }
+};
+// Throws input_error for a tensor whose single row (or row group) does not fit one token.
+[[nodiscard]] part_cut cut_part(const plan& p, const plan_item& item, const plan_part& part,
+                                uint64_t token_bytes);
+
 class job_builder {
  public:
   // `token_bytes`: the size of one token; `direct_io`: open files with O_DIRECT where possible.

@@ -820,7 +820,6 @@ class planner {
       for (auto& ot : importer ? importer_output_tensors(sch.kernel(), o.shape)
                                : output_tensors(sch.kernel(), o.shape, in_type))
         pt.outputs.push_back({o.name + ot.suffix, ot.type, ot.shape, ot.byte_size(), 0});
-      split(pt);
       return pt;
     }
     // Pass-through and the cast rule of §4.3.
@@ -850,24 +849,6 @@ class planner {
       p_.loader_notes.push_back(w);
       p_.warnings.push_back(w);
     }
-  }
-
-  void split(plan_part& pt) {
-    const uint64_t tok = p_.options.token_bytes;
-    if (tok == 0 || pt.input_bytes <= tok || pt.input_shape.empty()) return;
-    const uint64_t rows = pt.input_shape[0];
-    if (rows < 2) return;
-    const uint64_t row_bytes = pt.input_bytes / rows;
-    const uint64_t mult =
-        std::max<uint64_t>(1, p_.options.layout == output_layout::quark_importer
-                                  ? importer_row_split_multiple(pt.scheme->kernel())
-                                  : row_split_multiple(pt.scheme->kernel()));
-    uint64_t per = row_bytes ? tok / row_bytes : rows;
-    per = per / mult * mult;
-    if (per == 0) per = mult;
-    if (per >= rows) return;
-    pt.split_rows = per;
-    pt.amax_pass = needs_tensor_amax(pt.scheme->kernel());
   }
 
   void plan_kept_scale(uint32_t weight_shard, const tensor_entry& w, const stage1& st) {
@@ -947,7 +928,6 @@ class planner {
             ++c.tensors;
             c.bytes_in += pt.input_bytes;
             c.bytes_out += out;
-            if (pt.amax_pass) ++t.amax_pass;
             break;
           }
           case tensor_action::pass_through:

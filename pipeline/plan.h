@@ -54,10 +54,6 @@ struct plan_options {
   bool use_template_converters = true;        // Appendix A "+ converters" of the model type
   bool keep_excluded_as_original = false;     // §8
   std::vector<std::pair<std::string, uint64_t>> presharded;  // §7.2.4 CLI globs -> chunk rows
-  // Largest input a single job may hold (the pipeline's token size). A quantized tensor whose
-  // working size is larger is split into row ranges; per-tensor schemes then need an amax pass.
-  // 0 = never split.
-  uint64_t token_bytes = 0;
   // Deliberate differences for the loaders (README "Loading the outputs"); the defaults are
   // byte-identical to Quark's file-to-file output.
   bool dynamic_activations = false;  // static input specs exported as dynamic
@@ -146,10 +142,9 @@ struct plan_part {
   // For quantized parts: weight, scale, then scale_2 or zero_point (kernels/schemes.h order).
   // Otherwise exactly one output.
   std::vector<planned_output> outputs;
-  // Row ranges when the input is larger than plan_options::token_bytes: rows per range
-  // (a multiple of row_split_multiple), 0 = one job for the whole tensor. An estimate from the
-  // input bytes alone, for the dry run; the job builder sizes the real ranges with the output
-  // and working buffers included.
+  // Row ranges when the part's job layout does not fit one token: rows per range (a multiple of
+  // row_split_multiple), 0 = one job for the whole tensor. Left 0 by make_plan; set by
+  // decide_geometry (pipeline/geometry.h) with the job builder's own rule.
   uint64_t split_rows = 0;
   bool amax_pass = false;  // split and the scheme needs the whole tensor's amax first
   std::string warning;     // e.g. rank >= 3 weight quantized as Quark does (§5.10)
@@ -186,7 +181,7 @@ struct plan_totals {
   uint64_t bytes_in = 0;   // Σ source tensor bytes of all shards
   uint64_t bytes_out = 0;  // Σ output tensor bytes (index total_size)
   uint64_t quantized = 0, passed = 0, cast = 0, recovered = 0, kept = 0, consumed = 0;
-  uint64_t amax_pass = 0;                // quantized tensors that need an amax pass
+  uint64_t amax_pass = 0;                // quantized tensors that need an amax pass (geometry)
   std::vector<scheme_count> per_scheme;  // in scheme table order (custom specs last), only used
 };
 

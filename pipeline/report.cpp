@@ -33,6 +33,8 @@ std::string run_report::to_json() const {
   j["tokens"] = tokens;
   j["peak_live_tokens"] = peak_live_tokens;
   j["jobs"] = jobs;
+  j["split_tensors"] = split_tensors;
+  j["amax_tensors"] = amax_tensors;
   j["shards_written"] = shards_written;
   j["shards_skipped"] = shards_skipped;
   j["io_engine"] = io_engine;
@@ -42,6 +44,7 @@ std::string run_report::to_json() const {
   j["layout"] = layout;
   j["dynamic_activations"] = dynamic_activations;
   j["loader_notes"] = loader_notes;
+  j["warnings"] = warnings;
   return j.dump(2) + "\n";
 }
 

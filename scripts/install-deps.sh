@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config git time
       libtbb-dev libsimdjson-dev libzstd-dev nlohmann-json3-dev doctest-dev liburing-dev libcli11-dev
-      clang-14 libclang-rt-14-dev python3 python3-numpy zstd
+      clang-14 libclang-rt-14-dev python3 python3-numpy python3-venv python3-dev zstd
       slurm-wlm munge)  # the Slurm test starts a throwaway single-node cluster (tests/slurm)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "io/error.h"
+#include "pipeline/geometry.h"
 #include "pipeline/make_checkpoint.h"
 #include "plan_test_util.h"
 
@@ -118,17 +119,23 @@ TEST_CASE(
 
 TEST_CASE("a small token marks per-tensor tensors for an amax pass and splits per-row ones") {
   temp_dir t;
-  const fs::path d = generate(t.path, "llama", 40ull << 20);
+  const fs::path d = generate(t.path, "llama", 160ull << 20);
   plan_options o = opts(scheme_id::fp8);
-  o.token_bytes = 64 << 10;
-  o.layer_schemes = {{"*q_proj", scheme_id::mxfp4}};
-  const plan p = plan_dir(d, o);
+  o.exclude = std::vector<std::string>{};
+  o.layer_schemes = {{"lm_head", scheme_id::mxfp4}};
+  plan p = plan_dir(d, o);
+  CHECK(p.totals.amax_pass == 0);  // make_plan leaves the cut to the geometry
+  const run_geometry g = decide_geometry(p, 8ull << 20);  // two 4 MiB tokens: 3 MiB up_proj
+                                                          // + 1.5 MiB of fp8 codes do not fit
+  CHECK(g.tokens.token_bytes == (4ull << 20));
+  CHECK(g.split_tensors.size() >= g.amax_tensors.size());
   const plan_part* up = part(p, "model.layers.0.mlp.up_proj.weight");
   CHECK(up->split_rows > 0);
   CHECK(up->amax_pass);
-  const plan_part* q = part(p, "model.layers.0.self_attn.q_proj.weight");
-  CHECK(q->split_rows > 0);
-  CHECK_FALSE(q->amax_pass);
+  const plan_part* head = part(p, "lm_head.weight");
+  CHECK(head->split_rows > 0);
+  CHECK_FALSE(head->amax_pass);
+  CHECK(p.totals.amax_pass == g.amax_tensors.size());
   CHECK(p.totals.amax_pass > 0);
 }
 

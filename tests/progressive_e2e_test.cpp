@@ -24,6 +24,7 @@
 #include "io/safetensors.h"
 #include "kernels/quantize.h"
 #include "pipeline/api.h"
+#include "pipeline/geometry.h"
 #include "pipeline/make_checkpoint.h"
 #include "pipeline/plan.h"
 #include "pipeline/quant_spec.h"
@@ -209,13 +210,13 @@ TEST_CASE("a small memory budget splits progressive tensors without changing a b
     small.streams = 3;
     (void)quantize_checkpoint(small);
     CHECK(tree(big.output) == tree(small.output));
-    // The plan at that budget's half token (what the API plans with) splits lm_head, with an
-    // amax pass first: both specs have a per-tensor first stage.
+    // The run geometry at that budget (what the API runs with) splits lm_head, with an amax
+    // pass first: both specs have a per-tensor first stage.
     plan_options po;
     po.scheme = quant_scheme(std::make_shared<const custom_spec>(read_quant_spec(spec.string())));
     po.exclude = std::vector<std::string>{};
-    po.token_bytes = 2 * MiB;
-    const plan pl = make_plan(open_source_checkpoint(source_dir(), [](std::string) {}), po);
+    plan pl = make_plan(open_source_checkpoint(source_dir(), [](std::string) {}), po);
+    (void)decide_geometry(pl, small.memory_budget);
     bool lm_head_split = false;
     for (const auto& it : pl.items)
       for (const auto& pt : it.parts)

@@ -1,0 +1,80 @@
+// Options -> plan options and device numbers.
+#include "pipeline/run_options.h"
+
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+
+#include "io/error.h"
+#include "kernels/gpu_api.h"
+
+namespace shardquant {
+namespace {
+
+// A built-in scheme name, or a quantization spec file (pipeline/quant_spec.h) ending in ".json".
+quant_scheme scheme_or_throw(const std::string& name) {
+  if (is_quant_spec_file(name))
+    return quant_scheme(std::make_shared<const custom_spec>(read_quant_spec(name)));
+  if (auto id = parse_scheme(name)) return *id;
+  if (auto why = unsupported_scheme_reason(name))
+    throw usage_error("scheme '" + name + "' is not supported: " + std::string(*why));
+  std::string known;
+  for (const auto& s : all_schemes()) known += (known.empty() ? "" : ", ") + std::string(s.name);
+  throw usage_error("unknown scheme '" + name + "' (known: " + known + ")");
+}
+
+}  // namespace
+
+plan_options plan_options_of(const quantize_options& o) {
+  plan_options po;
+  if (!o.quant_spec.empty() && !o.scheme.empty())
+    throw usage_error("give a scheme or a quantization spec file, not both");
+  po.scheme = scheme_or_throw(o.quant_spec.empty() ? o.scheme : o.quant_spec);
+  po.exclude = o.excludes;
+  for (const auto& [glob, sc] : o.overrides)
+    po.layer_schemes.push_back({glob, scheme_or_throw(sc)});
+  for (const auto& c : o.converters) po.converters.push_back(parse_converter(c));
+  po.use_template_converters = !o.no_template_converters;
+  po.keep_excluded_as_original = o.keep_excluded_original;
+  po.presharded = o.presharded;
+  po.dynamic_activations = o.dynamic_activations;
+  const auto layout = parse_layout(o.layout);
+  if (!layout)
+    throw usage_error("unknown layout '" + o.layout + "'; known: quark-f2f, quark-importer");
+  po.layout = *layout;
+  // The GPU backend writes the file-to-file layout only (the conversion runs in the CPU stage).
+  if (po.layout == output_layout::quark_importer && resolve_device(o.device) != "cpu")
+    throw usage_error(
+        "--layout quark-importer is written by the CPU backend only; use --device cpu");
+  return po;
+}
+
+std::string resolve_device(const std::string& device) {
+  if (device != "auto") return device;
+  return gpu::built_with_cuda() && gpu::device_count() > 0 ? "cuda" : "cpu";
+}
+
+std::vector<int> parse_devices(const std::string& device) {
+  const std::string d = resolve_device(device);
+  if (d == "cpu") return {};
+  if (d == "cuda") return {0};
+  if (d.rfind("cuda:", 0) != 0)
+    throw usage_error("--device must be auto, cpu, cuda or cuda:N[,M...]");
+  std::vector<int> out;
+  std::stringstream ss(d.substr(5));
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      const int n = std::stoi(item, &used);
+      if (used != item.size() || n < 0) throw std::invalid_argument(item);
+      out.push_back(n);
+    } catch (const std::exception&) {
+      throw usage_error("--device: bad CUDA device number '" + item + "'");
+    }
+  }
+  if (out.empty()) throw usage_error("--device cuda: needs at least one device number");
+  return out;
+}
+
+}  // namespace shardquant
