@@ -562,7 +562,7 @@ class verifier {
       const uint64_t r1 = std::min(rows, r0 + per);
       const std::vector<std::byte> src = source_rows(item, part, r0, r1);
       std::string err;
-      const std::vector<output_piece> pieces = range_layout(ws, shape, r0, r1, &err);
+      const std::vector<output_piece> pieces = range_layout(ws, shape, r0, r1, &err, in_type);
       if (!err.empty()) throw input_error(out_path, part.name, no_offset, err);
       std::vector<std::vector<std::byte>> stored(pieces.size());
       for (size_t i = 0; i < pieces.size() && i < base.size(); ++i) {
@@ -576,6 +576,7 @@ class verifier {
       q.shape = shape;
       q.row_begin = r0;
       q.row_end = r1;
+      q.source = in_type;
       const void* ptr[4] = {nullptr, nullptr, nullptr, nullptr};
       for (size_t i = 0; i < stored.size() && i < 4; ++i) ptr[i] = stored[i].data();
       q.weight = ptr[0];
@@ -638,7 +639,7 @@ class verifier {
       v.violations += br.violations;
       if (br.violations && !reported) {
         reported = true;
-        const element_location loc = locate_element(ws, shape, br.first);
+        const element_location loc = locate_element(ws, shape, br.first, in_type);
         const uint64_t r = br.first / inner, j = br.first % inner;
         std::ostringstream m;
         m << "element (" << r << ", " << j << ") breaks the " << describe(ws)

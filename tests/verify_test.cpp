@@ -173,6 +173,24 @@ TEST_CASE("verify passes the output of every built-in scheme and decodes every q
   }
 }
 
+TEST_CASE("verify passes amdfp4 outputs of F32 and F16 sources, whose scales are in that dtype") {
+  for (const dtype t : {dtype::f32, dtype::f16}) {
+    CAPTURE(name(t));
+    const fs::path src = make_source(std::string("amd-") + std::string(name(t)), t);
+    for (const char* scheme : {"amdfp4", "amdfp4_g32", "nvfp4"}) {
+      CAPTURE(scheme);
+      const fs::path out =
+          quantize_to(src, scheme, std::string(scheme) + "-" + std::string(name(t)));
+      const verify_report r = run_verify(src, out);
+      CHECK_MESSAGE(r.sound, problems_text(r));
+      REQUIRE(r.per_scheme.size() == 1);
+      CHECK(r.per_scheme[0].violations == 0);
+      CHECK(r.per_scheme[0].worst_rel_l2 > 0);
+      CHECK(r.per_scheme[0].worst_rel_l2 < 0.5);
+    }
+  }
+}
+
 TEST_CASE("verify passes outputs of a block-FP8 source, recovered through the recovery code") {
   const fs::path src = make_source("fp8", dtype::f8_e4m3);
   for (const std::string scheme : {"mxfp4", "int4_fp8", "uint4_wo_128", "ptpc_fp8"}) {
@@ -248,6 +266,26 @@ TEST_CASE("verify fails naming the tensor when a high bit of a scale is flipped"
     auto [shard, off] = locate(out, std::string(k_weight) + "_scale");
     // Exponent bit 6 of a group's scale: it moves by 2^64 either way.
     xor_byte(shard, first_big_f32(shard, off) + 3, 0x20);
+    const verify_report r = run_verify(bf16_source(), out);
+    CHECK_FALSE(r.sound);
+    CHECK_MESSAGE(names(r, std::string("tensor '") + k_weight + "'"), problems_text(r));
+  }
+  SUBCASE("an nvfp4 F8_E4M3 block scale byte") {
+    const fs::path out = copy_of(quantize_to(bf16_source(), "nvfp4", "flip-s-nv"), "flip-nv");
+    auto [shard, off] = locate(out, std::string(k_weight) + "_scale");
+    uint64_t k = 0;
+    while ((byte_at(shard, off + k) & 0x78) < 0x20) ++k;  // a block of sizeable values
+    xor_byte(shard, off + k, 0x40);                       // exponent top bit: x2^8 or /2^8
+    const verify_report r = run_verify(bf16_source(), out);
+    CHECK_FALSE(r.sound);
+    CHECK_MESSAGE(names(r, std::string("tensor '") + k_weight + "'"), problems_text(r));
+  }
+  SUBCASE("an amdfp4 block scale stored as BF16") {
+    const fs::path out = copy_of(quantize_to(bf16_source(), "amdfp4", "flip-s-amd"), "flip-amd");
+    auto [shard, off] = locate(out, std::string(k_weight) + "_scale");
+    uint64_t k = 0;
+    while (byte_at(shard, off + k + 1) < 0x30) k += 2;  // a BF16 scale of at least 2^-31
+    xor_byte(shard, off + k + 1, 0x20);                 // exponent bit: x2^64 or /2^64
     const verify_report r = run_verify(bf16_source(), out);
     CHECK_FALSE(r.sound);
     CHECK_MESSAGE(names(r, std::string("tensor '") + k_weight + "'"), problems_text(r));
@@ -328,7 +366,7 @@ TEST_CASE("dequantize inverts the kernels' codes within the bound for random wei
   for (const scheme_info& s : all_schemes()) {
     CAPTURE(s.name);
     const weight_scheme ws(s.id);
-    const auto outs = output_tensors(ws, shape);
+    const auto outs = output_tensors(ws, shape, dtype::f32);  // amdfp4: F32 `_scale`
     std::vector<std::vector<std::byte>> buf;
     for (const auto& o : outs) buf.emplace_back(o.byte_size());
     quant_outputs qo;
@@ -346,6 +384,7 @@ TEST_CASE("dequantize inverts the kernels' codes within the bound for random wei
     q.scale = p[1];
     q.extra = p[2];
     q.extra2 = p[3];
+    q.source = dtype::f32;
     std::vector<float> d(w.size());
     REQUIRE(dequantize(ws, q, d.data()).ok());
     double e2 = 0, x2 = 0;
