@@ -58,10 +58,18 @@ std::string shape_text(const std::vector<uint64_t>& s) {
 // ---- the scheme a layer object of the output config describes ---------------------------------
 
 // A built-in scheme whose layer object equals `layer`, else a custom spec rebuilt from its
-// `weight` and `input_tensors` (quant_spec.h reads exactly the §6.3 objects it exports).
-std::optional<quant_scheme> scheme_of_layer(const json& layer) {
-  for (const scheme_info& s : all_schemes())
+// `weight` and `input_tensors` (quant_spec.h reads exactly the §6.3 objects it exports). A layer
+// that matches only with its static input specs made dynamic (`--dynamic-activations`,
+// apply_export_options) sets *dynamic.
+std::optional<quant_scheme> scheme_of_layer(const json& layer, bool* dynamic) {
+  const export_options dyn{.dynamic_activations = true};
+  for (const scheme_info& s : all_schemes()) {
     if (layer_config(s.id) == layer) return quant_scheme(s.id);
+    if (apply_export_options(layer_config(s.id), dyn) == layer) {
+      *dynamic = true;
+      return quant_scheme(s.id);
+    }
+  }
   if (!layer.is_object() || !layer.contains("weight")) return std::nullopt;
   json spec = json::object();
   spec["name"] = "custom";
@@ -71,6 +79,10 @@ std::optional<quant_scheme> scheme_of_layer(const json& layer) {
     auto c = std::make_shared<const custom_spec>(parse_quant_spec(spec.dump(), "config.json"));
     quant_scheme q(c);
     if (layer_config(q) == layer) return q;
+    if (apply_export_options(layer_config(q), dyn) == layer) {
+      *dynamic = true;
+      return q;
+    }
   } catch (const std::exception&) {
   }
   return std::nullopt;
@@ -166,6 +178,7 @@ class verifier {
               "cannot rebuild the plan the output config records: " + e.message());
       return;
     }
+    if (written_with_importer_layout()) return;
     check_config(config_path.string());
     check_shards();
     check_index();
@@ -190,7 +203,8 @@ class verifier {
       return std::nullopt;
     }
     plan_options po;
-    const auto global = scheme_of_layer((*qc)["global_quant_config"]);
+    bool dynamic = false;
+    const auto global = scheme_of_layer((*qc)["global_quant_config"], &dynamic);
     if (!global) {
       problem(path, "", no_offset,
               "quantization_config.global_quant_config is no scheme shardquant writes");
@@ -209,7 +223,7 @@ class verifier {
           exclude.push_back(it.key());
           continue;
         }
-        const auto s = scheme_of_layer(it.value());
+        const auto s = scheme_of_layer(it.value(), &dynamic);
         if (!s) {
           problem(path, "", no_offset,
                   "quantization_config.layer_quant_config['" + it.key() +
@@ -220,7 +234,70 @@ class verifier {
       }
     }
     po.exclude = std::move(exclude);
+    // The config does not say whether the option was given for layers whose input specs are
+    // dynamic anyway; check_config compares the whole object written with the choice made here.
+    po.dynamic_activations = dynamic;
     return po;
+  }
+
+  // Outputs of `--layout quark-importer` (kernels/importer_layout.h): the config is the same as
+  // the file-to-file one, so the layout shows only in the shards. When the plan has a tensor
+  // the two layouts write differently and an output shard holds the importer plan's tensors
+  // (names, dtypes, shapes), verify refuses with one clear problem instead of reporting every
+  // tensor as wrong: it decodes the file-to-file layout only.
+  bool written_with_importer_layout() {
+    const quant_part_count differ = importer_parts();
+    if (differ.count == 0) return false;
+    plan imp;
+    try {
+      plan_options po = plan_.options;
+      po.layout = output_layout::quark_importer;
+      imp = make_plan(open_source_checkpoint(opt_.input, [](const std::string&) {}), po);
+    } catch (const std::exception&) {
+      return false;  // no importer plan exists for this source: not that layout
+    }
+    for (size_t s = 0; s < imp.shards.size() && s < plan_.shards.size(); ++s) {
+      const shard_layout& want = imp.shards[s].layout;
+      if (want.header_bytes() == plan_.shards[s].layout.header_bytes()) continue;
+      const fs::path p = opt_.output / imp.shards[s].relative_path;
+      safetensors_header h;
+      try {
+        h = read_safetensors_header(p);
+      } catch (const std::exception&) {
+        return false;
+      }
+      bool same = h.tensors.size() == want.tensors().size();
+      for (const tensor_entry& e : want.tensors()) {
+        const tensor_entry* a = h.find(e.name);
+        same = same && a && a->type == e.type && a->shape == e.shape;
+      }
+      if (!same) return false;
+      problem(p.string(), differ.first, no_offset,
+              "written with --layout quark-importer (" + differ.scheme +
+                  " weights in the importer's names and packing); verify decodes the "
+                  "quark-f2f layout only: verify an output written without --layout "
+                  "quark-importer (the codes and scales are the same)");
+      return true;
+    }
+    return false;
+  }
+
+  struct quant_part_count {
+    uint64_t count = 0;
+    std::string first, scheme;
+  };
+  // The quantized tensors of the plan whose importer layout differs from the file-to-file one.
+  quant_part_count importer_parts() const {
+    quant_part_count c;
+    for (const plan_item& item : plan_.items)
+      for (const plan_part& part : item.parts)
+        if ((part.action == tensor_action::quantize ||
+             part.action == tensor_action::recover_quantize) &&
+            importer_layout_differs(part.scheme->kernel()) && c.count++ == 0) {
+          c.first = part.name;
+          c.scheme = std::string(part.scheme->name());
+        }
+    return c;
   }
 
   // config.json as the exporter writes it for this plan, compared as JSON values; `version`

@@ -53,8 +53,10 @@ const fs::path& bf16_source() {
   return p;
 }
 
-// Quantizes `src` with `scheme` (a name or a spec file) into a fresh folder.
-fs::path quantize_to(const fs::path& src, const std::string& scheme, const std::string& tag) {
+// Quantizes `src` with `scheme` (a name or a spec file) into a fresh folder, with the loader
+// options (README "Loading the outputs").
+fs::path quantize_to(const fs::path& src, const std::string& scheme, const std::string& tag,
+                     bool dynamic_activations = false, const std::string& layout = "quark-f2f") {
   quantize_options o;
   o.input = src;
   o.output = scratch() / ("out-" + tag);
@@ -63,6 +65,8 @@ fs::path quantize_to(const fs::path& src, const std::string& scheme, const std::
   else
     o.scheme = scheme;
   o.memory_budget = 64 * MiB;
+  o.dynamic_activations = dynamic_activations;
+  o.layout = layout;
   o.quiet = true;
   o.progress_to_stderr = false;
   (void)quantize_checkpoint(o);
@@ -187,6 +191,49 @@ TEST_CASE("verify passes amdfp4 outputs of F32 and F16 sources, whose scales are
       CHECK(r.per_scheme[0].violations == 0);
       CHECK(r.per_scheme[0].worst_rel_l2 > 0);
       CHECK(r.per_scheme[0].worst_rel_l2 < 0.5);
+    }
+  }
+}
+
+TEST_CASE("verify passes outputs written with --dynamic-activations, reading it from the config") {
+  for (const char* scheme : {"fp8", "int8", "mxfp4_fp8", "nvfp4"}) {
+    CAPTURE(scheme);
+    const fs::path out = quantize_to(bf16_source(), scheme, std::string("dyn-") + scheme, true);
+    const verify_report r = run_verify(bf16_source(), out);
+    CHECK_MESSAGE(r.sound, problems_text(r));
+    CHECK(r.quantized.size() > 5);
+  }
+  // The same config with one static input spec left static is no config shardquant writes.
+  const fs::path out = copy_of(quantize_to(bf16_source(), "fp8", "dyn-fp8-b", true), "dyn-mixed");
+  nlohmann::ordered_json cfg =
+      nlohmann::ordered_json::parse(sq_test::read_text(out / "config.json"));
+  cfg["quantization_config"]["layer_quant_config"]["model.layers.0.mlp.*"] =
+      cfg["quantization_config"]["global_quant_config"];
+  cfg["quantization_config"]["layer_quant_config"]["model.layers.0.mlp.*"]["input_tensors"]
+     ["is_dynamic"] = false;
+  std::ofstream(out / "config.json") << cfg.dump(2);
+  const verify_report r = run_verify(bf16_source(), out);
+  CHECK_FALSE(r.sound);
+}
+
+TEST_CASE("verify refuses --layout quark-importer outputs of integer schemes, passes the others") {
+  SUBCASE("int4 per-group: refused with one problem naming the layout") {
+    const fs::path out =
+        quantize_to(bf16_source(), "int4_wo_128", "imp-int4", true, "quark-importer");
+    const verify_report r = run_verify(bf16_source(), out);
+    CHECK_FALSE(r.sound);
+    REQUIRE(r.problems.size() == 1);
+    CHECK_MESSAGE(names(r, "written with --layout quark-importer"), problems_text(r));
+    CHECK(r.quantized.empty());
+  }
+  SUBCASE("fp8 and mxfp4: the same bytes as quark-f2f, verified") {
+    for (const char* scheme : {"fp8", "mxfp4"}) {
+      CAPTURE(scheme);
+      const fs::path out =
+          quantize_to(bf16_source(), scheme, std::string("imp-") + scheme, true, "quark-importer");
+      const verify_report r = run_verify(bf16_source(), out);
+      CHECK_MESSAGE(r.sound, problems_text(r));
+      CHECK(r.quantized.size() > 5);
     }
   }
 }
