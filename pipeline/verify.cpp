@@ -23,6 +23,7 @@
 #include "io/error.h"
 #include "io/file.h"
 #include "io/safetensors.h"
+#include "io/zstd_source.h"
 #include "kernels/dequantize.h"
 #include "kernels/fp8.h"
 #include "kernels/numeric.h"
@@ -152,6 +153,28 @@ void store_float(dtype t, std::byte* p, uint64_t i, float v) {
 struct error_sums {
   double d2 = 0, x2 = 0, max_abs = 0;
   uint64_t non_finite = 0;
+};
+
+// One shard opened for reading: a plain file (pread) or a `.safetensors.zst` shard decompressed
+// by io/zstd_source (offsets are plain-byte offsets either way).
+struct shard_reader {
+  file_handle fd;
+  std::shared_ptr<zstd_source> zst;
+
+  static shard_reader open(const fs::path& path, bool compressed, uint64_t plain_size) {
+    shard_reader r;
+    if (compressed)
+      r.zst = zstd_source::open(path, false, plain_size);
+    else
+      r.fd = file_handle::open(path, O_RDONLY);
+    return r;
+  }
+  void read(std::byte* out, uint64_t bytes, uint64_t offset) {
+    if (zst)
+      zst->read_now(offset, bytes, out);
+    else
+      pread_all(fd.get(), std::span<std::byte>(out, bytes), offset, fd.path());
+  }
 };
 
 // ---- the checker --------------------------------------------------------------------------------
@@ -329,17 +352,28 @@ class verifier {
   // Every planned output shard: present, valid (§2.3) and holding exactly the planned tensors.
   void check_shards() {
     headers_.resize(plan_.shards.size());
+    out_zst_.assign(plan_.shards.size(), false);
+    out_rel_.clear();
+    for (const output_shard_plan& sp : plan_.shards) out_rel_.push_back(sp.relative_path);
     for (size_t s = 0; s < plan_.shards.size(); ++s) {
       const output_shard_plan& sp = plan_.shards[s];
-      const fs::path p = opt_.output / sp.relative_path;
+      fs::path p = opt_.output / sp.relative_path;
       ++rep_.shards;
+      // `--compress zstd` publishes NAME.safetensors.zst instead (a plain twin is read first, as
+      // the source reader does).
+      const fs::path pz = fs::path(p.string() + ".zst");
+      out_zst_[s] = !fs::is_regular_file(p) && fs::is_regular_file(pz);
+      if (out_zst_[s]) {
+        p = pz;
+        out_rel_[s] += ".zst";
+      }
       if (!fs::is_regular_file(p)) {
         problem(p.string(), "", no_offset, "output shard missing");
         continue;
       }
       safetensors_header h;
       try {
-        h = read_safetensors_header(p);
+        h = out_zst_[s] ? read_zstd_shard_info(p).header : read_safetensors_header(p);
       } catch (const input_error& e) {
         problem(e.file(), e.tensor(), e.offset(), e.message());
         continue;
@@ -382,8 +416,7 @@ class verifier {
       return;
     }
     std::map<std::string, size_t> shard_of_path;
-    for (size_t s = 0; s < plan_.shards.size(); ++s)
-      shard_of_path[plan_.shards[s].relative_path] = s;
+    for (size_t s = 0; s < plan_.shards.size(); ++s) shard_of_path[out_rel_[s]] = s;
     const json& wm = idx["weight_map"];
     std::map<std::string, std::string> listed;
     for (auto it = wm.begin(); it != wm.end(); ++it) {
@@ -408,7 +441,7 @@ class verifier {
     }
     uint64_t total = 0;
     for (size_t s = 0; s < plan_.shards.size(); ++s) {
-      const std::string& rel = plan_.shards[s].relative_path;
+      const std::string& rel = out_rel_[s];
       for (const tensor_entry& e : plan_.shards[s].layout.tensors()) {
         total += e.byte_size();
         const auto l = listed.find(e.name);
@@ -430,25 +463,27 @@ class verifier {
   // ---- reading
   // -----------------------------------------------------------------------------------
 
-  file_handle& source_fd(uint32_t shard) {
+  shard_reader& source_fd(uint32_t shard) {
     auto it = src_fds_.find(shard);
-    if (it == src_fds_.end())
-      it = src_fds_.emplace(shard, file_handle::open(plan_.source.shards[shard].path, O_RDONLY))
+    if (it == src_fds_.end()) {
+      const source_shard& sh = plan_.source.shards[shard];
+      it = src_fds_.emplace(shard, shard_reader::open(sh.path, sh.compressed, sh.header.file_size))
                .first;
+    }
     return it->second;
   }
-  file_handle& output_fd(uint32_t shard) {
+  shard_reader& output_fd(uint32_t shard) {
     auto it = out_fds_.find(shard);
     if (it == out_fds_.end())
       it = out_fds_
-               .emplace(shard, file_handle::open(opt_.output / plan_.shards[shard].relative_path,
-                                                 O_RDONLY))
+               .emplace(shard, shard_reader::open(opt_.output / out_rel_[shard], out_zst_[shard],
+                                                  headers_[shard]->file_size))
                .first;
     return it->second;
   }
 
-  void read_at(file_handle& f, std::byte* out, uint64_t bytes, uint64_t offset) {
-    pread_all(f.get(), std::span<std::byte>(out, bytes), offset, f.path());
+  void read_at(shard_reader& f, std::byte* out, uint64_t bytes, uint64_t offset) {
+    f.read(out, bytes, offset);
     rep_.bytes_read += bytes;
   }
 
@@ -587,7 +622,7 @@ class verifier {
         } catch (const input_error& e) {
           problem(e.file(), e.tensor().empty() ? part.name : e.tensor(), e.offset(), e.message());
         } catch (const io_error& e) {
-          problem(plan_.shards[s].relative_path, part.name, no_offset, e.what());
+          problem(out_rel_[s], part.name, no_offset, e.what());
         }
       }
   }
@@ -604,13 +639,13 @@ class verifier {
     const uint64_t rows = shape.at(0);
     const uint64_t inner = rows ? numel_of(shape) / rows : 0;
     const uint32_t shard = part.output_shard;
-    const std::string out_path = (opt_.output / plan_.shards[shard].relative_path).string();
+    const std::string out_path = (opt_.output / out_rel_[shard]).string();
     const bool recovered = item.recovery.kind != recovery_kind::none;
     const dtype in_type = recovered ? dtype::f32 : part.input_type;
 
     tensor_verdict v;
     v.name = part.name;
-    v.shard = plan_.shards[shard].relative_path;
+    v.shard = out_rel_[shard];
     v.scheme = std::string(part.scheme->name());
     v.shape = shape;
     v.elements = rows * inner;
@@ -739,7 +774,7 @@ class verifier {
   void check_copied(const plan_item& item, const plan_part& part) {
     const planned_output& o = part.outputs.at(0);
     const uint32_t shard = part.output_shard;
-    const std::string out_path = (opt_.output / plan_.shards[shard].relative_path).string();
+    const std::string out_path = (opt_.output / out_rel_[shard]).string();
     const uint64_t base = output_offset(shard, o.name);
     const bool cast =
         part.action == tensor_action::cast || part.action == tensor_action::recover_cast;
@@ -830,7 +865,9 @@ class verifier {
   json out_config_;
   plan plan_;
   std::vector<std::optional<safetensors_header>> headers_;  // valid shards matching the plan
-  std::map<uint32_t, file_handle> src_fds_, out_fds_;
+  std::vector<bool> out_zst_;         // output shard s is NAME.safetensors.zst
+  std::vector<std::string> out_rel_;  // the output shard files, relative ('.zst' when so)
+  std::map<uint32_t, shard_reader> src_fds_, out_fds_;
 };
 
 }  // namespace

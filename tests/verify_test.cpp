@@ -238,6 +238,49 @@ TEST_CASE("verify refuses --layout quark-importer outputs of integer schemes, pa
   }
 }
 
+// A copy of `src` whose shards are compressed by the zstd command (the index keeps the plain names,
+// which the source reader accepts).
+fs::path zstd_copy_of(const fs::path& src, const std::string& tag) {
+  const fs::path c = copy_of(src, tag);
+  for (const auto& e : fs::directory_iterator(c))
+    if (e.path().extension() == ".safetensors")
+      REQUIRE(std::system(("zstd -q --rm '" + e.path().string() + "'").c_str()) == 0);
+  return c;
+}
+
+TEST_CASE("verify reads --compress zstd output shards and compressed sources") {
+  const fs::path zsrc = zstd_copy_of(bf16_source(), "zsrc");
+  quantize_options o;
+  o.input = zsrc;
+  o.output = scratch() / "out-zst-nvfp4";
+  o.scheme = "nvfp4";
+  o.compress = "zstd";
+  o.memory_budget = 64 * MiB;
+  o.quiet = true;
+  o.progress_to_stderr = false;
+  (void)quantize_checkpoint(o);
+  bool any_zst = false;
+  for (const auto& e : fs::directory_iterator(o.output))
+    any_zst = any_zst || e.path().extension() == ".zst";
+  REQUIRE(any_zst);
+  for (const fs::path& src : {zsrc, bf16_source()}) {
+    CAPTURE(src);
+    const verify_report r = run_verify(src, o.output, 64 * 1024);  // row ranges: reads go back
+    CHECK_MESSAGE(r.sound, problems_text(r));
+    CHECK(r.quantized.size() > 5);
+    CHECK(r.passed_through > 0);
+  }
+  // A truncated compressed shard is reported with its file named.
+  const fs::path bad = copy_of(o.output, "zst-truncated");
+  fs::path shard;
+  for (const auto& e : fs::directory_iterator(bad))
+    if (e.path().extension() == ".zst") shard = e.path();
+  fs::resize_file(shard, fs::file_size(shard) / 2);
+  const verify_report r = run_verify(bf16_source(), bad);
+  CHECK_FALSE(r.sound);
+  CHECK_MESSAGE(names(r, shard.string()), problems_text(r));
+}
+
 TEST_CASE("verify passes outputs of a block-FP8 source, recovered through the recovery code") {
   const fs::path src = make_source("fp8", dtype::f8_e4m3);
   for (const std::string scheme : {"mxfp4", "int4_fp8", "uint4_wo_128", "ptpc_fp8"}) {
