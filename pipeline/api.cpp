@@ -303,8 +303,8 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
     in.size = s.writer->published_size();
     // The checksum taken while writing covers the plain bytes; a compressed shard is summed as
     // published (read back once, from the page cache).
-    const uint64_t sum = o.compress.empty() ? s.writer->checksum()
-                                            : checksum_file(s.writer->published_path());
+    const uint64_t sum =
+        o.compress.empty() ? s.writer->checksum() : checksum_file(s.writer->published_path());
     journal->record(published_shard_name(s.relative_path, o), in, sum);
     std::lock_guard lock(file_bytes_mutex);
     published = true;

@@ -81,9 +81,12 @@ std::vector<uint32_t> worker_shares(const plan& p, const worker_id& w, existing_
   if (existing != existing_output::fail) return owner;
   for (uint32_t s = 0; s < p.shards.size(); ++s) {
     std::error_code ec;
-    if (owner[s] == w.index && fs::exists(output / p.shards[s].relative_path, ec))
-      throw usage_error("output shard " + (output / p.shards[s].relative_path).string() +
-                        " (worker " + w.label() +
+    // Plain or compressed (--compress): either is this worker's earlier output.
+    const fs::path plain = output / p.shards[s].relative_path;
+    const fs::path zst = output / (p.shards[s].relative_path + ".zst");
+    const fs::path found = fs::exists(plain, ec) ? plain : zst;
+    if (owner[s] == w.index && fs::exists(found, ec))
+      throw usage_error("output shard " + found.string() + " (worker " + w.label() +
                         "'s) already exists; pass --resume to keep what an earlier run of this "
                         "worker published or --overwrite to replace it (nothing is ever deleted)");
   }
@@ -134,14 +137,18 @@ finalize_report finalize_shares(const quantize_options& o) {
     bool complete = fs::is_regular_file(o.output / "model.safetensors.index.json", ec);
     std::string missing;
     const std::vector<uint32_t> owner = n ? shard_owners(p, n) : std::vector<uint32_t>{};
-    for (uint32_t s = 0; s < p.shards.size(); ++s)
-      if (!has_size(o.output / p.shards[s].relative_path, p.shards[s].layout.file_size())) {
+    for (uint32_t s = 0; s < p.shards.size(); ++s) {
+      // A compressed shard's size is not known from the plan: it must exist.
+      const fs::path out = o.output / published_shard_name(p.shards[s].relative_path, o);
+      if (o.compress.empty() ? !has_size(out, p.shards[s].layout.file_size())
+                             : !fs::is_regular_file(out, ec)) {
         complete = false;
         missing += "\n  " +
                    (n ? "worker " + worker_id{owner[s], n}.label() + " has not published "
                       : std::string("missing ")) +
-                   p.shards[s].relative_path;
+                   published_shard_name(p.shards[s].relative_path, o);
       }
+    }
     if (complete) {
       rep.already_done = true;
       rep.workers = n;
@@ -201,16 +208,18 @@ finalize_report finalize_shares(const quantize_options& o) {
     for (uint32_t s = 0; s < p.shards.size(); ++s) {
       if (owner[s] != w) continue;
       const auto& sh = p.shards[s];
-      const std::string rel = escaped_name(sh.relative_path);
+      const std::string pub = published_shard_name(sh.relative_path, o);
+      const std::string rel = escaped_name(pub);
+      const bool compressed = !o.compress.empty();
       const std::string who = "worker " + id.label();
-      const auto rec = j ? j->inputs_of(sh.relative_path) : std::nullopt;
+      const auto rec = j ? j->inputs_of(pub) : std::nullopt;
       if (!rec) {
         problems.push_back(who + " has not published " + rel);
         continue;
       }
       std::string why;
       if (rec->layout != shard_key(sh.layout.header_bytes(), "") ||
-          rec->size != sh.layout.file_size())
+          (!compressed && rec->size != sh.layout.file_size()))
         why = "with another tensor layout than the plan";
       else if (rec->sources != sources_key)
         why =
@@ -220,11 +229,13 @@ finalize_report finalize_shares(const quantize_options& o) {
         why = "with other options than this finalize";
       struct stat st {};
       if (why.empty()) {
-        if (::lstat((o.output / sh.relative_path).c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+        // A compressed shard is checked against the size its worker recorded.
+        const uint64_t want = compressed ? rec->size : sh.layout.file_size();
+        if (::lstat((o.output / pub).c_str(), &st) != 0 || !S_ISREG(st.st_mode))
           why = "but its file is gone";
-        else if (static_cast<uint64_t>(st.st_size) != sh.layout.file_size())
+        else if (static_cast<uint64_t>(st.st_size) != want)
           why = "but its file is " + std::to_string(st.st_size) + " bytes, not " +
-                std::to_string(sh.layout.file_size());
+                std::to_string(want);
       }
       if (!why.empty())
         problems.push_back(who + " published " + rel + " " + why + "; rerun it with --resume");
@@ -239,7 +250,11 @@ finalize_report finalize_shares(const quantize_options& o) {
 
   // Temporaries of killed workers (".NAME.sq-tmp-PID-N", io/file.h) are shardquant's own, and
   // no worker can be writing now: every worker lock is held.
-  for (const auto& sh : p.shards) remove_shard_temporaries(o.output / sh.relative_path);
+  for (const auto& sh : p.shards) {
+    remove_shard_temporaries(o.output / sh.relative_path);
+    if (!o.compress.empty())
+      remove_shard_temporaries(o.output / published_shard_name(sh.relative_path, o));
+  }
 
   finalize_inputs fin = finalize_inputs_of(p, o);
   fin.warn = [&](std::string w) { warnings.push_back(std::move(w)); };

@@ -502,6 +502,10 @@ TEST_CASE("fast and reference agree on tensors large enough to split into many p
       {scheme_id::int8, {129, 2047}},
       {scheme_id::int4_wo_128, {203, 1024}},
       {scheme_id::uint4_wo_32, {77, 2048}},
+      // Per-group tiles are 4096 columns x 128 rows: rows wider than a tile with a partial last
+      // tile, and row counts that are not a multiple of 8 or 128.
+      {scheme_id::int4_wo_32, {141, 6176}},
+      {scheme_id::uint4_wo_128, {45, 8320}},
       {scheme_id::int4_wo_per_channel, {150, 3003}},
       {scheme_id::uint4_wo_per_channel, {90, 2050}},
       {scheme_id::mxfp4, {2, 70002}},

@@ -250,3 +250,29 @@ TEST_CASE("finalize refuses while a worker still holds its lock, naming the work
   for (const auto& e : fs::directory_iterator(out))
     CHECK_FALSE(e.path().filename().string().starts_with(".shardquant"));
 }
+
+TEST_CASE(
+    "two worker processes writing compressed shards, then finalize, equal one compressed run") {
+  sq_test::temp_dir d("workers-zstd");
+  make_checkpoint_options mk;
+  mk.arch = "llama";
+  mk.size = uint64_t{4} << 20;
+  mk.shard_size = uint64_t{512} << 10;
+  mk.out = d.path / "src";
+  REQUIRE(make_checkpoint(mk).shards.size() >= 4);
+  const std::vector<std::string> zstd{"--compress", "zstd:3"};
+  const fs::path single = d.path / "single", multi = d.path / "multi";
+  std::string text;
+  REQUIRE(run(plus(quantize_args(mk.out, single, "mxfp4"), zstd), d.path / "single.log", &text) ==
+          0);
+  for (uint32_t w : {1u, 0u})
+    REQUIRE(run(plus(quantize_args(mk.out, multi, "mxfp4"),
+                     plus({"--worker", worker_id{w, 2}.label()}, zstd)),
+                d.path / ("w" + std::to_string(w) + ".log"), &text) == 0);
+  // finalize must look for the published (compressed) names the workers journaled.
+  REQUIRE(run(plus(finalize_args(mk.out, multi, "mxfp4"), zstd), d.path / "fin.log", &text) == 0);
+  INFO(text);
+  CHECK(tree(multi) == tree(single));
+  CHECK(fs::exists(multi / "model-00001-of-00004.safetensors.zst") ==
+        fs::exists(single / "model-00001-of-00004.safetensors.zst"));
+}
