@@ -283,24 +283,28 @@ TEST_CASE("verify reads --compress zstd output shards and compressed sources") {
 }
 
 TEST_CASE("verify passes an output written by two --worker shares and finalize") {
-  quantize_options o;
-  o.input = bf16_source();
-  o.output = scratch() / "out-workers";
-  o.scheme = "int4_wo_128";
-  o.memory_budget = 64 * MiB;
-  o.quiet = true;
-  o.progress_to_stderr = false;
-  o.worker_count = 2;
-  for (uint32_t w = 0; w < 2; ++w) {
-    o.worker_index = w;
-    (void)quantize_checkpoint(o);
+  for (const bool compressed : {false, true}) {
+    CAPTURE(compressed);
+    quantize_options o;
+    o.input = bf16_source();
+    o.output = scratch() / (compressed ? "out-workers-zst" : "out-workers");
+    o.scheme = "int4_wo_128";
+    if (compressed) o.compress = "zstd";
+    o.memory_budget = 64 * MiB;
+    o.quiet = true;
+    o.progress_to_stderr = false;
+    o.worker_count = 2;
+    for (uint32_t w = 0; w < 2; ++w) {
+      o.worker_index = w;
+      (void)quantize_checkpoint(o);
+    }
+    REQUIRE_FALSE(fs::exists(o.output / "config.json"));  // finalize writes it
+    (void)finalize_shares(o);
+    const verify_report r = run_verify(bf16_source(), o.output);
+    CHECK_MESSAGE(r.sound, problems_text(r));
+    CHECK(r.quantized.size() > 5);
+    CHECK(r.passed_through > 0);
   }
-  REQUIRE_FALSE(fs::exists(o.output / "config.json"));  // finalize writes it
-  (void)finalize_shares(o);
-  const verify_report r = run_verify(bf16_source(), o.output);
-  CHECK_MESSAGE(r.sound, problems_text(r));
-  CHECK(r.quantized.size() > 5);
-  CHECK(r.passed_through > 0);
 }
 
 TEST_CASE("verify passes outputs of a block-FP8 source, recovered through the recovery code") {
