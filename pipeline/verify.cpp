@@ -282,10 +282,12 @@ class verifier {
     for (size_t s = 0; s < imp.shards.size() && s < plan_.shards.size(); ++s) {
       const shard_layout& want = imp.shards[s].layout;
       if (want.header_bytes() == plan_.shards[s].layout.header_bytes()) continue;
-      const fs::path p = opt_.output / imp.shards[s].relative_path;
+      fs::path p = opt_.output / imp.shards[s].relative_path;
+      const bool zst = !fs::is_regular_file(p) && fs::is_regular_file(p.string() + ".zst");
+      if (zst) p += ".zst";
       safetensors_header h;
       try {
-        h = read_safetensors_header(p);
+        h = zst ? read_zstd_shard_info(p).header : read_safetensors_header(p);
       } catch (const std::exception&) {
         return false;
       }

@@ -227,6 +227,22 @@ TEST_CASE("verify refuses --layout quark-importer outputs of integer schemes, pa
     CHECK_MESSAGE(names(r, "written with --layout quark-importer"), problems_text(r));
     CHECK(r.quantized.empty());
   }
+  SUBCASE("int8 with --compress zstd: refused the same way") {
+    quantize_options o;
+    o.input = bf16_source();
+    o.output = scratch() / "out-imp-int8-zst";
+    o.scheme = "int8";
+    o.layout = "quark-importer";
+    o.compress = "zstd";
+    o.memory_budget = 64 * MiB;
+    o.quiet = true;
+    o.progress_to_stderr = false;
+    (void)quantize_checkpoint(o);
+    const verify_report r = run_verify(bf16_source(), o.output);
+    CHECK_FALSE(r.sound);
+    REQUIRE(r.problems.size() == 1);
+    CHECK_MESSAGE(names(r, "written with --layout quark-importer"), problems_text(r));
+  }
   SUBCASE("fp8 and mxfp4: the same bytes as quark-f2f, verified") {
     for (const char* scheme : {"fp8", "mxfp4"}) {
       CAPTURE(scheme);
