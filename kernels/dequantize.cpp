@@ -13,6 +13,8 @@
 #include <mutex>
 #include <string>
 
+#include "kernels/amdfp4.h"
+#include "kernels/fp4_block.h"
 #include "kernels/fp8.h"
 #include "kernels/int_quant.h"
 #include "kernels/mx.h"
@@ -26,6 +28,7 @@ using code = quant_status::code;
 
 struct geom {
   uint64_t out = 0, row_begin = 0, rows = 0, inner = 0, last = 0;
+  dtype source = dtype::bf16;  // amdfp4*: the dtype of the stored `_scale`
   [[nodiscard]] uint64_t numel() const { return rows * inner; }
 };
 
@@ -76,10 +79,34 @@ struct element_code {
   bool min_byte = false;
 };
 
-// The units visit() splits a range into: dim-0 rows, or last-dim lines for MX (its blocks run
-// along the last dimension of every leading index).
+// The block formats whose blocks run along the last dimension of every leading index.
+bool is_block_family(scheme_family f) {
+  return f == scheme_family::mx || f == scheme_family::nvfp4 || f == scheme_family::amdfp4 ||
+         f == scheme_family::amdfp4_global;
+}
+
+// The units visit() splits a range into: dim-0 rows, or last-dim lines for the block formats.
 uint64_t units_of(const weight_format& f, const geom& g) {
-  return f.family == scheme_family::mx && g.last ? g.numel() / g.last : g.rows;
+  return is_block_family(f.family) && g.last ? g.numel() / g.last : g.rows;
+}
+
+// A scaled-FP4 block's scale as stored, widened to fp32: nvfp4 value(e4m3 byte) * s2,
+// amdfp4_global* value(e5m3 code) * s2 (RN32, as the quantizer's s'), amdfp4* the E5M3 value
+// stored in the source dtype. NaN for a NaN code.
+float fp4_block_scale(const weight_format& f, const geom& g, const void* scale, const void* s2,
+                      uint64_t si) {
+  switch (f.family) {
+    case scheme_family::nvfp4:
+      return mul_rn(fp8_e4m3fn_decode(u8_at(scale, si)), f32_at(s2, 0));
+    case scheme_family::amdfp4_global:
+      return mul_rn(e5m3_decode(u8_at(scale, si)), f32_at(s2, 0));
+    default: {
+      if (g.source == dtype::f32) return f32_at(scale, si);
+      uint16_t h;
+      std::memcpy(&h, static_cast<const char*>(scale) + 2 * si, 2);
+      return g.source == dtype::f16 ? f16_to_f32(h) : bf16_to_f32(h);
+    }
+  }
 }
 
 // Calls fn(i, element_code) for every element i (flat index inside the range) of units
@@ -167,6 +194,24 @@ quant_status visit(const weight_format& f, const geom& g, const void* weight, co
           e.value = mx_decode_element(cd, mf);
           e.scale = e8m0_decode(b);
           e.min_byte = b == 1;
+          fn(l * in + c, e);
+        }
+      return {};
+    }
+    case scheme_family::nvfp4:
+    case scheme_family::amdfp4:
+    case scheme_family::amdfp4_global: {
+      const uint64_t in = g.last;
+      const uint64_t blocks = ceil_div(in, f.group_size);
+      for (uint64_t l = u0; l < u1; ++l)
+        for (uint64_t c = 0; c < in; ++c) {
+          const uint64_t si = l * blocks + c / f.group_size;
+          const float s = fp4_block_scale(f, g, scale, zp, si);
+          if (std::isnan(s)) return {code::bad_scale, si};
+          const uint8_t byte = u8_at(weight, l * (in / 2) + c / 2);
+          element_code e;
+          e.value = mx_decode_element((c & 1) ? byte >> 4 : byte & 0xFu, mx_fp4_e2m1());
+          e.scale = s;
           fn(l * in + c, e);
         }
       return {};
@@ -285,6 +330,17 @@ element_bound bound_of(const weight_format& f, src_kind kind, float x, const ele
       }
       return b;
     }
+    case scheme_family::nvfp4:
+    case scheme_family::amdfp4:
+    case scheme_family::amdfp4_global: {
+      // The elements were divided by the block scale, or by EPS where it is 0 (fp4_nonzero).
+      const mx_format mf = mx_fp4_e2m1();
+      const float y = div_rn(x, fp4_nonzero(e.scale));
+      if (std::isnan(y) || !(e.scale >= 0.0f) || !is_finite(e.scale)) return b;
+      b.target = clamp_d(y, -6.0, 6.0);
+      b.limit = mx_half_step(std::fabs(b.target), mf);
+      break;
+    }
     case scheme_family::int4_fp8:
       return b;
   }
@@ -343,6 +399,7 @@ float src_at(const void* p, uint64_t i) {
 quant_status dequantize(const weight_scheme& s, const quantized_view& q, float* out) {
   geom g;
   if (quant_status st = geometry_of(s, q.shape, q.row_begin, q.row_end, &g); !st.ok()) return st;
+  g.source = q.source;
   const weight_format& f = s.packed();
   const uint64_t units = units_of(f, g);
   return for_chunks(units, units ? g.numel() / units : 1, [&](uint64_t u0, uint64_t u1) {
@@ -360,6 +417,7 @@ quant_status check_bounds(const weight_scheme& s, const source_view& src, const 
                           bound_report* out) {
   geom g;
   if (quant_status st = geometry_of(s, q.shape, q.row_begin, q.row_end, &g); !st.ok()) return st;
+  g.source = q.source;
   if (src.row_begin != g.row_begin || src.end_row() != g.row_begin + g.rows ||
       (src.type != dtype::f32 && src.type != dtype::bf16 && src.type != dtype::f16))
     return {code::bad_argument, 0};
@@ -421,7 +479,7 @@ quant_status check_bounds(const weight_scheme& s, const source_view& src, const 
 }
 
 element_location locate_element(const weight_scheme& s, std::span<const uint64_t> shape,
-                                uint64_t flat) {
+                                uint64_t flat, dtype source) {
   element_location loc;
   if (shape.empty()) return loc;
   uint64_t inner = 1;
@@ -451,6 +509,15 @@ element_location locate_element(const weight_scheme& s, std::span<const uint64_t
       const uint64_t l = flat / last, c = flat % last;
       loc.weight_byte = l * mx_packed_bytes(last, mf) + (mf.code_bits == 4 ? c / 2 : 3 * (c / 4));
       loc.scale_byte = l * ceil_div(last, k_mx_block) + c / k_mx_block;
+      break;
+    }
+    case scheme_family::nvfp4:
+    case scheme_family::amdfp4:
+    case scheme_family::amdfp4_global: {
+      const uint64_t l = flat / last, c = flat % last;
+      const uint64_t si = l * ceil_div(last, f.group_size) + c / f.group_size;
+      loc.weight_byte = l * (last / 2) + c / 2;
+      loc.scale_byte = f.family == scheme_family::amdfp4 ? si * (bits(source) / 8) : si;
       break;
     }
     case scheme_family::int4_fp8:

@@ -27,6 +27,9 @@ struct quantized_view {
   const void* scale = nullptr;
   const void* extra = nullptr;
   const void* extra2 = nullptr;
+  // The dtype the weight reached the quantizer in: amdfp4 / amdfp4_g32 store their `_scale` in it
+  // (range_layout's `source`). F32 for a recovered source.
+  dtype source = dtype::bf16;
 };
 
 // out[(r - row_begin) * inner + j] = the dequantized value of formats.md §5.11 (a pair:
@@ -58,6 +61,11 @@ struct bound_report {
 //     spacing at |y| (2^(e - mbits - 1) for normals, 2^(-bias - mbits) below the smallest
 //     normal). A block stored with byte 1 may have been divided by the k = -127 divisor of TC6;
 //     either divisor is accepted there.
+//   nvfp4 / amdfp4 / amdfp4_global* (FORMATS-fp4.md): the block divisor d is rebuilt from the
+//     stored scale as the quantizer used it (nvfp4: RN32(e4m3(byte) * s2), amdfp4_global*:
+//     RN32(e5m3(code) * s2), amdfp4*: the stored E5M3 value; EPS when 0); y = RN32(w / d),
+//     clamped to +-6; |y - fp4(q)| <= half the FP4 E2M1 spacing at |y|. The dequantized value is
+//     fp4(q) * that scale (before EPS), as Quark's dequantizer multiplies.
 //   pairs: stage 1 is replayed from the source with the stored `_scale` (its codes are not
 //     stored), then the stored codes are checked against stage 2's bound on those values (F32).
 // Errors as dequantize(); also bad_argument when src does not cover the same rows.
@@ -65,12 +73,14 @@ struct bound_report {
                                         const quantized_view& q, bound_report* out);
 
 // Where the stored bytes of element `flat` (index in the whole tensor) lie, as byte offsets
-// inside the weight tensor and inside its (first) scale tensor, for error messages.
+// inside the weight tensor and inside its (first) scale tensor, for error messages. `source`: as
+// quantized_view::source (the element size of amdfp4's `_scale`).
 struct element_location {
   uint64_t weight_byte = 0;
   uint64_t scale_byte = 0;
 };
 [[nodiscard]] element_location locate_element(const weight_scheme& s,
-                                              std::span<const uint64_t> shape, uint64_t flat);
+                                              std::span<const uint64_t> shape, uint64_t flat,
+                                              dtype source = dtype::bf16);
 
 }  // namespace shardquant

@@ -23,6 +23,7 @@
 #include "io/error.h"
 #include "io/file.h"
 #include "io/safetensors.h"
+#include "io/zstd_source.h"
 #include "kernels/dequantize.h"
 #include "kernels/fp8.h"
 #include "kernels/numeric.h"
@@ -58,10 +59,18 @@ std::string shape_text(const std::vector<uint64_t>& s) {
 // ---- the scheme a layer object of the output config describes ---------------------------------
 
 // A built-in scheme whose layer object equals `layer`, else a custom spec rebuilt from its
-// `weight` and `input_tensors` (quant_spec.h reads exactly the §6.3 objects it exports).
-std::optional<quant_scheme> scheme_of_layer(const json& layer) {
-  for (const scheme_info& s : all_schemes())
+// `weight` and `input_tensors` (quant_spec.h reads exactly the §6.3 objects it exports). A layer
+// that matches only with its static input specs made dynamic (`--dynamic-activations`,
+// apply_export_options) sets *dynamic.
+std::optional<quant_scheme> scheme_of_layer(const json& layer, bool* dynamic) {
+  const export_options dyn{.dynamic_activations = true};
+  for (const scheme_info& s : all_schemes()) {
     if (layer_config(s.id) == layer) return quant_scheme(s.id);
+    if (apply_export_options(layer_config(s.id), dyn) == layer) {
+      *dynamic = true;
+      return quant_scheme(s.id);
+    }
+  }
   if (!layer.is_object() || !layer.contains("weight")) return std::nullopt;
   json spec = json::object();
   spec["name"] = "custom";
@@ -71,6 +80,10 @@ std::optional<quant_scheme> scheme_of_layer(const json& layer) {
     auto c = std::make_shared<const custom_spec>(parse_quant_spec(spec.dump(), "config.json"));
     quant_scheme q(c);
     if (layer_config(q) == layer) return q;
+    if (apply_export_options(layer_config(q), dyn) == layer) {
+      *dynamic = true;
+      return q;
+    }
   } catch (const std::exception&) {
   }
   return std::nullopt;
@@ -142,6 +155,28 @@ struct error_sums {
   uint64_t non_finite = 0;
 };
 
+// One shard opened for reading: a plain file (pread) or a `.safetensors.zst` shard decompressed
+// by io/zstd_source (offsets are plain-byte offsets either way).
+struct shard_reader {
+  file_handle fd;
+  std::shared_ptr<zstd_source> zst;
+
+  static shard_reader open(const fs::path& path, bool compressed, uint64_t plain_size) {
+    shard_reader r;
+    if (compressed)
+      r.zst = zstd_source::open(path, false, plain_size);
+    else
+      r.fd = file_handle::open(path, O_RDONLY);
+    return r;
+  }
+  void read(std::byte* out, uint64_t bytes, uint64_t offset) {
+    if (zst)
+      zst->read_now(offset, bytes, out);
+    else
+      pread_all(fd.get(), std::span<std::byte>(out, bytes), offset, fd.path());
+  }
+};
+
 // ---- the checker --------------------------------------------------------------------------------
 
 class verifier {
@@ -166,6 +201,7 @@ class verifier {
               "cannot rebuild the plan the output config records: " + e.message());
       return;
     }
+    if (written_with_importer_layout()) return;
     check_config(config_path.string());
     check_shards();
     check_index();
@@ -190,7 +226,8 @@ class verifier {
       return std::nullopt;
     }
     plan_options po;
-    const auto global = scheme_of_layer((*qc)["global_quant_config"]);
+    bool dynamic = false;
+    const auto global = scheme_of_layer((*qc)["global_quant_config"], &dynamic);
     if (!global) {
       problem(path, "", no_offset,
               "quantization_config.global_quant_config is no scheme shardquant writes");
@@ -209,7 +246,7 @@ class verifier {
           exclude.push_back(it.key());
           continue;
         }
-        const auto s = scheme_of_layer(it.value());
+        const auto s = scheme_of_layer(it.value(), &dynamic);
         if (!s) {
           problem(path, "", no_offset,
                   "quantization_config.layer_quant_config['" + it.key() +
@@ -220,7 +257,72 @@ class verifier {
       }
     }
     po.exclude = std::move(exclude);
+    // The config does not say whether the option was given for layers whose input specs are
+    // dynamic anyway; check_config compares the whole object written with the choice made here.
+    po.dynamic_activations = dynamic;
     return po;
+  }
+
+  // Outputs of `--layout quark-importer` (kernels/importer_layout.h): the config is the same as
+  // the file-to-file one, so the layout shows only in the shards. When the plan has a tensor
+  // the two layouts write differently and an output shard holds the importer plan's tensors
+  // (names, dtypes, shapes), verify refuses with one clear problem instead of reporting every
+  // tensor as wrong: it decodes the file-to-file layout only.
+  bool written_with_importer_layout() {
+    const quant_part_count differ = importer_parts();
+    if (differ.count == 0) return false;
+    plan imp;
+    try {
+      plan_options po = plan_.options;
+      po.layout = output_layout::quark_importer;
+      imp = make_plan(open_source_checkpoint(opt_.input, [](const std::string&) {}), po);
+    } catch (const std::exception&) {
+      return false;  // no importer plan exists for this source: not that layout
+    }
+    for (size_t s = 0; s < imp.shards.size() && s < plan_.shards.size(); ++s) {
+      const shard_layout& want = imp.shards[s].layout;
+      if (want.header_bytes() == plan_.shards[s].layout.header_bytes()) continue;
+      fs::path p = opt_.output / imp.shards[s].relative_path;
+      const bool zst = !fs::is_regular_file(p) && fs::is_regular_file(p.string() + ".zst");
+      if (zst) p += ".zst";
+      safetensors_header h;
+      try {
+        h = zst ? read_zstd_shard_info(p).header : read_safetensors_header(p);
+      } catch (const std::exception&) {
+        return false;
+      }
+      bool same = h.tensors.size() == want.tensors().size();
+      for (const tensor_entry& e : want.tensors()) {
+        const tensor_entry* a = h.find(e.name);
+        same = same && a && a->type == e.type && a->shape == e.shape;
+      }
+      if (!same) return false;
+      problem(p.string(), differ.first, no_offset,
+              "written with --layout quark-importer (" + differ.scheme +
+                  " weights in the importer's names and packing); verify decodes the "
+                  "quark-f2f layout only: verify an output written without --layout "
+                  "quark-importer (the codes and scales are the same)");
+      return true;
+    }
+    return false;
+  }
+
+  struct quant_part_count {
+    uint64_t count = 0;
+    std::string first, scheme;
+  };
+  // The quantized tensors of the plan whose importer layout differs from the file-to-file one.
+  quant_part_count importer_parts() const {
+    quant_part_count c;
+    for (const plan_item& item : plan_.items)
+      for (const plan_part& part : item.parts)
+        if ((part.action == tensor_action::quantize ||
+             part.action == tensor_action::recover_quantize) &&
+            importer_layout_differs(part.scheme->kernel()) && c.count++ == 0) {
+          c.first = part.name;
+          c.scheme = std::string(part.scheme->name());
+        }
+    return c;
   }
 
   // config.json as the exporter writes it for this plan, compared as JSON values; `version`
@@ -252,17 +354,28 @@ class verifier {
   // Every planned output shard: present, valid (§2.3) and holding exactly the planned tensors.
   void check_shards() {
     headers_.resize(plan_.shards.size());
+    out_zst_.assign(plan_.shards.size(), false);
+    out_rel_.clear();
+    for (const output_shard_plan& sp : plan_.shards) out_rel_.push_back(sp.relative_path);
     for (size_t s = 0; s < plan_.shards.size(); ++s) {
       const output_shard_plan& sp = plan_.shards[s];
-      const fs::path p = opt_.output / sp.relative_path;
+      fs::path p = opt_.output / sp.relative_path;
       ++rep_.shards;
+      // `--compress zstd` publishes NAME.safetensors.zst instead (a plain twin is read first, as
+      // the source reader does).
+      const fs::path pz = fs::path(p.string() + ".zst");
+      out_zst_[s] = !fs::is_regular_file(p) && fs::is_regular_file(pz);
+      if (out_zst_[s]) {
+        p = pz;
+        out_rel_[s] += ".zst";
+      }
       if (!fs::is_regular_file(p)) {
         problem(p.string(), "", no_offset, "output shard missing");
         continue;
       }
       safetensors_header h;
       try {
-        h = read_safetensors_header(p);
+        h = out_zst_[s] ? read_zstd_shard_info(p).header : read_safetensors_header(p);
       } catch (const input_error& e) {
         problem(e.file(), e.tensor(), e.offset(), e.message());
         continue;
@@ -305,8 +418,7 @@ class verifier {
       return;
     }
     std::map<std::string, size_t> shard_of_path;
-    for (size_t s = 0; s < plan_.shards.size(); ++s)
-      shard_of_path[plan_.shards[s].relative_path] = s;
+    for (size_t s = 0; s < plan_.shards.size(); ++s) shard_of_path[out_rel_[s]] = s;
     const json& wm = idx["weight_map"];
     std::map<std::string, std::string> listed;
     for (auto it = wm.begin(); it != wm.end(); ++it) {
@@ -331,7 +443,7 @@ class verifier {
     }
     uint64_t total = 0;
     for (size_t s = 0; s < plan_.shards.size(); ++s) {
-      const std::string& rel = plan_.shards[s].relative_path;
+      const std::string& rel = out_rel_[s];
       for (const tensor_entry& e : plan_.shards[s].layout.tensors()) {
         total += e.byte_size();
         const auto l = listed.find(e.name);
@@ -353,25 +465,27 @@ class verifier {
   // ---- reading
   // -----------------------------------------------------------------------------------
 
-  file_handle& source_fd(uint32_t shard) {
+  shard_reader& source_fd(uint32_t shard) {
     auto it = src_fds_.find(shard);
-    if (it == src_fds_.end())
-      it = src_fds_.emplace(shard, file_handle::open(plan_.source.shards[shard].path, O_RDONLY))
+    if (it == src_fds_.end()) {
+      const source_shard& sh = plan_.source.shards[shard];
+      it = src_fds_.emplace(shard, shard_reader::open(sh.path, sh.compressed, sh.header.file_size))
                .first;
+    }
     return it->second;
   }
-  file_handle& output_fd(uint32_t shard) {
+  shard_reader& output_fd(uint32_t shard) {
     auto it = out_fds_.find(shard);
     if (it == out_fds_.end())
       it = out_fds_
-               .emplace(shard, file_handle::open(opt_.output / plan_.shards[shard].relative_path,
-                                                 O_RDONLY))
+               .emplace(shard, shard_reader::open(opt_.output / out_rel_[shard], out_zst_[shard],
+                                                  headers_[shard]->file_size))
                .first;
     return it->second;
   }
 
-  void read_at(file_handle& f, std::byte* out, uint64_t bytes, uint64_t offset) {
-    pread_all(f.get(), std::span<std::byte>(out, bytes), offset, f.path());
+  void read_at(shard_reader& f, std::byte* out, uint64_t bytes, uint64_t offset) {
+    f.read(out, bytes, offset);
     rep_.bytes_read += bytes;
   }
 
@@ -510,7 +624,7 @@ class verifier {
         } catch (const input_error& e) {
           problem(e.file(), e.tensor().empty() ? part.name : e.tensor(), e.offset(), e.message());
         } catch (const io_error& e) {
-          problem(plan_.shards[s].relative_path, part.name, no_offset, e.what());
+          problem(out_rel_[s], part.name, no_offset, e.what());
         }
       }
   }
@@ -527,13 +641,13 @@ class verifier {
     const uint64_t rows = shape.at(0);
     const uint64_t inner = rows ? numel_of(shape) / rows : 0;
     const uint32_t shard = part.output_shard;
-    const std::string out_path = (opt_.output / plan_.shards[shard].relative_path).string();
+    const std::string out_path = (opt_.output / out_rel_[shard]).string();
     const bool recovered = item.recovery.kind != recovery_kind::none;
     const dtype in_type = recovered ? dtype::f32 : part.input_type;
 
     tensor_verdict v;
     v.name = part.name;
-    v.shard = plan_.shards[shard].relative_path;
+    v.shard = out_rel_[shard];
     v.scheme = std::string(part.scheme->name());
     v.shape = shape;
     v.elements = rows * inner;
@@ -562,7 +676,7 @@ class verifier {
       const uint64_t r1 = std::min(rows, r0 + per);
       const std::vector<std::byte> src = source_rows(item, part, r0, r1);
       std::string err;
-      const std::vector<output_piece> pieces = range_layout(ws, shape, r0, r1, &err);
+      const std::vector<output_piece> pieces = range_layout(ws, shape, r0, r1, &err, in_type);
       if (!err.empty()) throw input_error(out_path, part.name, no_offset, err);
       std::vector<std::vector<std::byte>> stored(pieces.size());
       for (size_t i = 0; i < pieces.size() && i < base.size(); ++i) {
@@ -576,6 +690,7 @@ class verifier {
       q.shape = shape;
       q.row_begin = r0;
       q.row_end = r1;
+      q.source = in_type;
       const void* ptr[4] = {nullptr, nullptr, nullptr, nullptr};
       for (size_t i = 0; i < stored.size() && i < 4; ++i) ptr[i] = stored[i].data();
       q.weight = ptr[0];
@@ -638,7 +753,7 @@ class verifier {
       v.violations += br.violations;
       if (br.violations && !reported) {
         reported = true;
-        const element_location loc = locate_element(ws, shape, br.first);
+        const element_location loc = locate_element(ws, shape, br.first, in_type);
         const uint64_t r = br.first / inner, j = br.first % inner;
         std::ostringstream m;
         m << "element (" << r << ", " << j << ") breaks the " << describe(ws)
@@ -661,7 +776,7 @@ class verifier {
   void check_copied(const plan_item& item, const plan_part& part) {
     const planned_output& o = part.outputs.at(0);
     const uint32_t shard = part.output_shard;
-    const std::string out_path = (opt_.output / plan_.shards[shard].relative_path).string();
+    const std::string out_path = (opt_.output / out_rel_[shard]).string();
     const uint64_t base = output_offset(shard, o.name);
     const bool cast =
         part.action == tensor_action::cast || part.action == tensor_action::recover_cast;
@@ -752,7 +867,9 @@ class verifier {
   json out_config_;
   plan plan_;
   std::vector<std::optional<safetensors_header>> headers_;  // valid shards matching the plan
-  std::map<uint32_t, file_handle> src_fds_, out_fds_;
+  std::vector<bool> out_zst_;         // output shard s is NAME.safetensors.zst
+  std::vector<std::string> out_rel_;  // the output shard files, relative ('.zst' when so)
+  std::map<uint32_t, shard_reader> src_fds_, out_fds_;
 };
 
 }  // namespace

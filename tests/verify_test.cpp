@@ -22,6 +22,7 @@
 #include "kernels/schemes.h"
 #include "pipeline/api.h"
 #include "pipeline/make_checkpoint.h"
+#include "pipeline/share_finalize.h"
 #include "pipeline/verify.h"
 
 using namespace shardquant;
@@ -53,8 +54,10 @@ const fs::path& bf16_source() {
   return p;
 }
 
-// Quantizes `src` with `scheme` (a name or a spec file) into a fresh folder.
-fs::path quantize_to(const fs::path& src, const std::string& scheme, const std::string& tag) {
+// Quantizes `src` with `scheme` (a name or a spec file) into a fresh folder, with the loader
+// options (README "Loading the outputs").
+fs::path quantize_to(const fs::path& src, const std::string& scheme, const std::string& tag,
+                     bool dynamic_activations = false, const std::string& layout = "quark-f2f") {
   quantize_options o;
   o.input = src;
   o.output = scratch() / ("out-" + tag);
@@ -63,6 +66,8 @@ fs::path quantize_to(const fs::path& src, const std::string& scheme, const std::
   else
     o.scheme = scheme;
   o.memory_budget = 64 * MiB;
+  o.dynamic_activations = dynamic_activations;
+  o.layout = layout;
   o.quiet = true;
   o.progress_to_stderr = false;
   (void)quantize_checkpoint(o);
@@ -173,6 +178,151 @@ TEST_CASE("verify passes the output of every built-in scheme and decodes every q
   }
 }
 
+TEST_CASE("verify passes amdfp4 outputs of F32 and F16 sources, whose scales are in that dtype") {
+  for (const dtype t : {dtype::f32, dtype::f16}) {
+    CAPTURE(name(t));
+    const fs::path src = make_source(std::string("amd-") + std::string(name(t)), t);
+    for (const char* scheme : {"amdfp4", "amdfp4_g32", "nvfp4"}) {
+      CAPTURE(scheme);
+      const fs::path out =
+          quantize_to(src, scheme, std::string(scheme) + "-" + std::string(name(t)));
+      const verify_report r = run_verify(src, out);
+      CHECK_MESSAGE(r.sound, problems_text(r));
+      REQUIRE(r.per_scheme.size() == 1);
+      CHECK(r.per_scheme[0].violations == 0);
+      CHECK(r.per_scheme[0].worst_rel_l2 > 0);
+      CHECK(r.per_scheme[0].worst_rel_l2 < 0.5);
+    }
+  }
+}
+
+TEST_CASE("verify passes outputs written with --dynamic-activations, reading it from the config") {
+  for (const char* scheme : {"fp8", "int8", "mxfp4_fp8", "nvfp4"}) {
+    CAPTURE(scheme);
+    const fs::path out = quantize_to(bf16_source(), scheme, std::string("dyn-") + scheme, true);
+    const verify_report r = run_verify(bf16_source(), out);
+    CHECK_MESSAGE(r.sound, problems_text(r));
+    CHECK(r.quantized.size() > 5);
+  }
+  // The same config with one static input spec left static is no config shardquant writes.
+  const fs::path out = copy_of(quantize_to(bf16_source(), "fp8", "dyn-fp8-b", true), "dyn-mixed");
+  nlohmann::ordered_json cfg =
+      nlohmann::ordered_json::parse(sq_test::read_text(out / "config.json"));
+  cfg["quantization_config"]["layer_quant_config"]["model.layers.0.mlp.*"] =
+      cfg["quantization_config"]["global_quant_config"];
+  cfg["quantization_config"]["layer_quant_config"]["model.layers.0.mlp.*"]["input_tensors"]
+     ["is_dynamic"] = false;
+  std::ofstream(out / "config.json") << cfg.dump(2);
+  const verify_report r = run_verify(bf16_source(), out);
+  CHECK_FALSE(r.sound);
+}
+
+TEST_CASE("verify refuses --layout quark-importer outputs of integer schemes, passes the others") {
+  SUBCASE("int4 per-group: refused with one problem naming the layout") {
+    const fs::path out =
+        quantize_to(bf16_source(), "int4_wo_128", "imp-int4", true, "quark-importer");
+    const verify_report r = run_verify(bf16_source(), out);
+    CHECK_FALSE(r.sound);
+    REQUIRE(r.problems.size() == 1);
+    CHECK_MESSAGE(names(r, "written with --layout quark-importer"), problems_text(r));
+    CHECK(r.quantized.empty());
+  }
+  SUBCASE("int8 with --compress zstd: refused the same way") {
+    quantize_options o;
+    o.input = bf16_source();
+    o.output = scratch() / "out-imp-int8-zst";
+    o.scheme = "int8";
+    o.layout = "quark-importer";
+    o.compress = "zstd";
+    o.memory_budget = 64 * MiB;
+    o.quiet = true;
+    o.progress_to_stderr = false;
+    (void)quantize_checkpoint(o);
+    const verify_report r = run_verify(bf16_source(), o.output);
+    CHECK_FALSE(r.sound);
+    REQUIRE(r.problems.size() == 1);
+    CHECK_MESSAGE(names(r, "written with --layout quark-importer"), problems_text(r));
+  }
+  SUBCASE("fp8 and mxfp4: the same bytes as quark-f2f, verified") {
+    for (const char* scheme : {"fp8", "mxfp4"}) {
+      CAPTURE(scheme);
+      const fs::path out =
+          quantize_to(bf16_source(), scheme, std::string("imp-") + scheme, true, "quark-importer");
+      const verify_report r = run_verify(bf16_source(), out);
+      CHECK_MESSAGE(r.sound, problems_text(r));
+      CHECK(r.quantized.size() > 5);
+    }
+  }
+}
+
+// A copy of `src` whose shards are compressed by the zstd command (the index keeps the plain names,
+// which the source reader accepts).
+fs::path zstd_copy_of(const fs::path& src, const std::string& tag) {
+  const fs::path c = copy_of(src, tag);
+  for (const auto& e : fs::directory_iterator(c))
+    if (e.path().extension() == ".safetensors")
+      REQUIRE(std::system(("zstd -q --rm '" + e.path().string() + "'").c_str()) == 0);
+  return c;
+}
+
+TEST_CASE("verify reads --compress zstd output shards and compressed sources") {
+  const fs::path zsrc = zstd_copy_of(bf16_source(), "zsrc");
+  quantize_options o;
+  o.input = zsrc;
+  o.output = scratch() / "out-zst-nvfp4";
+  o.scheme = "nvfp4";
+  o.compress = "zstd";
+  o.memory_budget = 64 * MiB;
+  o.quiet = true;
+  o.progress_to_stderr = false;
+  (void)quantize_checkpoint(o);
+  bool any_zst = false;
+  for (const auto& e : fs::directory_iterator(o.output))
+    any_zst = any_zst || e.path().extension() == ".zst";
+  REQUIRE(any_zst);
+  for (const fs::path& src : {zsrc, bf16_source()}) {
+    CAPTURE(src);
+    const verify_report r = run_verify(src, o.output, 64 * 1024);  // row ranges: reads go back
+    CHECK_MESSAGE(r.sound, problems_text(r));
+    CHECK(r.quantized.size() > 5);
+    CHECK(r.passed_through > 0);
+  }
+  // A truncated compressed shard is reported with its file named.
+  const fs::path bad = copy_of(o.output, "zst-truncated");
+  fs::path shard;
+  for (const auto& e : fs::directory_iterator(bad))
+    if (e.path().extension() == ".zst") shard = e.path();
+  fs::resize_file(shard, fs::file_size(shard) / 2);
+  const verify_report r = run_verify(bf16_source(), bad);
+  CHECK_FALSE(r.sound);
+  CHECK_MESSAGE(names(r, shard.string()), problems_text(r));
+}
+
+TEST_CASE("verify passes an output written by two --worker shares and finalize") {
+  for (const bool compressed : {false, true}) {
+    CAPTURE(compressed);
+    quantize_options o;
+    o.input = bf16_source();
+    o.output = scratch() / (compressed ? "out-workers-zst" : "out-workers");
+    o.scheme = "int4_wo_128";
+    if (compressed) o.compress = "zstd";
+    o.memory_budget = 64 * MiB;
+    o.quiet = true;
+    o.progress_to_stderr = false;
+    o.worker_count = 2;
+    for (uint32_t w = 0; w < 2; ++w) {
+      o.worker_index = w;
+      (void)quantize_checkpoint(o);
+    }
+    REQUIRE_FALSE(fs::exists(o.output / "config.json"));  // finalize writes it
+    (void)finalize_shares(o);
+    const verify_report r = run_verify(bf16_source(), o.output);
+    CHECK_MESSAGE(r.sound, problems_text(r));
+    CHECK(r.quantized.size() > 5);
+    CHECK(r.passed_through > 0);
+  }
+}
+
 TEST_CASE("verify passes outputs of a block-FP8 source, recovered through the recovery code") {
   const fs::path src = make_source("fp8", dtype::f8_e4m3);
   for (const std::string scheme : {"mxfp4", "int4_fp8", "uint4_wo_128", "ptpc_fp8"}) {
@@ -248,6 +398,26 @@ TEST_CASE("verify fails naming the tensor when a high bit of a scale is flipped"
     auto [shard, off] = locate(out, std::string(k_weight) + "_scale");
     // Exponent bit 6 of a group's scale: it moves by 2^64 either way.
     xor_byte(shard, first_big_f32(shard, off) + 3, 0x20);
+    const verify_report r = run_verify(bf16_source(), out);
+    CHECK_FALSE(r.sound);
+    CHECK_MESSAGE(names(r, std::string("tensor '") + k_weight + "'"), problems_text(r));
+  }
+  SUBCASE("an nvfp4 F8_E4M3 block scale byte") {
+    const fs::path out = copy_of(quantize_to(bf16_source(), "nvfp4", "flip-s-nv"), "flip-nv");
+    auto [shard, off] = locate(out, std::string(k_weight) + "_scale");
+    uint64_t k = 0;
+    while ((byte_at(shard, off + k) & 0x78) < 0x20) ++k;  // a block of sizeable values
+    xor_byte(shard, off + k, 0x40);                       // exponent top bit: x2^8 or /2^8
+    const verify_report r = run_verify(bf16_source(), out);
+    CHECK_FALSE(r.sound);
+    CHECK_MESSAGE(names(r, std::string("tensor '") + k_weight + "'"), problems_text(r));
+  }
+  SUBCASE("an amdfp4 block scale stored as BF16") {
+    const fs::path out = copy_of(quantize_to(bf16_source(), "amdfp4", "flip-s-amd"), "flip-amd");
+    auto [shard, off] = locate(out, std::string(k_weight) + "_scale");
+    uint64_t k = 0;
+    while (byte_at(shard, off + k + 1) < 0x30) k += 2;  // a BF16 scale of at least 2^-31
+    xor_byte(shard, off + k + 1, 0x20);                 // exponent bit: x2^64 or /2^64
     const verify_report r = run_verify(bf16_source(), out);
     CHECK_FALSE(r.sound);
     CHECK_MESSAGE(names(r, std::string("tensor '") + k_weight + "'"), problems_text(r));
@@ -328,7 +498,7 @@ TEST_CASE("dequantize inverts the kernels' codes within the bound for random wei
   for (const scheme_info& s : all_schemes()) {
     CAPTURE(s.name);
     const weight_scheme ws(s.id);
-    const auto outs = output_tensors(ws, shape);
+    const auto outs = output_tensors(ws, shape, dtype::f32);  // amdfp4: F32 `_scale`
     std::vector<std::vector<std::byte>> buf;
     for (const auto& o : outs) buf.emplace_back(o.byte_size());
     quant_outputs qo;
@@ -346,6 +516,7 @@ TEST_CASE("dequantize inverts the kernels' codes within the bound for random wei
     q.scale = p[1];
     q.extra = p[2];
     q.extra2 = p[3];
+    q.source = dtype::f32;
     std::vector<float> d(w.size());
     REQUIRE(dequantize(ws, q, d.data()).ok());
     double e2 = 0, x2 = 0;
