@@ -6,7 +6,9 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include "kernels/hadamard_tables.h"
@@ -236,6 +238,26 @@ void rotate_output_channels_f64(void* data, dtype type, std::size_t rows, std::s
                       }
                     });
   (void)es;
+}
+
+void apply_rotation(const rotation_step& s, void* data, dtype type, std::size_t rows,
+                    std::size_t cols) {
+  switch (s.kind) {
+    case rotation_kind::input_full:
+      if (s.size != cols) {
+        throw std::invalid_argument("hadamard rotation: a full-width rotation of size " +
+                                    std::to_string(s.size) + " on a weight with " +
+                                    std::to_string(cols) + " input channels");
+      }
+      rotate_input_channels_full(data, type, rows, cols);
+      return;
+    case rotation_kind::input_blocked:
+      rotate_input_channels_f64(data, type, rows, cols, s.size);
+      return;
+    case rotation_kind::output_blocked:
+      rotate_output_channels_f64(data, type, rows, cols, s.size);
+      return;
+  }
 }
 
 }  // namespace shardquant

@@ -59,4 +59,20 @@ void rotate_input_channels_f64(void* data, dtype type, std::size_t rows, std::si
 void rotate_output_channels_f64(void* data, dtype type, std::size_t rows, std::size_t cols,
                                 std::size_t size);
 
+// One rotation of a weight, as the plan records it and a compute stage applies it (in order).
+enum class rotation_kind : uint8_t {
+  input_full,      // rotate_input_channels_full (online R1/R4, size == in_features)
+  input_blocked,   // rotate_input_channels_f64 (blocked online R1/R4, R2 on o_proj)
+  output_blocked,  // rotate_output_channels_f64 (R2 on v_proj)
+};
+struct rotation_step {
+  rotation_kind kind = rotation_kind::input_full;
+  std::size_t size = 0;
+  bool operator==(const rotation_step&) const = default;
+};
+// Applies `s` to a row range of `rows` whole rows (an output_blocked range must cover whole
+// blocks of s.size rows).
+void apply_rotation(const rotation_step& s, void* data, dtype type, std::size_t rows,
+                    std::size_t cols);
+
 }  // namespace shardquant
