@@ -118,19 +118,23 @@ std::optional<hadamard_factor> find_hadamard_factor(std::size_t n) {
   return std::nullopt;
 }
 
-std::vector<int8_t> input_rotation_matrix(std::size_t n) {
+void input_rotation_bytes(std::size_t n, uint64_t offset, uint64_t count, int8_t* out) {
   const hadamard_factor f = require_factor(n);
   const std::size_t m = n / f.k;
-  std::vector<int8_t> out(n * n);
-  for (std::size_t i = 0; i < n; ++i) {
-    for (std::size_t j = 0; j < n; ++j) {
-      // Sylvester's H(m)[b][b'] = (-1)^popcount(b & b'), what scipy.linalg.hadamard builds.
-      const std::size_t b = i % m, bp = j % m;
-      const int sylv = (__builtin_popcountll(b & bp) & 1) ? -1 : 1;
-      const int base = f.k == 1 ? 1 : f.base[(i / m) * f.k + (j / m)];
-      out[i * n + j] = static_cast<int8_t>(sylv * base);
-    }
+  for (uint64_t t = 0; t < count; ++t) {
+    const uint64_t i = (offset + t) / n, j = (offset + t) % n;
+    // Sylvester's H(m)[b][b'] = (-1)^popcount(b & b'), what scipy.linalg.hadamard builds.
+    const uint64_t b = i % m, bp = j % m;
+    const int sylv = (__builtin_popcountll(b & bp) & 1) ? -1 : 1;
+    const int base = f.k == 1 ? 1 : f.base[(i / m) * f.k + (j / m)];
+    out[t] = static_cast<int8_t>(sylv * base);
   }
+}
+
+std::vector<int8_t> input_rotation_matrix(std::size_t n) {
+  (void)require_factor(n);
+  std::vector<int8_t> out(n * n);
+  input_rotation_bytes(n, 0, out.size(), out.data());
   return out;
 }
 

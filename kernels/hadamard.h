@@ -33,6 +33,9 @@ struct hadamard_factor {
 // kron(base, Sylvester(n / k)) (Sylvester(n) when n is a power of two), row-major, +-1.
 // Throws std::invalid_argument when find_hadamard_factor(n) has no factor.
 [[nodiscard]] std::vector<int8_t> input_rotation_matrix(std::size_t n);
+// Bytes [offset, offset + count) of input_rotation_matrix(n), without building all of it (the
+// buffer of a 14336-wide down_proj is 196 MiB; a job writes a token's worth at a time).
+void input_rotation_bytes(std::size_t n, uint64_t offset, uint64_t count, int8_t* out);
 
 // x <- x @ M (or x @ M^T when transpose) on one float64 vector of length f.n, where
 // M = kron(base, Sylvester(n / k)) / sqrt(n) is Quark's rotation matrix; the scale

@@ -109,6 +109,8 @@ std::string options_text(const quantize_options& o, const plan_options& po) {
   for (const auto& c : o.converters) s += "c=" + c + ";";
   s += o.keep_excluded_original ? "keep;" : "";
   s += o.no_template_converters ? "notemplate;" : "";
+  if (!o.rotation.empty()) s += "rot=" + o.rotation + ";";
+  if (!o.rotation_config.empty()) s += "rotfile=" + o.rotation_config.string() + ";";
   s += "v=" SHARDQUANT_VERSION;
   return s;
 }
@@ -128,6 +130,8 @@ run_report quantize_checkpoint(const quantize_options& o) {
   po.use_template_converters = !o.no_template_converters;
   po.keep_excluded_as_original = o.keep_excluded_original;
   po.presharded = o.presharded;
+  po.rotation = o.rotation;
+  po.rotation_config_file = o.rotation_config;
 
   const std::vector<int> devices = parse_devices(o.device);
   const bool talk = !o.quiet && o.progress_to_stderr;

@@ -52,6 +52,10 @@ struct quantize_options {
   // User converters "SRC=T1[,T2]:op(arg)" (pipeline/converters.h), tried before template ones.
   std::vector<std::string> converters;
   bool no_template_converters = false;  // skip the Appendix A converters of the model type
+  // Hadamard rotation (kernels/FORMATS-rotation.md): "r1,r2,r4" (a subset), or a file with
+  // Quark's RotationConfig fields. CPU backend only for now.
+  std::string rotation;
+  std::filesystem::path rotation_config;
 
   std::string device = "cpu";  // "cpu" | "cuda" (= cuda:0) | "cuda:N" | "cuda:N,M,..."
   uint64_t memory_budget = 0;  // bytes of host buffers; 0 = chosen from free memory

@@ -88,6 +88,11 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
                    k_size_help);
   q.add_option("--streams", a.streams, "CUDA streams per GPU / CPU quantize concurrency");
   q.add_option("--io-engine", a.io_engine, "auto | uring | pread")->default_val("auto");
+  q.add_option("--rotation", a.rotation,
+               "Hadamard rotations before quantization: a subset of r1,r2,r4 (online R1, R2, R4 "
+               "with the model type's built-in config, as Quark 0.13; CPU backend)");
+  q.add_option("--rotation-config", a.rotation_config,
+               "a JSON file with Quark's RotationConfig fields (instead of --rotation)");
   q.add_flag("--dry-run", a.dry_run, "print the plan and stop");
   q.add_flag("--overwrite", a.overwrite, "replace files shardquant writes in a non-empty output");
   q.add_flag("--resume", a.resume, "keep shards an earlier run completed");
@@ -159,6 +164,8 @@ int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
   o.presharded = a.presharded;
   o.keep_excluded_original = a.keep_original;
   o.no_template_converters = a.no_template_converters;
+  o.rotation = a.rotation;
+  o.rotation_config = a.rotation_config;
   o.device = a.device;
   o.memory_budget = a.memory_budget;
   o.streams = a.streams;
@@ -305,6 +312,8 @@ plan_options to_plan_options(const quantize_args& a) {
   o.use_template_converters = !a.no_template_converters;
   o.keep_excluded_as_original = a.keep_original;
   o.presharded = a.presharded;
+  o.rotation = a.rotation;
+  o.rotation_config_file = a.rotation_config;
   return o;
 }
 

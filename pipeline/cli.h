@@ -40,6 +40,8 @@ struct quantize_args {
   bool no_template_converters = false;
   bool ignored_file2file = false, ignored_skip_evaluation = false;  // Quark flags, no effect
   std::string report;
+  std::string rotation;         // --rotation r1,r2,r4
+  std::string rotation_config;  // --rotation-config FILE.json
 };
 
 // Parses `argv` (argv[0] = program) and runs the chosen command, writing to out/err.

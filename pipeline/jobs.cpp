@@ -2,10 +2,12 @@
 #include "pipeline/jobs.h"
 
 #include <algorithm>
+#include <numeric>
 #include <string>
 
 #include "io/error.h"
 #include "kernels/quantize.h"
+#include "pipeline/plan_rotation.h"
 
 namespace shardquant {
 
@@ -151,11 +153,52 @@ std::vector<std::unique_ptr<job>> job_builder::make_shard(uint32_t s, shard_stat
   return jobs;
 }
 
+namespace {
+
+// The I8 input_rotation buffer of an online rotation: no input, a token's worth of bytes a job.
+void add_generated_rotation_jobs(const plan_part& part, std::shared_ptr<io_file> file,
+                                 uint64_t token_bytes, shard_state& state,
+                                 std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
+  const planned_output& o = part.outputs.at(0);
+  const uint64_t per = std::max<uint64_t>((token_bytes - 2 * k_align) / k_align * k_align, k_align);
+  for (uint64_t b0 = 0; b0 < o.bytes; b0 += per) {
+    auto j = std::make_unique<job>();
+    j->seq = seq++;
+    j->kind = job_kind::copy;
+    j->tensor = part.name;
+    j->source = "(generated)";
+    j->in_type = dtype::i8;
+    j->out_type = dtype::i8;
+    j->input.file = file;
+    j->input.offset = 0;
+    j->input.length = 0;
+    j->generated_rotation = part.generated_rotation;
+    j->shard = &state;
+    write_piece w;
+    w.tensor = o.name;
+    w.tensor_offset = b0;
+    w.file_offset = o.file_offset + b0;
+    w.bytes = std::min(per, o.bytes - b0);
+    w.token_pos = w.file_offset % k_align;
+    j->output_bytes = w.bytes;
+    j->needed = w.token_pos + w.bytes;
+    j->outputs.push_back(std::move(w));
+    out.push_back(std::move(j));
+  }
+}
+
+}  // namespace
+
 void job_builder::add_part_jobs(const plan_item& item, const plan_part& part, shard_state& state,
                                 std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
   uint64_t out_bytes = 0;
   for (const auto& o : part.outputs) out_bytes += o.bytes;
   if (out_bytes == 0 && part.input_bytes == 0) return;  // empty tensor: nothing to move
+  if (part.generated_rotation) {
+    add_generated_rotation_jobs(part, source_file(item.source.shard), token_bytes_, state, out,
+                                seq);
+    return;
+  }
   const recovery_kind rk = item.recovery.kind;
   const bool flat =
       rk == recovery_kind::none &&
@@ -237,8 +280,9 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
   const rows_view rv = make_rows_view(src, part, rows);
   auto file = source_file(src.shard);
 
-  const uint64_t mult =
-      quant ? std::max<uint32_t>(1, row_split_multiple(part.scheme->kernel())) : 1;
+  const uint64_t mult = std::lcm<uint64_t>(
+      quant ? std::max<uint32_t>(1, row_split_multiple(part.scheme->kernel())) : 1,
+      rotation_row_multiple(part));
 
   auto whole = [&](const source_ref& r) {
     input_spec in;
@@ -312,6 +356,7 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
     j->shard = &state;
     j->fp8_block = fb;
     j->ct = ct;
+    j->rotations = part.rotations;
     j->input = rows_input(rv, file, r0, r1);
     j->input_bytes = kind == job_kind::amax ? 0 : j->input.wanted_bytes();
     uint64_t pos = layout_inputs(*j);

@@ -17,6 +17,7 @@
 #include "io/async_io.h"
 #include "io/shard_writer.h"
 #include "kernels/dtype.h"
+#include "kernels/hadamard.h"
 #include "kernels/recover_tensors.h"
 #include "kernels/schemes.h"
 #include "stages/token.h"
@@ -137,6 +138,10 @@ struct job {
   fp8_block_spec fp8_block;
   ct_spec ct;
   std::shared_ptr<tensor_state> tensor_shared;  // split per-tensor-scheme tensors only
+  // Hadamard rotations of the (recovered) rows before amax / quantize, in order.
+  std::vector<rotation_step> rotations;
+  // copy jobs: > 0 = no input; the output is bytes of the I8 [n, n] input_rotation buffer.
+  uint64_t generated_rotation = 0;
 
   std::vector<write_piece> outputs;
   shard_state* shard = nullptr;

@@ -1,0 +1,17 @@
+// The plan's rotation step (issue 15): resolves plan_options::rotation against the source
+// headers and config.json (pipeline/rotation.h), gives each rotated weight part its rotation
+// steps and row multiple, and adds one generated I8 `input_rotation` part per online module to the
+// weight's output shard. Called by the planner before the shard layouts are made.
+#pragma once
+
+#include "pipeline/plan.h"
+
+namespace shardquant {
+
+// Throws usage_error with Quark's reason for a refused configuration.
+void plan_rotations(plan& p);
+
+// The rows a range of `part` must be a multiple of because of its rotations (1: none).
+[[nodiscard]] uint64_t rotation_row_multiple(const plan_part& part);
+
+}  // namespace shardquant
