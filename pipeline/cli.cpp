@@ -18,6 +18,7 @@
 #include "pipeline/converters.h"
 #include "pipeline/inspect.h"
 #include "pipeline/make_checkpoint.h"
+#include "pipeline/plan_rotation.h"
 #include "pipeline/templates.h"
 #include "pipeline/token_pool.h"
 
@@ -363,7 +364,7 @@ void print_plan(const plan& p, std::ostream& out) {
         if (it.recovery.kind != recovery_kind::none && pt.action != tensor_action::keep_original)
           out << "  (recovered with " << it.recovery.scale->name << ")";
         if (pt.action == tensor_action::pass_through && pt.outputs.size() == 1 &&
-            pt.outputs[0].name == pt.name) {
+            pt.outputs[0].name == pt.name && !pt.generated_rotation) {
           out << "  (unchanged)\n";
           continue;
         }
@@ -374,6 +375,8 @@ void print_plan(const plan& p, std::ostream& out) {
         if (pt.split_rows)
           out << "      split into row ranges of " << pt.split_rows << " rows"
               << (pt.amax_pass ? ", amax pass first" : "") << "\n";
+        if (!pt.rotations.empty()) out << "      " << rotation_text(pt) << "\n";
+        if (pt.generated_rotation) out << "      generated: Hadamard signs (online rotation)\n";
       }
     }
     for (const auto& c : p.consumed)

@@ -14,6 +14,28 @@ uint64_t rotation_row_multiple(const plan_part& part) {
   return m;
 }
 
+std::string rotation_text(const plan_part& part) {
+  std::string s = "rotated:";
+  for (size_t i = 0; i < part.rotations.size(); ++i) {
+    const rotation_step& r = part.rotations[i];
+    const std::string n = std::to_string(r.size);
+    s += i ? ", " : " ";
+    switch (r.kind) {
+      case rotation_kind::input_full:
+        s += "Hadamard " + n + " on input channels (full rows, in the source dtype)";
+        break;
+      case rotation_kind::input_blocked:
+        s += "Hadamard " + n + " on input channel blocks (float64)";
+        break;
+      case rotation_kind::output_blocked:
+        s += "Hadamard " + n + " on output channels (float64; a row range holds whole blocks of " +
+             n + " rows)";
+        break;
+    }
+  }
+  return s;
+}
+
 void plan_rotations(plan& p) {
   const plan_options& o = p.options;
   if (!o.rotation.empty() && !o.rotation_config_file.empty())
@@ -78,7 +100,8 @@ void plan_rotations(plan& p) {
     const plan_part& w = p.items[i].parts[k];
     plan_item item;
     item.source = p.items[i].source;
-    item.source.bytes = 0;
+    item.source.bytes = 0;  // nothing is read: the shard index only names a file to hold open
+    item.source.name = module + ".input_rotation";
     plan_part g;
     g.name = module + ".input_rotation";
     g.action = tensor_action::pass_through;
