@@ -6,7 +6,15 @@
 //
 //   e2e_bench --model-dir SRC --output-dir OUT [--scheme mxfp4] [--device cpu|cuda[:N]]
 //             [--memory-budget 8G] [--streams N] [--io-engine auto|uring|pread]
-//             [--skip-floor] [--skip-run] [--keep-output] [--json FILE]
+//             [--skip-floor] [--skip-run] [--keep-output] [--json FILE] [--zstd [LEVEL]]
+//
+// --zstd adds the compressed rows (issue 19), after the plain run, on the same disk: the source
+// compressed shard by shard with shardquant's seekable writer at LEVEL (default 3; ratio, GB/s);
+// the same run reading that compressed source (decompressed as a stream into the tokens); the
+// same run writing `--compress zstd:LEVEL` output (ratio, time). Each time is also given against
+// the plain run's.
+#include <fcntl.h>
+
 #include <CLI/CLI.hpp>
 
 #include <atomic>
@@ -22,6 +30,8 @@
 #include "io/async_io.h"
 #include "io/checkpoint.h"
 #include "io/error.h"
+#include "io/file.h"
+#include "io/zstd_writer.h"
 #include "pipeline/api.h"
 #include "pipeline/plan.h"
 #include "pipeline/token_pool.h"
@@ -139,6 +149,10 @@ int main(int argc, char** argv) {
   app.add_flag("--skip-run", skip_run);
   app.add_flag("--keep-output", keep);
   app.add_option("--json", json);
+  int zstd_level = 0;
+  app.add_option("--zstd", zstd_level, "also the compressed input/output rows at this level")
+      ->expected(0, 1)
+      ->default_str("3");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -197,11 +211,77 @@ int main(int argc, char** argv) {
     if (!skip_floor && !skip_run)
       std::printf("ratio      : quantize time / floor time = %.3f (target <= 1.15)\n",
                   r.wall_seconds / fl.seconds);
+    std::string zstd_json;
+    if (app.count("--zstd") > 0) {
+      if (zstd_level == 0) zstd_level = 3;
+      const std::string level = "zstd:" + std::to_string(zstd_level);
+      // 1. the compressed source (same relative names + .zst, config.json and index copied)
+      const fs::path zsrc = fs::path(output) / "zstd-source";
+      fs::create_directories(zsrc);
+      for (const char* f : {"config.json", "model.safetensors.index.json"})
+        if (fs::exists(fs::path(model) / f))
+          fs::copy_file(fs::path(model) / f, zsrc / f, fs::copy_options::overwrite_existing);
+      uint64_t plain_in = 0, comp_in = 0;
+      const auto tc = std::chrono::steady_clock::now();
+      for (const auto& s : p.source.shards) {
+        if (s.compressed) throw usage_error("--zstd wants a plain source");
+        shardquant::file_handle f = shardquant::file_handle::open(s.path, O_RDONLY);
+        const fs::path dst = zsrc / (s.rel_path + ".zst");
+        fs::create_directories(dst.parent_path());
+        std::vector<uint64_t> cuts;
+        for (const auto& t : s.header.tensors) cuts.push_back(s.header.data_start + t.begin);
+        comp_in += write_zstd_seekable(f.get(), s.path.string(), s.header.file_size, cuts, dst,
+                                       parse_compress_option(level));
+        plain_in += s.header.file_size;
+      }
+      const double tcs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - tc).count();
+      std::printf("zstd src   : %s, %.2f GB -> %.2f GB (ratio %.3f) in %.3f s -> %.2f GB/s\n",
+                  level.c_str(), plain_in / 1e9, comp_in / 1e9, double(plain_in) / comp_in, tcs,
+                  plain_in / tcs / 1e9);
+      auto run = [&](const fs::path& in, const std::string& compress) {
+        quantize_options o;
+        o.input = in;
+        o.output = fs::path(output) / "quantized-zstd";
+        o.scheme = scheme;
+        o.device = device;
+        o.memory_budget = b;
+        o.streams = streams;
+        o.io_engine = ek;
+        o.existing = existing_output::overwrite;
+        o.quiet = true;
+        o.compress = compress;
+        const run_report z = quantize_checkpoint(o);
+        fs::remove_all(o.output);
+        return z;
+      };
+      const run_report zi = run(zsrc, "");
+      std::printf(
+          "zstd in    : %s from the compressed source, %.2f GB plain in (%.2f GB read from disk) "
+          "in %.3f s -> %.2f GB/s plain input; time / plain run %.3f; peak RSS %.0f MiB\n",
+          scheme.c_str(), zi.bytes_in / 1e9, comp_in / 1e9, zi.wall_seconds, zi.gb_per_s,
+          r.wall_seconds > 0 ? zi.wall_seconds / r.wall_seconds : 0, zi.peak_rss_bytes / 1048576.0);
+      const run_report zo = run(model, level);
+      std::printf(
+          "zstd out   : %s with --compress %s, wrote %.2f GB (plain output %.2f GB, ratio %.3f) "
+          "in %.3f s -> %.2f GB/s input; time / plain run %.3f; peak RSS %.0f MiB\n",
+          scheme.c_str(), level.c_str(), zo.bytes_out / 1e9, r.bytes_out / 1e9,
+          zo.bytes_out ? double(r.bytes_out) / zo.bytes_out : 0, zo.wall_seconds, zo.gb_per_s,
+          r.wall_seconds > 0 ? zo.wall_seconds / r.wall_seconds : 0, zo.peak_rss_bytes / 1048576.0);
+      fs::remove_all(zsrc);
+      zstd_json = ", \"zstd_level\": " + std::to_string(zstd_level) +
+                  ", \"zstd_source_plain_bytes\": " + std::to_string(plain_in) +
+                  ", \"zstd_source_bytes\": " + std::to_string(comp_in) +
+                  ", \"zstd_compress_seconds\": " + std::to_string(tcs) +
+                  ", \"zstd_input_run\": " + zi.to_json() +
+                  ", \"zstd_output_run\": " + zo.to_json();
+    }
     if (!json.empty()) {
       std::ofstream f(json);
       f << "{\"floor_seconds\": " << fl.seconds << ", \"floor_read_bytes\": " << fl.read_bytes
         << ", \"floor_write_bytes\": " << fl.write_bytes << ", \"run\": " << r.to_json()
-        << ", \"ratio\": " << (fl.seconds > 0 ? r.wall_seconds / fl.seconds : 0) << "}\n";
+        << ", \"ratio\": " << (fl.seconds > 0 ? r.wall_seconds / fl.seconds : 0) << zstd_json
+        << "}\n";
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "e2e_bench: %s\n", e.what());

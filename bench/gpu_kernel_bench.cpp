@@ -130,7 +130,9 @@ int main() {
         {std::string(info(sid).name) + " " + std::string(name(t)) + (amax ? " (amax+quant)" : ""),
          in_bytes / 1048576.0, double(in_bytes * (amax ? 2 : 1) + written), ms});
   };
-  for (const scheme_info& si : all_schemes()) bench_scheme(si.id, dtype::bf16, in_bf16);
+  for (const scheme_info& si : all_schemes())
+    if (backend_supports(backend_cuda, weight_scheme(si.id)))  // no CUDA kernel: not benched
+      bench_scheme(si.id, dtype::bf16, in_bf16);
   for (scheme_id sid : {scheme_id::fp8, scheme_id::ptpc_fp8, scheme_id::int4_wo_128,
                         scheme_id::mxfp4, scheme_id::mxfp6_e2m3})
     bench_scheme(sid, dtype::f32, in_f32);

@@ -10,7 +10,8 @@
 # default ./bench-data), SQ_SIZE (checkpoint size, default 16G), SQ_BUDGET (default 8G),
 # SQ_STREAMS (default 4). SQ_SKIP_IDENTITY=1 skips the identity check, SQ_ONLY_IDENTITY=1 runs
 # only it, SQ_ONLY_SHM=1 runs only the /dev/shm part (checkpoint made there; nothing on the disk);
-# SQ_SHM_VARIANTS="VAR=VALUE ..." adds one /dev/shm run per io knob setting.
+# SQ_SHM_VARIANTS="VAR=VALUE ..." adds one /dev/shm run per io knob setting. The zstd rows (disk
+# and /dev/shm: compressed input, --compress output) use SQ_ZSTD_LEVEL (default 3).
 set -uo pipefail
 PREFIX=${1:-gpu-install}
 BIN=$(cd "$PREFIX/bin" && pwd)
@@ -55,6 +56,10 @@ shm_runs() {  # $1 = checkpoint folder on /dev/shm
   "$BIN/e2e_bench" --model-dir "$1" --output-dir /dev/shm/sq-e2e/out \
     --scheme mxfp4 --device cuda --memory-budget "$BUDGET" --streams "$STREAMS" --io-engine pread \
     --json "$OUT/shm-mxfp4-cuda-pread.json"
+  echo "--- /dev/shm, zstd rows: compressed input and --compress output"
+  "$BIN/e2e_bench" --model-dir "$1" --output-dir /dev/shm/sq-e2e/out \
+    --scheme mxfp4 --device cuda --memory-budget "$BUDGET" --streams "$STREAMS" --skip-floor \
+    --zstd "${SQ_ZSTD_LEVEL:-3}" --json "$OUT/shm-mxfp4-cuda-zstd.json"
   echo "--- /dev/shm, CPU backend (no PCIe copies)"
   "$BIN/e2e_bench" --model-dir "$1" --output-dir /dev/shm/sq-e2e/out \
     --scheme mxfp4 --device cpu --memory-budget "$BUDGET" --skip-floor \
@@ -119,6 +124,12 @@ say "disk: fp8 (per-tensor amax) on cuda"
 drop_caches
 "$BIN/e2e_bench" --model-dir "$WORK/ckpt" --output-dir "$WORK/bench-out" --scheme fp8 \
   --device cuda --memory-budget "$BUDGET" --streams "$STREAMS" --json "$OUT/disk-fp8-cuda.json"
+
+say "disk: zstd rows (issue 19): plain run, then compressed input and --compress output on cuda"
+drop_caches
+"$BIN/e2e_bench" --model-dir "$WORK/ckpt" --output-dir "$WORK/bench-out" --scheme mxfp4 \
+  --device cuda --memory-budget "$BUDGET" --streams "$STREAMS" --skip-floor --zstd "${SQ_ZSTD_LEVEL:-3}" \
+  --json "$OUT/disk-mxfp4-cuda-zstd.json"
 
 say "/dev/shm: I/O floor, then bf16 -> mxfp4 on cuda"
 need_kb=$(du -sk "$WORK/ckpt" | cut -f1)

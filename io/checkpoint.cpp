@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -12,6 +13,7 @@
 #include "io/error.h"
 #include "io/file.h"
 #include "io/json_text.h"
+#include "io/zstd_source.h"
 
 namespace shardquant {
 namespace fs = std::filesystem;
@@ -39,13 +41,61 @@ struct tree_entry {
   unsigned mode = 0644;
 };
 
-// Depth-first listing of `root`, following symlinks (as the side-file rule demands), children
-// in byte-wise name order. A symlink loop back to an ancestor is reported and not entered;
-// entries that are neither files nor directories (sockets, fifos, dangling links) are warned
-// about and skipped.
+// Where a symbolic link in a source checkpoint may lead: the model folder itself, or the
+// Hugging Face cache repository holding the snapshot (`.../models--ORG--NAME/`, with
+// `snapshots/<rev>/` and `blobs/`), whose snapshot files are links into `../../blobs/`.
+struct link_policy {
+  fs::path model;  // canonical model folder
+  fs::path repo;   // canonical cache repository, or empty
+  bool strict = false;
+
+  explicit link_policy(const fs::path& dir, bool strict_links) : strict(strict_links) {
+    std::error_code ec;
+    model = fs::canonical(dir, ec);
+    if (ec) throw io_error(dir.string(), "resolve source directory", ec.value());
+    for (fs::path p = model; p.has_relative_path(); p = p.parent_path()) {
+      const fs::path parent = p.parent_path();
+      if (p.filename() == "snapshots" && parent.filename().string().rfind("models--", 0) == 0 &&
+          fs::is_directory(parent / "blobs", ec)) {
+        repo = parent;
+        break;
+      }
+      if (parent == p) break;
+    }
+  }
+
+  static bool inside(const fs::path& outer, const fs::path& inner) {
+    auto o = outer.begin();
+    auto i = inner.begin();
+    for (; o != outer.end(); ++o, ++i)
+      if (i == inner.end() || *o != *i) return false;
+    return true;
+  }
+
+  // Empty when the link at `p` may be followed to a regular file; otherwise why not.
+  std::string refuse(const fs::path& p) const {
+    std::error_code ec;
+    const fs::path target = fs::canonical(p, ec);
+    if (ec) return "a symbolic link that leads nowhere";
+    struct stat st {};
+    if (::stat(target.c_str(), &st) != 0) return "a symbolic link that leads nowhere";
+    if (S_ISDIR(st.st_mode))
+      return "a symbolic link to a folder (" + escaped_name(target.string()) +
+             "); folders are never followed through a link";
+    if (!S_ISREG(st.st_mode)) return "a symbolic link to something that is not a regular file";
+    if (inside(model, target) || (!repo.empty() && inside(repo, target))) return {};
+    return "a symbolic link to " + escaped_name(target.string()) + ", outside the model folder" +
+           (repo.empty() ? std::string{} : " and its cache repository " + repo.string());
+  }
+};
+
+// Depth-first listing of `root`, children in byte-wise name order. Real folders are entered;
+// a symbolic link is followed only to a regular file the link_policy allows (anything else is
+// skipped with a warning naming it, or an input_error when strict); sockets, fifos and devices
+// are warned about and skipped.
 class tree_walker {
  public:
-  explicit tree_walker(const warning_fn& warn) : warn_(warn) {}
+  tree_walker(const warning_fn& warn, const link_policy& links) : warn_(warn), links_(links) {}
   void warn(std::string msg) const {
     if (warn_) warn_(std::move(msg));
   }
@@ -53,15 +103,13 @@ class tree_walker {
   std::vector<tree_entry> walk(const fs::path& root) {
     struct stat st {};
     if (::stat(root.c_str(), &st) != 0) throw io_error(root.string(), "stat", errno);
-    ancestors_.clear();
     out_.clear();
-    visit(root, "", st);
+    visit(root, "");
     return std::move(out_);
   }
 
  private:
-  void visit(const fs::path& dir, const std::string& rel, const struct stat& dir_st) {
-    ancestors_.push_back({dir_st.st_dev, dir_st.st_ino});
+  void visit(const fs::path& dir, const std::string& rel) {
     std::vector<std::string> names;
     std::error_code ec;
     for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
@@ -72,32 +120,38 @@ class tree_walker {
       const fs::path p = dir / name;
       const std::string r = rel.empty() ? name : rel + "/" + name;
       struct stat st {};
-      if (::stat(p.c_str(), &st) != 0) {
-        warn(p.string() + ": skipped (cannot stat, e.g. a dangling symlink)");
+      if (::lstat(p.c_str(), &st) != 0) {
+        warn(escaped_name(p.string()) + ": skipped (cannot stat)");
         continue;
       }
-      if (S_ISDIR(st.st_mode)) {
-        const bool loop = std::any_of(ancestors_.begin(), ancestors_.end(), [&](const auto& a) {
-          return a.first == st.st_dev && a.second == st.st_ino;
-        });
-        if (loop) {
-          warn(p.string() + ": skipped (symlink loop back to a parent directory)");
+      if (S_ISLNK(st.st_mode)) {
+        const std::string why = links_.refuse(p);
+        if (!why.empty()) {
+          if (links_.strict)
+            throw input_error(p.string(), "", input_error::no_offset,
+                              why + " (--strict-side-files)");
+          warn(escaped_name(p.string()) + ": skipped (" + why + ")");
           continue;
         }
+        if (::stat(p.c_str(), &st) != 0) {
+          warn(escaped_name(p.string()) + ": skipped (cannot stat its target)");
+          continue;
+        }
+      }
+      if (S_ISDIR(st.st_mode)) {
         out_.push_back({r, p, true, 0, static_cast<unsigned>(st.st_mode & 07777)});
-        visit(p, r, st);
+        visit(p, r);
       } else if (S_ISREG(st.st_mode)) {
         out_.push_back({r, p, false, static_cast<uint64_t>(st.st_size),
                         static_cast<unsigned>(st.st_mode & 07777)});
       } else {
-        warn(p.string() + ": skipped (not a regular file or directory)");
+        warn(escaped_name(p.string()) + ": skipped (not a regular file or directory)");
       }
     }
-    ancestors_.pop_back();
   }
 
   const warning_fn& warn_;
-  std::vector<std::pair<dev_t, ino_t>> ancestors_;
+  const link_policy& links_;
   std::vector<tree_entry> out_;
 };
 
@@ -113,6 +167,28 @@ bool is_safe_relative(std::string_view rel) {
     start = slash + 1;
   }
   return true;
+}
+
+// A file the index names (or the index itself): no folder on its way may be a symbolic link,
+// and the file may be one only where link_policy allows. Throws input_error naming `who`.
+void check_source_file(const link_policy& links, const fs::path& dir, const std::string& rel,
+                       const std::string& who) {
+  fs::path p = dir;
+  const fs::path r(rel);
+  for (auto it = r.begin(); it != r.end(); ++it) {
+    p /= *it;
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) continue;
+    const bool last = std::next(it) == r.end();
+    if (!last)
+      throw input_error(who, "", no_offset,
+                        "\"" + escaped_name(rel) + "\" passes through the symbolic link " +
+                            escaped_name(p.string()) +
+                            " to a folder; folders are never followed "
+                            "through a link");
+    if (const std::string why = links.refuse(p); !why.empty())
+      throw input_error(who, "", no_offset, "\"" + escaped_name(rel) + "\" is " + why);
+  }
 }
 
 void copy_one_file(const tree_entry& e, const fs::path& dest) {
@@ -159,8 +235,26 @@ const source_shard* source_checkpoint::shard_of(std::string_view tensor) const {
   return it == tensor_shard.end() ? nullptr : &shards[it->second];
 }
 
+std::string read_json_file_text(const fs::path& file) {
+  file_handle f = file_handle::open(file, O_RDONLY);
+  struct stat st {};
+  if (::fstat(f.get(), &st) != 0) throw io_error(file.string(), "fstat", errno);
+  if (S_ISDIR(st.st_mode))
+    throw input_error(file.string(), "", no_offset, "is a folder, not a JSON file");
+  if (!S_ISREG(st.st_mode))
+    throw input_error(file.string(), "", no_offset, "is not a regular file");
+  const auto size = static_cast<uint64_t>(st.st_size);
+  if (size > max_json_file_bytes)
+    throw input_error(file.string(), "", no_offset,
+                      "is " + std::to_string(size) + " bytes; JSON files of a checkpoint over " +
+                          std::to_string(max_json_file_bytes >> 20) + " MiB are refused");
+  std::string s(size, '\0');
+  pread_all(f.get(), std::as_writable_bytes(std::span<char>(s.data(), s.size())), 0, f.path());
+  return s;
+}
+
 json_value read_json_object_file(const fs::path& file) {
-  return parse_json_object_text(read_file(file), file.string());
+  return parse_json_object_text(read_json_file_text(file), file.string());
 }
 
 std::optional<source_quantization> find_source_quantization(const json_value& config,
@@ -211,34 +305,57 @@ dtype resolve_model_dtype(const json_value& config, std::string_view path) {
   return dtype::bf16;
 }
 
-source_checkpoint open_source_checkpoint(const fs::path& dir, const warning_fn& warn_fn) {
+source_checkpoint open_source_checkpoint(const fs::path& dir, const warning_fn& warn_fn,
+                                         bool strict_links) {
   const auto warn = [&](std::string msg) {
     if (warn_fn) warn_fn(std::move(msg));
   };
   source_checkpoint ck;
   ck.dir = dir;
+  const link_policy links(dir, strict_links);
   const fs::path config_path = dir / "config.json";
   {
-    std::error_code ec;
-    if (!fs::is_regular_file(config_path, ec))
+    struct stat st {};
+    if (::lstat(config_path.c_str(), &st) != 0)
       throw input_error(config_path.string(), "", no_offset,
                         "config.json is missing (required in a checkpoint directory)");
+    if (S_ISLNK(st.st_mode)) {
+      if (const std::string why = links.refuse(config_path); !why.empty())
+        throw input_error(config_path.string(), "", no_offset, "config.json is " + why);
+      (void)::stat(config_path.c_str(), &st);
+    }
+    if (S_ISDIR(st.st_mode))
+      throw input_error(config_path.string(), "", no_offset,
+                        "config.json is a folder, not a file (a checkpoint needs the JSON file)");
+    if (!S_ISREG(st.st_mode))
+      throw input_error(config_path.string(), "", no_offset,
+                        "config.json is not a regular file (a fifo, socket or device)");
   }
-  ck.config_text = read_file(config_path);
+  ck.config_text = read_json_file_text(config_path);
   ck.config = parse_json_object_text(ck.config_text, config_path.string());
   ck.quantization = find_source_quantization(ck.config, config_path.string());
   ck.model_dtype = resolve_model_dtype(ck.config, config_path.string());
 
-  tree_walker walker(warn_fn);
-  std::vector<std::string> found;  // every *.safetensors file, relative, sorted
+  tree_walker walker(warn_fn, links);
+  std::vector<std::string> found;  // every *.safetensors(.zst) file, relative, sorted
   for (const auto& e : walker.walk(dir))
-    if (!e.is_dir && ends_with(e.rel, ".safetensors")) found.push_back(e.rel);
+    if (!e.is_dir && (ends_with(e.rel, ".safetensors") || is_zstd_shard_name(e.rel)))
+      found.push_back(e.rel);
   std::sort(found.begin(), found.end());
+  // A shard present both plain and compressed is read plain; the twin is ignored.
+  std::erase_if(found, [&](const std::string& rel) {
+    if (!is_zstd_shard_name(rel) ||
+        !std::binary_search(found.begin(), found.end(), plain_shard_name(rel)))
+      return false;
+    warn((dir / rel).string() + ": the plain shard beside it is read; this one is ignored");
+    return true;
+  });
 
   const fs::path index_path = dir / std::string(index_name);
   std::vector<std::pair<std::string, std::string>> weight_map;
   std::error_code ec;
-  ck.has_index = fs::exists(index_path, ec);
+  ck.has_index = fs::exists(fs::symlink_status(index_path, ec));
+  if (ck.has_index) check_source_file(links, dir, std::string(index_name), index_path.string());
   std::vector<std::string> shard_paths;
   if (ck.has_index) {
     const std::string ip = index_path.string();
@@ -249,21 +366,33 @@ source_checkpoint open_source_checkpoint(const fs::path& dir, const warning_fn& 
     std::set<std::string> listed;
     for (const auto& [name, file] : wm->members) {
       if (!file.is_string())
-        throw input_error(ip, name, no_offset, "weight_map value is not a string");
+        throw input_error(ip, escaped_name(name), no_offset, "weight_map value is not a string");
+      if (file.text.find('\0') != std::string::npos)
+        throw input_error(ip, escaped_name(name), no_offset,
+                          "shard path \"" + escaped_name(file.text) +
+                              "\" contains a NUL byte (a file name cannot)");
       if (!is_safe_relative(file.text))
-        throw input_error(
-            ip, name, no_offset,
-            "shard path \"" + file.text + "\" is not a plain relative path inside the checkpoint");
+        throw input_error(ip, escaped_name(name), no_offset,
+                          "shard path \"" + escaped_name(file.text) +
+                              "\" is not a plain relative path inside the checkpoint");
       weight_map.emplace_back(name, file.text);
       listed.insert(file.text);
     }
     if (listed.empty()) throw input_error(ip, "", no_offset, "\"weight_map\" names no shard");
+    std::set<std::string> on_disk;  // the listed shards as found: plain or compressed twin
     for (const auto& rel : listed) {
-      if (!fs::is_regular_file(dir / rel, ec))
+      check_source_file(links, dir, rel, ip);
+      std::string file = rel;
+      for (const std::string& twin : {plain_shard_name(rel), plain_shard_name(rel) + ".zst"})
+        if (!fs::is_regular_file(dir / file, ec) && fs::is_regular_file(dir / twin, ec))
+          file = twin;
+      if (!fs::is_regular_file(dir / file, ec))
         throw input_error(ip, "", no_offset,
-                          "shard \"" + rel + "\" named in weight_map is missing");
-      shard_paths.push_back(rel);
+                          "shard \"" + escaped_name(rel) + "\" named in weight_map is missing");
+      if (file != rel) check_source_file(links, dir, file, ip);
+      if (on_disk.insert(file).second) shard_paths.push_back(file);
     }
+    listed.insert(on_disk.begin(), on_disk.end());
     for (const auto& rel : found)
       if (!listed.count(rel))
         warn((dir / rel).string() + ": not named in " + std::string(index_name) + ", ignored");
@@ -280,9 +409,16 @@ source_checkpoint open_source_checkpoint(const fs::path& dir, const warning_fn& 
 
   for (const auto& rel : shard_paths) {
     source_shard s;
-    s.rel_path = rel;
+    s.rel_path = plain_shard_name(rel);  // the output keeps the plain name
     s.path = dir / rel;
-    s.header = read_safetensors_header(s.path);
+    if (is_zstd_shard_name(rel)) {
+      zstd_shard_info zi = read_zstd_shard_info(s.path);
+      s.header = std::move(zi.header);
+      s.compressed = true;
+      s.zstd_window = zi.first_window;
+    } else {
+      s.header = read_safetensors_header(s.path);
+    }
     const auto index = static_cast<uint32_t>(ck.shards.size());
     for (const auto& t : s.header.tensors) {
       auto [it, inserted] = ck.tensor_shard.emplace(t.name, index);
@@ -299,7 +435,7 @@ source_checkpoint open_source_checkpoint(const fs::path& dir, const warning_fn& 
     for (const auto& [name, rel] : weight_map) {
       mapped.insert(name);
       const source_shard* s = ck.shard_of(name);
-      if (!s || s->rel_path != rel)
+      if (!s || s->rel_path != plain_shard_name(rel))
         throw input_error(ip, name, no_offset,
                           "weight_map points to shard \"" + rel + "\", which does not contain it" +
                               (s ? " (found in \"" + s->rel_path + "\")" : std::string{}));
@@ -313,7 +449,7 @@ source_checkpoint open_source_checkpoint(const fs::path& dir, const warning_fn& 
   return ck;
 }
 
-void prepare_output_dir(const fs::path& source, const fs::path& output, output_mode mode) {
+fs::path create_output_dir(const fs::path& source, const fs::path& output) {
   std::error_code ec;
   const fs::path src = fs::canonical(source, ec);
   if (ec) throw io_error(source.string(), "resolve source directory", ec.value());
@@ -328,24 +464,58 @@ void prepare_output_dir(const fs::path& source, const fs::path& output, output_m
     throw usage_error("source directory " + source.string() + " lies inside the output directory " +
                       output.string());
   if (!fs::exists(output, ec)) {
+    // The topmost missing folder: what a run that publishes nothing removes again.
+    fs::path top = fs::absolute(output).lexically_normal();
+    if (!top.has_filename()) top = top.parent_path();
+    while (top.has_parent_path() && top.parent_path() != top && !fs::exists(top.parent_path(), ec))
+      top = top.parent_path();
     fs::create_directories(output, ec);
     if (ec) throw io_error(output.string(), "create directory", ec.value());
-    return;
+    return top;
   }
   if (!fs::is_directory(output, ec))
     throw usage_error("output path " + output.string() + " exists and is not a directory");
-  const bool empty = fs::is_empty(output, ec);
+  return {};
+}
+
+void check_output_empty(const fs::path& output, output_mode mode,
+                        const std::vector<std::string>& ignored) {
+  if (mode != output_mode::fresh) return;
+  std::error_code ec;
+  bool empty = true;
+  for (fs::directory_iterator it(output, ec), end; !ec && it != end; it.increment(ec))
+    if (std::find(ignored.begin(), ignored.end(), it->path().filename().string()) == ignored.end())
+      empty = false;
   if (ec) throw io_error(output.string(), "list directory", ec.value());
-  if (!empty && mode == output_mode::fresh)
+  if (!empty)
     throw usage_error("output directory " + output.string() +
                       " is not empty; pass --overwrite to replace the files shardquant writes "
                       "or --resume to continue an interrupted run (nothing is ever deleted)");
 }
 
+fs::path prepare_output_dir(const fs::path& source, const fs::path& output, output_mode mode) {
+  fs::path created = create_output_dir(source, output);
+  check_output_empty(output, mode, {});
+  return created;
+}
+
+void remove_created_output_dirs(const fs::path& output, const fs::path& created_root) {
+  if (created_root.empty()) return;
+  fs::path p = fs::absolute(output).lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();
+  const fs::path top = created_root;
+  // rmdir only: a folder that holds anything stays.
+  for (;;) {
+    if (::rmdir(p.c_str()) != 0) return;
+    if (p == top || !p.has_parent_path() || p.parent_path() == p) return;
+    p = p.parent_path();
+  }
+}
+
 bool is_side_file(std::string_view rel) {
   const size_t slash = rel.rfind('/');
   const std::string_view name = slash == std::string_view::npos ? rel : rel.substr(slash + 1);
-  if (ends_with(name, ".safetensors")) return false;
+  if (ends_with(name, ".safetensors") || is_zstd_shard_name(name)) return false;
   if (slash == std::string_view::npos) {
     const std::string l = lower(name);
     if (ends_with(l, ".md") && l.find("readme") != std::string::npos) return false;
@@ -355,15 +525,19 @@ bool is_side_file(std::string_view rel) {
 }
 
 side_copy_stats copy_side_files(const fs::path& source, const fs::path& output,
-                                const warning_fn& warn) {
+                                const warning_fn& warn, bool strict_links) {
   side_copy_stats stats;
-  tree_walker walker(warn);
+  const link_policy links(source, strict_links);
+  tree_walker walker(warn, links);
+  {
+    std::error_code ec;
+    fs::create_directories(output, ec);  // the output root is the caller's choice
+    if (ec) throw io_error(output.string(), "create directory", ec.value());
+  }
   for (const auto& e : walker.walk(source)) {
     const fs::path dest = output / e.rel;
     if (e.is_dir) {
-      std::error_code ec;
-      fs::create_directories(dest, ec);
-      if (ec) throw io_error(dest.string(), "create directory", ec.value());
+      create_directories_inside(output, e.rel);
       ++stats.directories;
     } else if (is_side_file(e.rel)) {
       copy_one_file(e, dest);

@@ -26,9 +26,12 @@ namespace shardquant {
 using warning_fn = std::function<void(std::string)>;
 
 struct source_shard {
-  std::string rel_path;        // relative to the checkpoint directory, '/'-separated
-  std::filesystem::path path;  // directory / rel_path
-  safetensors_header header;
+  std::string rel_path;        // relative to the checkpoint directory, '/'-separated; the plain
+                               // name ("X.safetensors") also for a compressed shard
+  std::filesystem::path path;  // the file read: directory / rel_path, or its ".zst" twin
+  safetensors_header header;   // offsets and file_size of the plain (decompressed) bytes
+  bool compressed = false;     // a zstd-compressed shard (io/zstd_source.h)
+  uint64_t zstd_window = 0;    // its first frame's window
 };
 
 // §3.7: where the source quantization config was found and its value.
@@ -58,8 +61,19 @@ struct source_checkpoint {
 // Opens a source checkpoint directory: reads config.json (required; duplicate keys -> error),
 // applies the shard-set and consistency rules of §3.1, reads every shard header (all §2.3 checks)
 // and resolves §3.7. Throws input_error / io_error; warnings go to `warn`.
+// Symbolic links are followed only to a regular file inside the model folder or inside the
+// Hugging Face cache repository that holds it (`.../models--ORG--NAME/`: snapshot files are
+// links into its `blobs/`), never to a folder; another link is skipped with a warning naming it,
+// or refused (input_error) with `strict_links`.
 [[nodiscard]] source_checkpoint open_source_checkpoint(const std::filesystem::path& dir,
-                                                       const warning_fn& warn);
+                                                       const warning_fn& warn,
+                                                       bool strict_links = false);
+
+// config.json and the index are refused above this size (a JSON file is read whole).
+inline constexpr uint64_t max_json_file_bytes = uint64_t{64} << 20;
+// Reads a JSON file of the checkpoint whole, refusing one over max_json_file_bytes or one that
+// is not a regular file (input_error naming it).
+[[nodiscard]] std::string read_json_file_text(const std::filesystem::path& file);
 
 // Pieces of the above, usable on their own.
 [[nodiscard]] json_value read_json_object_file(const std::filesystem::path& file);
@@ -69,20 +83,36 @@ struct source_checkpoint {
 
 // §3.6. Never deletes anything.
 enum class output_mode { fresh, overwrite, resume };
-// Throws usage_error when output equals the source or one lies inside the other, when output
-// exists and is not a directory, or when it is non-empty in mode fresh. Creates it when missing.
-void prepare_output_dir(const std::filesystem::path& source, const std::filesystem::path& output,
-                        output_mode mode);
+// Throws usage_error when output equals the source or one lies inside the other, or when output
+// exists and is not a directory. Creates it (and missing parents) when missing and returns the
+// topmost folder it created (empty when `output` existed).
+[[nodiscard]] std::filesystem::path create_output_dir(const std::filesystem::path& source,
+                                                      const std::filesystem::path& output);
+// In mode fresh, throws usage_error when `output` holds anything but the names in `ignored`
+// (e.g. the run's own lock file). Call it with the output lock held.
+void check_output_empty(const std::filesystem::path& output, output_mode mode,
+                        const std::vector<std::string>& ignored);
+// create_output_dir + check_output_empty(no names ignored).
+std::filesystem::path prepare_output_dir(const std::filesystem::path& source,
+                                         const std::filesystem::path& output, output_mode mode);
+// Removes, with rmdir only (a folder holding anything stays), `output` and its parents up to
+// `created_root` as returned by create_output_dir: for a run that published nothing.
+void remove_created_output_dirs(const std::filesystem::path& output,
+                                const std::filesystem::path& created_root);
 
-// §3.3: copies every side file (recursively, following symlinks, byte for byte via a temporary
-// name + rename) and creates every directory of the source tree under `output`.
+// §3.3: copies every side file (recursively, byte for byte via a temporary name + rename, which
+// replaces a link at the destination instead of writing through it) and creates every
+// directory of the source tree under `output` (never through a symbolic link there). Links in
+// the source follow the rule of open_source_checkpoint (skipped with a warning, or an
+// input_error with `strict_links`).
 struct side_copy_stats {
   uint64_t files = 0;
   uint64_t bytes = 0;
   uint64_t directories = 0;
 };
 side_copy_stats copy_side_files(const std::filesystem::path& source,
-                                const std::filesystem::path& output, const warning_fn& warn);
+                                const std::filesystem::path& output, const warning_fn& warn,
+                                bool strict_links = false);
 // Whether a file at relative path `rel` ('/'-separated) is a side file to copy.
 [[nodiscard]] bool is_side_file(std::string_view rel);
 

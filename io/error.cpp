@@ -28,6 +28,25 @@ input_error::input_error(std::string file, std::string tensor, uint64_t offset,
       offset_(offset),
       message_(message) {}
 
+std::string escaped_name(std::string_view name) {
+  static const char hex[] = "0123456789abcdef";
+  std::string r;
+  r.reserve(name.size());
+  for (const char ch : name) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '\\') {
+      r += "\\\\";
+    } else if (c >= 0x20 && c < 0x7f) {
+      r += ch;
+    } else {
+      r += "\\x";
+      r += hex[c >> 4];
+      r += hex[c & 15];
+    }
+  }
+  return r;
+}
+
 io_error::io_error(const std::string& path, const std::string& operation, int err)
     : std::runtime_error(path + ": " + operation + " failed: " + std::strerror(err)) {}
 

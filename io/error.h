@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace shardquant {
 
@@ -31,6 +32,17 @@ class io_error : public std::runtime_error {
  public:
   io_error(const std::string& path, const std::string& operation, int err);
 };
+
+// The run was stopped through quantize_options::cancel (e.g. SIGINT in the CLI). Thrown like
+// any other error, after the same cleanup: no temporary file left, the journal consistent.
+class cancelled_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// `name` fit for an error message: printable ASCII as is, every other byte (NUL, control
+// characters, bytes of 0x7f and above) as \xNN, and a backslash doubled.
+[[nodiscard]] std::string escaped_name(std::string_view name);
 
 // A wrong command line or option combination.
 class usage_error : public std::runtime_error {

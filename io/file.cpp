@@ -1,6 +1,8 @@
 // POSIX file helpers and atomic_file.
 #include "io/file.h"
 
+#include <signal.h>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -124,6 +126,66 @@ void atomic_file::commit(uint64_t size) {
   committed_ = true;
   fd_.reset();
   fsync_directory(final_.parent_path());
+}
+
+bool is_temporary_name(std::string_view name, long* pid) {
+  if (name.empty() || name.front() != '.') return false;
+  const size_t at = name.rfind(".sq-tmp-");
+  if (at == std::string_view::npos || at == 0) return false;
+  const std::string_view rest = name.substr(at + 8);  // "<pid>-<n>"
+  const size_t dash = rest.find('-');
+  if (dash == 0 || dash == std::string_view::npos || dash + 1 == rest.size()) return false;
+  for (size_t i = 0; i < rest.size(); ++i)
+    if (i != dash && (rest[i] < '0' || rest[i] > '9')) return false;
+  if (dash > 9) return false;
+  if (pid) *pid = std::stol(std::string(rest.substr(0, dash)));
+  return true;
+}
+
+stale_removal remove_stale_temporaries(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  stale_removal r;
+  std::error_code ec;
+  // recursive_directory_iterator does not follow directory symlinks by default.
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::directory_entry& e = *it;
+    long pid = 0;
+    if (!is_temporary_name(e.path().filename().string(), &pid)) continue;
+    std::error_code ec2;
+    if (!e.is_regular_file(ec2) || e.is_symlink(ec2)) continue;
+    if (pid == ::getpid()) continue;  // ours: removed by its atomic_file
+    if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      const uint64_t size = e.file_size(ec2);
+      if (::unlink(e.path().c_str()) == 0) {
+        ++r.files;
+        r.bytes += ec2 ? 0 : size;
+      } else if (errno != ENOENT) {
+        throw io_error(e.path().string(), "unlink stale temporary file", errno);
+      }
+    }
+  }
+  if (ec) throw io_error(dir.string(), "list directory", ec.value());
+  return r;
+}
+
+void create_directories_inside(const std::filesystem::path& root,
+                               const std::filesystem::path& rel) {
+  std::filesystem::path p = root;
+  for (const auto& part : rel) {
+    if (part.empty() || part == ".") continue;
+    p /= part;
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) == 0) {
+      if (S_ISLNK(st.st_mode))
+        throw io_error(p.string(),
+                       "create folder (it is a symbolic link; shardquant never writes through one)",
+                       ELOOP);
+      if (!S_ISDIR(st.st_mode)) throw io_error(p.string(), "create folder", ENOTDIR);
+      continue;
+    }
+    if (::mkdir(p.c_str(), 0755) != 0 && errno != EEXIST)
+      throw io_error(p.string(), "create folder", errno);
+  }
 }
 
 void write_file_atomic(const std::filesystem::path& path, std::string_view content, unsigned mode) {

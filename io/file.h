@@ -89,6 +89,24 @@ class atomic_file {
   bool committed_ = false;
 };
 
+// Removes the temporary files of atomic_file (`.<name>.sq-tmp-<pid>-<n>`) under `dir` (its
+// sub-folders too, never through a symbolic link) whose process is gone: what killed runs left.
+// Call it with the folder's lock held (io/dir_lock.h), so no live run of another host can own
+// them. Returns the files and bytes removed; throws io_error.
+struct stale_removal {
+  uint64_t files = 0;
+  uint64_t bytes = 0;
+};
+stale_removal remove_stale_temporaries(const std::filesystem::path& dir);
+// Whether `name` (a file name, no folder) has the form of an atomic_file temporary; its pid
+// goes to `*pid` when given.
+[[nodiscard]] bool is_temporary_name(std::string_view name, long* pid = nullptr);
+
+// Creates `root / rel` folder by folder ('/'-separated `rel`), refusing (io_error with ELOOP)
+// any existing component that is a symbolic link, so nothing is ever written through a link
+// planted in an output folder; an existing component that is not a folder fails too.
+void create_directories_inside(const std::filesystem::path& root, const std::filesystem::path& rel);
+
 // Writes a small whole file atomically (temporary name + rename), e.g. JSON files.
 void write_file_atomic(const std::filesystem::path& path, std::string_view content,
                        unsigned mode = 0644);

@@ -64,6 +64,10 @@ json_object_scan scan_json_object(std::string_view text) {
       case '{':
       case '[':
         ++depth;
+        if (depth > r.max_depth) {
+          r.max_depth = depth;
+          r.deepest_at = i;
+        }
         if (depth == 1) expect_key = true;
         break;
       case '}':

@@ -26,11 +26,17 @@ struct json_object_scan {
   // Offset of the opening quote of every top-level key, in text order. Exact only when the
   // text is valid JSON (callers validate with simdjson and then use these for error offsets).
   std::vector<size_t> key_positions;
+  size_t max_depth = 0;   // deepest nesting of objects and arrays met (the root object is 1)
+  size_t deepest_at = 0;  // offset of the first bracket that reached max_depth
 };
 
 // Finds the end of the object that starts at text[0] == '{' by tracking strings, escapes and
 // nesting; no validation beyond that.
 [[nodiscard]] json_object_scan scan_json_object(std::string_view text);
+
+// The deepest nesting shardquant parses (recursive descent and the value tree's destructor
+// must not run out of stack on hostile files).
+inline constexpr size_t max_json_depth = 256;
 
 // Appends `s` as a JSON string literal: escapes only '"', '\\' and control characters
 // (\b \f \n \r \t short forms, others \u00XX); every other byte, UTF-8 included, stays raw.

@@ -158,6 +158,10 @@ json_value parse_json_object_text(std::string_view text, std::string_view path) 
   if (start == text.size()) fail(start, "empty JSON document, expected an object");
   if (text[start] != '{') fail(start, "the JSON document is not an object");
   const json_object_scan scan = scan_json_object(text.substr(start));
+  if (scan.max_depth > max_json_depth)
+    fail(start + scan.deepest_at, "JSON nested " + std::to_string(scan.max_depth) +
+                                      " levels deep; more than " + std::to_string(max_json_depth) +
+                                      " are refused");
   if (!scan.closed) fail(start, "invalid JSON: the top-level object is not terminated");
   for (size_t i = start + scan.end; i < text.size(); ++i)
     if (!is_json_whitespace(text[i])) fail(i, "unexpected bytes after the top-level JSON object");

@@ -3,13 +3,23 @@
 
 #include <stdexcept>
 
+#include "io/checksum.h"
+
 namespace shardquant {
 
-shard_writer::shard_writer(shard_layout layout, std::filesystem::path final_path)
+shard_writer::shard_writer(shard_layout layout, std::filesystem::path final_path,
+                           std::optional<zstd_compress_options> compress)
     : layout_(std::move(layout)),
       file_(std::move(final_path)),
-      progress_(layout_.tensors().size()) {
+      progress_(layout_.tensors().size()),
+      compress_(compress) {
   file_.pwrite(0, layout_.header_bytes());
+  const std::string& h = layout_.header_bytes();
+  add_checksum(0, std::as_bytes(std::span<const char>(h.data(), h.size())));
+}
+
+void shard_writer::add_checksum(uint64_t offset, std::span<const std::byte> bytes) noexcept {
+  checksum_.fetch_add(checksum_piece(offset, bytes), std::memory_order_relaxed);
 }
 
 uint64_t shard_writer::record(std::string_view name, uint64_t offset, uint64_t size) {
@@ -52,6 +62,7 @@ void shard_writer::write_at(std::string_view name, uint64_t offset,
                             std::span<const std::byte> bytes) {
   const uint64_t at = record(name, offset, bytes.size());
   file_.pwrite(at, bytes);
+  add_checksum(at, bytes);
 }
 
 void shard_writer::note_written(std::string_view name, uint64_t offset, uint64_t size) {
@@ -76,7 +87,19 @@ void shard_writer::commit() {
                                std::to_string(progress_[i].written) + " of " +
                                std::to_string(tensors[i].byte_size()) + " bytes written)");
   }
-  file_.commit(layout_.file_size());
+  if (!compress_) {
+    file_.commit(layout_.file_size());
+    published_path_ = file_.final_path();
+    published_size_ = layout_.file_size();
+    return;
+  }
+  // The header and every tensor start a frame, so a reader with the seek table finds a tensor
+  // without decompressing what precedes it. The plain temporary file is removed with file_.
+  std::vector<uint64_t> cuts{layout_.data_start()};
+  for (const auto& t : layout_.tensors()) cuts.push_back(layout_.data_start() + t.begin);
+  published_path_ = file_.final_path().string() + ".zst";
+  published_size_ = write_zstd_seekable(file_.fd(), file_.temp_path().string(), layout_.file_size(),
+                                        std::move(cuts), published_path_, *compress_);
 }
 
 }  // namespace shardquant

@@ -12,12 +12,15 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/amdfp4.h"
 #include "kernels/cpu_isa.h"
+#include "kernels/fp4_block.h"
 #include "kernels/fp8.h"
 #include "kernels/int4_fp8.h"
 #include "kernels/int_quant.h"
 #include "kernels/mx.h"
 #include "kernels/numeric.h"
+#include "kernels/nvfp4.h"
 #include "kernels/quantize.h"
 #include "kernels/quantize_detail.h"
 
@@ -251,19 +254,25 @@ inline uint32_t int8_values_run(const void* src, uint64_t n, float inv, float* f
   return encode_run<D>(src, n, f, [inv](float w) { return int8_code_value(w, inv); });
 }
 
-// int4/uint4 codes of one unit of n elements into q (int8 storage). Returns max |x| bits.
-template <src_kind D>
-inline uint32_t int4_unit_run(const void* src, uint64_t n, float* scale, int8_t* q) {
-  uint32_t m = 0;
-  for (uint64_t i = 0; i < n; ++i) {
-    const uint32_t ab = abs_bits(load_src<D>(src, i));
-    m = ab > m ? ab : m;
-  }
-  const float s = int4_scale<D>(f32_from_bits(m));
-  const float inv = reciprocal_rn(s);
-  *scale = s;
-  for (uint64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(int4_code(load_src<D>(src, i), inv));
-  return m;
+// rne_clamp_i(x, lo, hi) of kernels/numeric.h for any non-NaN x (the callers' x = RN32(w * inv)
+// of finite w is never NaN), in four vector operations instead of about ten, all but the addition
+// on integers (float min/max only vectorize as compare + blend here). y = RN32(x + 1.5 * 2^23):
+// when y lies in [2^23, 2^24) the fp32 ulp is 1, so the addition rounds x half to even (1.5 * 2^23
+// is even) and bits(y) = K + rne(x) with K = bits(1.5 * 2^23). Outside that range the clamp is
+// still right, because bits(y) as int32 is monotone in y (negative y give negative ints): y < 2^23
+// means x < -2^22, bits(y) < K + lo -> lo; y >= 2^24 means x >= 2^22, bits(y) > K + hi -> hi.
+inline int32_t rne_clamp_fast(float x, int32_t lo, int32_t hi) {
+  constexpr int32_t k = 0x4B400000;
+  int32_t b = static_cast<int32_t>(f32_bits(add_rn(x, 12582912.0f)));
+  b = b < k + lo ? k + lo : b;
+  b = b > k + hi ? k + hi : b;
+  return b - k;
+}
+inline int8_t int4_code_fast(float w, float inv) {
+  return static_cast<int8_t>(rne_clamp_fast(mul_rn(w, inv), -8, 7));
+}
+inline int8_t uint4_code_fast(float w, float inv, float zero_f) {
+  return static_cast<int8_t>(rne_clamp_fast(add_rn(mul_rn(w, inv), zero_f), 0, 15));
 }
 
 // An int32 key ordered like the finite float values, with -0 mapped to +0 (so min(x, 0) and
@@ -278,6 +287,22 @@ inline float from_order_key(int32_t k) {
   const uint32_t u = static_cast<uint32_t>(k);
   const uint32_t flip = static_cast<uint32_t>(k >> 31) & 0x7FFFFFFFu;
   return f32_from_bits(u ^ flip);
+}
+
+// The same keys for the bits of a 16-bit source element (bf16 and f16 are sign and magnitude too),
+// and back to the element's fp32 value. Here -0 keeps its own key (-1, just below +0's): a min of
+// -1 comes back as -0.0f, whose 32-bit order_key is +0's, so the 32-bit keys the caller stores
+// are the same as with -0 mapped first (one select less per element).
+inline int16_t order_key16(uint16_t x) {
+  const uint16_t flip =
+      static_cast<uint16_t>(static_cast<uint16_t>(static_cast<int16_t>(x) >> 15) & 0x7FFFu);
+  return static_cast<int16_t>(x ^ flip);
+}
+template <src_kind D>
+inline float from_order_key16(int16_t k) {
+  const uint16_t flip = static_cast<uint16_t>(static_cast<uint16_t>(k >> 15) & 0x7FFFu);
+  const uint16_t x = static_cast<uint16_t>(static_cast<uint16_t>(k) ^ flip);
+  return load_src<D>(&x, 0);
 }
 
 // int4 (ASYM = false) or uint4 (ASYM = true) codes of `units` consecutive units of a row, each of
@@ -304,17 +329,30 @@ inline uint32_t int_row_units(const char* src, uint64_t units, uint64_t un, char
       } else {
         // min/max as integer reductions on order-preserving keys (float min/max reductions do
         // not vectorize without -ffinite-math-only); both start at the key of +0 (§5.5 step 1).
+        // The amax (and the NaN/Inf check: a NaN key lies beyond the key of +-Inf) follows from
+        // them: max(|min|, |max|), as min <= 0 <= max.
         int32_t l = 0, h = 0;
-        uint32_t mm = 0;
-        for (uint64_t i = 0; i < n; ++i) {
-          const float w = load_src<D>(s, i);
-          const uint32_t ab = abs_bits(w);
-          mm = ab > mm ? ab : mm;
-          const int32_t k = order_key(w);
-          l = k < l ? k : l;
-          h = k > h ? k : h;
+        if constexpr (D == src_kind::f32) {
+          for (uint64_t i = 0; i < n; ++i) {
+            const int32_t k = order_key(load_src<D>(s, i));
+            l = k < l ? k : l;
+            h = k > h ? k : h;
+          }
+        } else {
+          // 16-bit sources order their own bits (sign and magnitude, like fp32): keys twice as
+          // dense in a vector, and no widening.
+          int16_t l16 = 0, h16 = 0;
+          for (uint64_t i = 0; i < n; ++i) {
+            uint16_t x;
+            std::memcpy(&x, s + 2 * i, 2);
+            const int16_t k = order_key16(x);
+            l16 = k < l16 ? k : l16;
+            h16 = k > h16 ? k : h16;
+          }
+          l = order_key(from_order_key16<D>(l16));
+          h = order_key(from_order_key16<D>(h16));
         }
-        m[u] = mm;
+        m[u] = std::max(abs_bits(from_order_key(l)), abs_bits(from_order_key(h)));
         lo[u] = l;
         hi[u] = h;
       }
@@ -342,14 +380,12 @@ inline uint32_t int_row_units(const char* src, uint64_t units, uint64_t un, char
       std::memcpy(scales + 4 * (u0 + u), &sc[u], 4);
       const float iv = inv[u];
       if constexpr (!ASYM) {
-        for (uint64_t i = 0; i < n; ++i)
-          qu[i] = static_cast<int8_t>(int4_code(load_src<D>(s, i), iv));
+        for (uint64_t i = 0; i < n; ++i) qu[i] = int4_code_fast(load_src<D>(s, i), iv);
       } else {
         if (!is_finite(sc[u]) && *overflow == k_all_rows) *overflow = u0 + u;
         std::memcpy(zps + 4 * (u0 + u), &zp[u], 4);
         const float z = zf[u];
-        for (uint64_t i = 0; i < n; ++i)
-          qu[i] = static_cast<int8_t>(uint4_code(load_src<D>(s, i), iv, z));
+        for (uint64_t i = 0; i < n; ++i) qu[i] = uint4_code_fast(load_src<D>(s, i), iv, z);
       }
     }
   }
@@ -403,9 +439,11 @@ inline void pack_column(const int8_t* q, uint64_t n, uint64_t stride, uint32_t n
     auto nib = [](int8_t x, uint32_t i) {
       return (static_cast<uint32_t>(static_cast<uint8_t>(x)) & 0xFu) << (4 * i);
     };
-    for (uint64_t j = 0; j < n; ++j)
-      w[j * ld] = nib(q0[j], 0) | nib(q1[j], 1) | nib(q2[j], 2) | nib(q3[j], 3) | nib(q4[j], 4) |
-                  nib(q5[j], 5) | nib(q6[j], 6) | nib(q7[j], 7);
+    for (uint64_t j = 0; j < n; ++j) {
+      const uint32_t word = nib(q0[j], 0) | nib(q1[j], 1) | nib(q2[j], 2) | nib(q3[j], 3) |
+                            nib(q4[j], 4) | nib(q5[j], 5) | nib(q6[j], 6) | nib(q7[j], 7);
+      std::memcpy(w + j * ld, &word, 4);  // the output may be unaligned (a progressive piece)
+    }
     return;
   }
   for (uint64_t j = 0; j < n; ++j) {
@@ -420,33 +458,30 @@ inline void pack_column(const int8_t* q, uint64_t n, uint64_t stride, uint32_t n
   }
 }
 
-// Packs a tile of codes (nr <= 128 rows of jw codes, row stride qs) into the transposed output:
-// word (j, c) = rows 8c..8c+7 at column j, written to w[j * ld + c]. Words go through a small
-// buffer so each output row j receives its ceil(nr/8) words as one contiguous store.
-inline uint32_t pack_tile(const int8_t* q, uint64_t nr, uint64_t jw, uint64_t qs, uint32_t* w,
-                          uint64_t ld, bool reorder) {
-  constexpr uint64_t k_jb = 64;
-  uint32_t buf[k_jb * 16];
-  const uint64_t ncols = ceil_div(nr, 8);
-  for (uint64_t jb = 0; jb < jw; jb += k_jb) {
-    const uint64_t nj = std::min(k_jb, jw - jb);
-    for (uint64_t c = 0; c < ncols; ++c)
-      pack_column(q + 8 * c * qs + jb, nj, qs,
-                  static_cast<uint32_t>(std::min<uint64_t>(8, nr - 8 * c)), buf + c, 16, reorder);
-    for (uint64_t j = 0; j < nj; ++j) std::memcpy(w + (jb + j) * ld, buf + 16 * j, 4 * ncols);
-  }
-  return 0;
-}
-
 // Packs one row of n codes sequentially / in AWQ order into ceil(n/8) words (unaligned storage).
+// Eight codes are one 64-bit load; their nibbles are gathered with shifts and masks (vectorizes),
+// not one byte at a time.
 template <nibble_order O>
 inline void pack_row(const int8_t* q, uint64_t n, uint32_t* w) {
   const uint64_t full = n / 8;
   for (uint64_t c = 0; c < full; ++c) {
-    uint32_t word = 0;
-    for (uint32_t i = 0; i < 8; ++i)
-      word |= (static_cast<uint32_t>(static_cast<uint8_t>(q[8 * c + nibble_source(O, i)])) & 0xFu)
-              << (4 * i);
+    uint64_t x;
+    std::memcpy(&x, q + 8 * c, 8);
+    x &= 0x0F0F0F0F0F0F0F0Full;  // byte b holds code b's nibble
+    uint32_t word;
+    if constexpr (O == nibble_order::sequential) {
+      x = (x | x >> 4) & 0x00FF00FF00FF00FFull;  // 16-bit lane k: codes 2k, 2k+1
+      x = (x | x >> 8) & 0x0000FFFF0000FFFFull;  // 32-bit lane k: codes 4k..4k+3
+      word = static_cast<uint32_t>(x | x >> 16);
+    } else {
+      // Nibbles [0,2,4,6] from the even bytes, then [1,3,5,7] from the odd ones; each set has its
+      // nibble at bits 0, 16, 32, 48 and is squeezed into 16 bits.
+      auto squeeze = [](uint64_t v) {
+        v = (v | v >> 12) & 0x000000FF000000FFull;
+        return static_cast<uint32_t>((v | v >> 24) & 0xFFFFu);
+      };
+      word = squeeze(x & 0x00FF00FF00FF00FFull) | squeeze((x >> 8) & 0x00FF00FF00FF00FFull) << 16;
+    }
     std::memcpy(w + c, &word, 4);
   }
   if (n % 8) {
@@ -457,14 +492,55 @@ inline void pack_row(const int8_t* q, uint64_t n, uint32_t* w) {
   }
 }
 
-// One int4_fp8 row: stage 1 (fp8 codes -> values f), stage 2 (int4 per row on f, D = F32), AWQ
-// packing. Returns the max |x| bits of the source row (NaN/Inf: nothing else is meaningful).
+// fp8_e4m3fn_decode(fp8_e4m3fn_encode(y)) for finite y, without the code: the encoder's two
+// roundings (to a multiple of 2^-9 below 2^-6, to 3 fraction bits above, both half to even, |y|
+// clamped to 448 first) applied to the value itself. A third of int4_fp8's time went to the decode
+// (perf); the tests compare with the reference byte for byte.
+inline float fp8_e4m3fn_round(float y) {
+  const uint32_t u = f32_bits(y);
+  const uint32_t sign = u & 0x80000000u;
+  uint32_t a = u & k_f32_abs_mask;
+  a = a > k_fp8_max_bits ? k_fp8_max_bits : a;
+  // rne(|y| * 2^9) * 2^-9 as in the encoder: |y| + 2^14 lies in [2^14, 2^14 + 2^-6), where the
+  // fp32 ulp is 2^-9, so the addition rounds |y| to a multiple of 2^-9, half to even (an even
+  // multiple of 2^-9 has an even mantissa there); subtracting 2^14 is exact.
+  const uint32_t sub = f32_bits(sub_rn(add_rn(f32_from_bits(a), 16384.0f), 16384.0f));
+  const uint32_t nrm = (a + 0x7FFFFu + ((a >> 20) & 1u)) & 0xFFF00000u;
+  return f32_from_bits((a < 0x3C800000u ? sub : nrm) | sign);
+}
+
+// round_src<D>(x) for a non-NaN x (w / s_div of a finite w): bf16 without the NaN select.
+template <src_kind D>
+inline float round_src_no_nan(float x) {
+  if constexpr (D == src_kind::bf16) {
+    const uint32_t u = f32_bits(x);
+    return f32_from_bits((u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u);
+  } else {
+    return round_src<D>(x);
+  }
+}
+
+// One int4_fp8 row: stage 1 (fp8 codes -> values f, and their amax in the same pass), stage 2
+// (int4 per row on f, D = F32), AWQ packing. Returns the max |x| bits of the source row (NaN/Inf:
+// nothing else is meaningful).
 template <src_kind D>
 inline uint32_t int4_fp8_row(const void* src, uint64_t in, float s_div, float* f, int8_t* q,
                              uint32_t* words, float* s2) {
-  const uint32_t m = int4_fp8_stage1_run<D>(src, in, s_div, f);
+  uint32_t m = 0, mf = 0;
+  for (uint64_t i = 0; i < in; ++i) {
+    const float w = load_src<D>(src, i);
+    const uint32_t ab = abs_bits(w);
+    m = ab > m ? ab : m;
+    const float v = fp8_e4m3fn_round(round_src_no_nan<D>(div_rn(w, s_div)));
+    const uint32_t av = abs_bits(v);
+    mf = av > mf ? av : mf;
+    f[i] = v;
+  }
   if (m >= k_f32_inf_bits) return m;
-  int4_unit_run<src_kind::f32>(f, in, s2, q);
+  const float s = int4_scale<src_kind::f32>(f32_from_bits(mf));
+  const float inv = reciprocal_rn(s);
+  *s2 = s;
+  for (uint64_t i = 0; i < in; ++i) q[i] = int4_code_fast(f[i], inv);
   pack_row<nibble_order::int4_fp8>(q, in, words);
   return m;
 }
@@ -520,10 +596,11 @@ SQ_KIND_WRAPPERS(fp8_run, uint32_t, (const void* src, uint64_t n, float s, uint8
                  (src, n, s, d))
 SQ_KIND_WRAPPERS(int8_run, uint32_t, (const void* src, uint64_t n, float s, int8_t* d),
                  (src, n, s, d))
-SQ_DISPATCHED(uint32_t, pack_tile_d,
-              (const int8_t* q, uint64_t nr, uint64_t jw, uint64_t qs, uint32_t* w, uint64_t ld,
-               bool reorder),
-              (q, nr, jw, qs, w, ld, reorder), pack_tile(q, nr, jw, qs, w, ld, reorder))
+SQ_DISPATCHED(void, pack_column_d,
+              (const int8_t* q, uint64_t n, uint64_t stride, uint32_t n_rows, uint32_t* w,
+               uint64_t ld, bool reorder),
+              (q, n, stride, n_rows, w, ld, reorder),
+              pack_column(q, n, stride, n_rows, w, ld, reorder))
 SQ_KIND_WRAPPERS(int4_fp8_stage1_run, uint32_t,
                  (const void* src, uint64_t n, float s_div, float* f), (src, n, s_div, f))
 SQ_KIND_WRAPPERS(int8_values_run, uint32_t, (const void* src, uint64_t n, float inv, float* f),
@@ -749,10 +826,14 @@ quant_status int_family(const source_view& v, const view_geometry& g, const quan
   uint32_t* wout = static_cast<uint32_t*>(o.weight);
   char* scales = static_cast<char*>(o.scale);
   char* zps = static_cast<char*>(o.extra);
-  // Codes of rows [r, r + nr) x columns [j0, j0 + jw) into q (row stride qs); scales and zero
-  // points straight to their outputs. False if a row holds NaN/Inf.
-  auto rows_codes = [&](uint64_t r0, uint64_t nr, uint64_t j0, uint64_t jw, int8_t* q,
-                        uint64_t qs) {
+  // A tile's rows [r0, r0 + nr) x columns [j0, j0 + jw).
+  struct tile {
+    uint64_t r0, nr, j0, jw;
+  };
+  // Codes of the tile's rows into q (row stride qs); scales and zero points straight to their
+  // outputs. False if a row holds NaN/Inf.
+  auto rows_codes = [&](const tile& t, int8_t* q, uint64_t qs) {
+    const uint64_t r0 = t.r0, nr = t.nr, j0 = t.j0, jw = t.jw;
     bool ok = true;
     for (uint64_t i = 0; i < nr; ++i) {
       const uint64_t r = r0 + i;
@@ -767,29 +848,52 @@ quant_status int_family(const source_view& v, const view_geometry& g, const quan
     return ok;
   };
   if (grouped) {
-    // Tiles of 16 word columns (128 rows) x about 1024 input columns: the 16 words of one output
-    // row j that a tile writes share a cache line, so the transposed output is written whole
-    // lines at a time instead of one 4-byte word per line.
+    // Tasks of 16 word columns (128 rows) x up to 4096 input columns, done one word column (8
+    // rows) at a time: its codes (the 8 rows read as 8 KiB pieces, one contiguous run when a row
+    // fits the tile, which the hardware prefetchers follow), then its words into a transposed
+    // buffer (256 KiB, stays in L2), which goes out as one 64-byte store per output row j.
+    // Measured (perf, cpu_quant_bench): the earlier 128-row x 1024-column order read 2 KiB pieces
+    // and stalled on its loads a third of the time; writing the words straight to the output
+    // (4-byte stores, each output row in its own page) ran at half the speed; 2048-column tiles
+    // were about 15% slower than 4096 in one comparison (a noisy shared machine).
     constexpr uint64_t k_tile_words = 16;
     const uint64_t cols = ceil_div(g.rows, 8);
     const uint64_t ld = o.weight_ld ? o.weight_ld : cols;
-    const uint64_t tile_j = std::max<uint64_t>(unit, 1024 / unit * unit);
+    const uint64_t tile_j = std::max<uint64_t>(unit, 4096 / unit * unit);
     const uint64_t j_tiles = ceil_div(in, tile_j);
     const uint64_t tasks = ceil_div(cols, k_tile_words) * j_tiles;
+    const bool reorder = order == nibble_order::int4_fp8;
     tbb::parallel_for(tbb::blocked_range<uint64_t>(0, tasks, 1), [&](const auto& tr) {
-      std::vector<int8_t> q(8 * k_tile_words * tile_j);
+      // Per-thread scratch, kept between calls: fresh vectors of this size come from mmap, and
+      // faulting their pages in took about 10% of the time (perf).
+      thread_local std::vector<int8_t> q;
+      thread_local std::vector<uint32_t> buf;
+      if (q.size() < 8 * tile_j) q.resize(8 * tile_j);
+      if (buf.size() < k_tile_words * tile_j) buf.resize(k_tile_words * tile_j);
       for (uint64_t t = tr.begin(); t < tr.end(); ++t) {
         const uint64_t c0 = (t / j_tiles) * k_tile_words;
         const uint64_t j0 = (t % j_tiles) * tile_j;
         const uint64_t jw = std::min(tile_j, in - j0);
-        const uint64_t r0 = 8 * c0;
-        const uint64_t nr = std::min<uint64_t>(8 * k_tile_words, g.rows - r0);
-        if (!rows_codes(r0, nr, j0, jw, q.data(), tile_j)) {
+        const uint64_t nc = std::min(cols, c0 + k_tile_words) - c0;
+        bool ok = true;
+        for (uint64_t c = 0; c < nc && ok; ++c) {
+          const uint64_t nr = std::min<uint64_t>(8, g.rows - 8 * (c0 + c));
+          ok = rows_codes(tile{8 * (c0 + c), nr, j0, jw}, q.data(), tile_j);
+          if (ok)
+            pack_column_d(q.data(), jw, tile_j, static_cast<uint32_t>(nr), buf.data() + c,
+                          k_tile_words, reorder);
+        }
+        if (!ok) {
           bad = true;
           continue;
         }
-        pack_tile_d(q.data(), nr, jw, tile_j, wout + j0 * ld + c0, ld,
-                    order == nibble_order::int4_fp8);
+        if (nc == k_tile_words) {  // a constant size: inline moves, not a libc call per row
+          for (uint64_t j = 0; j < jw; ++j)
+            std::memcpy(wout + (j0 + j) * ld + c0, buf.data() + k_tile_words * j, 4 * k_tile_words);
+        } else {
+          for (uint64_t j = 0; j < jw; ++j)
+            std::memcpy(wout + (j0 + j) * ld + c0, buf.data() + k_tile_words * j, 4 * nc);
+        }
       }
     });
   } else {
@@ -798,7 +902,7 @@ quant_status int_family(const source_view& v, const view_geometry& g, const quan
         tbb::blocked_range<uint64_t>(0, g.rows, row_grain(in, 1)), [&](const auto& tr) {
           std::vector<int8_t> q(in);
           for (uint64_t r = tr.begin(); r < tr.end(); ++r) {
-            if (!rows_codes(r, 1, 0, in, q.data(), in)) {
+            if (!rows_codes(tile{r, 1, 0, in}, q.data(), in)) {
               bad = true;
               continue;
             }
@@ -843,6 +947,82 @@ quant_status int4_fp8(const source_view& v, const view_geometry& g, const quant_
   return {};
 }
 
+// The scaled-FP4 schemes (kernels/FORMATS-fp4.md): rows of the last dim in parallel, each block
+// through the header's block functions (the same calls as the reference, so the same bytes).
+// Scalar per block: the CUDA kernels are these schemes' throughput path; this one is correct and
+// parallel, not vectorized.
+template <src_kind D, scheme_family F>
+void fp4_scaled_rows(const source_view& v, uint64_t r0, uint64_t r1, uint64_t in, uint32_t gs,
+                     float global, const quant_outputs& o, std::atomic<bool>& bad) {
+  const uint64_t blocks = ceil_div(in, gs);
+  uint8_t* packed = static_cast<uint8_t*>(o.weight);
+  for (uint64_t r = r0; r < r1; ++r) {
+    const char* row = elem_ptr(v, D, r * in);
+    for (uint64_t b = 0; b < blocks; ++b) {
+      const uint64_t first = b * gs;
+      const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(gs, in - first));
+      float x[k_fp4_max_group];
+      for (uint32_t i = 0; i < n; ++i) x[i] = load_src<D>(row, first + i);
+      const uint32_t m = abs_bits(fp4_block_amax(x, n));
+      if (m >= k_f32_inf_bits) {
+        bad = true;
+        continue;
+      }
+      const uint64_t si = r * blocks + b;
+      float divisor;
+      if constexpr (F == scheme_family::nvfp4) {
+        const nvfp4_block_scale bs = nvfp4_scale_of_block(f32_from_bits(m), global);
+        static_cast<uint8_t*>(o.scale)[si] = bs.byte;
+        divisor = bs.divisor;
+      } else if constexpr (F == scheme_family::amdfp4_global) {
+        const amdfp4_block_scale bs = amdfp4_global_scale_of_block(f32_from_bits(m), global);
+        static_cast<uint8_t*>(o.scale)[si] = bs.code;
+        divisor = bs.divisor;
+      } else {
+        const float s = amdfp4_scale<D>(f32_from_bits(m));
+        if constexpr (D == src_kind::f32) {
+          put_f32(o.scale, si, s);
+        } else {
+          const uint16_t h = D == src_kind::bf16 ? to_bf16_rne(s) : to_f16_rne(s);
+          std::memcpy(static_cast<char*>(o.scale) + 2 * si, &h, 2);
+        }
+        divisor = fp4_nonzero(s);
+      }
+      fp4_encode_elements(x, n, divisor, packed + r * (in / 2) + first / 2);
+    }
+  }
+}
+
+template <src_kind D>
+quant_status fp4_scaled(const weight_format& f, const source_view& v, const view_geometry& g,
+                        const quant_outputs& o, float a, bool* saw_bad) {
+  const uint64_t in = g.last;
+  const uint64_t rows = g.numel() / in;
+  float global = 0.0f;
+  if (f.family == scheme_family::nvfp4) global = nvfp4_global_scale(a);
+  if (f.family == scheme_family::amdfp4_global) global = amdfp4_global_scale(a);
+  if (f.family != scheme_family::amdfp4 && o.extra) put_f32(o.extra, 0, global);
+  std::atomic<bool> bad{false};
+  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, rows, row_grain(in, 1)), [&](const auto& rr) {
+    switch (f.family) {
+      case scheme_family::nvfp4:
+        fp4_scaled_rows<D, scheme_family::nvfp4>(v, rr.begin(), rr.end(), in, f.group_size, global,
+                                                 o, bad);
+        break;
+      case scheme_family::amdfp4_global:
+        fp4_scaled_rows<D, scheme_family::amdfp4_global>(v, rr.begin(), rr.end(), in, f.group_size,
+                                                         global, o, bad);
+        break;
+      default:
+        fp4_scaled_rows<D, scheme_family::amdfp4>(v, rr.begin(), rr.end(), in, f.group_size, global,
+                                                  o, bad);
+        break;
+    }
+  });
+  *saw_bad = bad;
+  return {};
+}
+
 // One single-stage format; `order` is the int4/uint4 nibble order (sequential, or Quark's
 // reorder order for the second stage of a pair). Sets *saw_bad when an element was not finite.
 template <src_kind D>
@@ -865,6 +1045,10 @@ quant_status run_single(const weight_format& f, const source_view& v, const view
                            saw_bad);
     case scheme_family::mx:
       return mx<D>(v, g, o, f.element, saw_bad);
+    case scheme_family::nvfp4:
+    case scheme_family::amdfp4:
+    case scheme_family::amdfp4_global:
+      return fp4_scaled<D>(f, v, g, o, a, saw_bad);
     case scheme_family::int4_fp8:
       break;
   }

@@ -76,9 +76,11 @@ namespace reference {
 
 // Where this call writes. Each pointer points at the part of its output tensor that belongs to the
 // view's row range (see range_layout), in the dtype of output_tensors():
-//   weight: F8_E4M3 / I8 / U8 / I32 bytes; scale: F32 (U8 e8m0 bytes for MX); extra:
-//   `_zero_point` I32 (uint4) or `_scale_2` F32 (progressive pairs such as int4_fp8), nullptr
-//   otherwise; extra2: `_zero_point` I32 of a pair with an asymmetric (uint4) second stage.
+//   weight: F8_E4M3 / I8 / U8 / I32 bytes; scale: F32 (U8 e8m0 bytes for MX, F8_E4M3 bytes for
+//   nvfp4, U8 E5M3 codes for amdfp4_global*, the source dtype for amdfp4*); extra:
+//   `_zero_point` I32 (uint4) or `_scale_2` F32 (progressive pairs such as int4_fp8, and the
+//   global scale of nvfp4 / amdfp4_global*), nullptr otherwise; extra2: `_zero_point` I32 of a pair
+//   with an asymmetric (uint4) second stage.
 // Per-tensor scales (fp8, int8, int4_fp8 `_scale`, shape []) are written by every call (the same
 // value for every range of a tensor); scale may be nullptr to skip it.
 struct quant_outputs {
@@ -110,10 +112,12 @@ struct output_piece {
 // per-tensor scales are the whole 4 bytes for every range.
 // Empty string in `error` (if given) unless the range is not splittable there: per-group
 // int4/uint4 need row_begin % 8 == 0 and (row_end % 8 == 0 or row_end == out).
+// `source`: the dtype the weight reaches the kernel in (amdfp4 stores its scale in it).
 [[nodiscard]] std::vector<output_piece> range_layout(const weight_scheme& s,
                                                      std::span<const uint64_t> shape,
                                                      uint64_t row_begin, uint64_t row_end,
-                                                     std::string* error = nullptr);
+                                                     std::string* error = nullptr,
+                                                     dtype source = dtype::bf16);
 
 // ---- quantization
 // -----------------------------------------------------------------------------------

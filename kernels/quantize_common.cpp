@@ -48,9 +48,10 @@ amax_result combine(const amax_result& a, const amax_result& b) noexcept {
 }
 
 std::vector<output_piece> range_layout(const weight_scheme& s, std::span<const uint64_t> shape,
-                                       uint64_t row_begin, uint64_t row_end, std::string* error) {
+                                       uint64_t row_begin, uint64_t row_end, std::string* error,
+                                       dtype source) {
   using detail::ceil_div;
-  const std::vector<output_tensor> outs = output_tensors(s, shape);
+  const std::vector<output_tensor> outs = output_tensors(s, shape, source);
   const weight_format& si = s.packed();
   const uint64_t out = shape.front();
   const uint64_t in = shape.back();
@@ -89,6 +90,14 @@ std::vector<output_piece> range_layout(const weight_scheme& s, std::span<const u
         const uint64_t sub_rows = inner / in;  // last-dim rows per dim-0 row
         const uint64_t per_row =
             t == 0 ? (si.element == mx_element::fp4_e2m1 ? in / 2 : 3 * in / 4) : ceil_div(in, 32);
+        r.push_back({row_begin * sub_rows * per_row, rows * sub_rows * per_row, 1, 0});
+        break;
+      }
+      case scheme_family::nvfp4:
+      case scheme_family::amdfp4:
+      case scheme_family::amdfp4_global: {
+        const uint64_t sub_rows = inner / in;
+        const uint64_t per_row = t == 0 ? in / 2 : ceil_div(in, si.group_size) * esize;
         r.push_back({row_begin * sub_rows * per_row, rows * sub_rows * per_row, 1, 0});
         break;
       }

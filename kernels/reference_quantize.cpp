@@ -5,10 +5,13 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/amdfp4.h"
+#include "kernels/fp4_block.h"
 #include "kernels/fp8.h"
 #include "kernels/int_quant.h"
 #include "kernels/mx.h"
 #include "kernels/numeric.h"
+#include "kernels/nvfp4.h"
 #include "kernels/quantize.h"
 #include "kernels/quantize_detail.h"
 
@@ -186,6 +189,55 @@ quant_status mx(const source_view& v, const view_geometry& g, const quant_output
   return {};
 }
 
+// kernels/FORMATS-fp4.md §2-§4: nvfp4, amdfp4, amdfp4_global. Blocks of g along the last dim of
+// every last-dim row (a last partial block is shorter; its padding would not change the amax).
+// `a` is the amax of the whole tensor (the two-level schemes' global scale goes to o.extra).
+template <src_kind D>
+quant_status fp4_scaled(const weight_format& f, const source_view& v, const view_geometry& g,
+                        const quant_outputs& o, float a) {
+  const uint64_t in = g.last;
+  const uint64_t rows = g.numel() / in;
+  const uint64_t gs = f.group_size;
+  const uint64_t blocks = ceil_div(in, gs);
+  float global = 0.0f;
+  if (f.family == scheme_family::nvfp4) global = nvfp4_global_scale(a);
+  if (f.family == scheme_family::amdfp4_global) global = amdfp4_global_scale(a);
+  if (f.family != scheme_family::amdfp4 && o.extra) put_f32(o.extra, 0, global);
+  for (uint64_t r = 0; r < rows; ++r) {
+    for (uint64_t b = 0; b < blocks; ++b) {
+      const uint64_t first = b * gs;
+      const uint32_t n = static_cast<uint32_t>(in - first < gs ? in - first : gs);
+      float x[k_fp4_max_group];
+      for (uint32_t i = 0; i < n; ++i) x[i] = at<D>(v, r * in + first + i);
+      const float amax = fp4_block_amax(x, n);
+      const uint64_t si = r * blocks + b;
+      float divisor = 0.0f;
+      if (f.family == scheme_family::nvfp4) {
+        const nvfp4_block_scale bs = nvfp4_scale_of_block(amax, global);
+        put_u8(o.scale, si, bs.byte);
+        divisor = bs.divisor;
+      } else if (f.family == scheme_family::amdfp4_global) {
+        const amdfp4_block_scale bs = amdfp4_global_scale_of_block(amax, global);
+        put_u8(o.scale, si, bs.code);
+        divisor = bs.divisor;
+      } else {
+        // The E5M3 value is stored in D (exact there) and divides the elements (EPS if 0).
+        const float s = amdfp4_scale<D>(amax);
+        if constexpr (D == src_kind::f32) {
+          put_f32(o.scale, si, s);
+        } else {
+          const uint16_t h = D == src_kind::bf16 ? to_bf16_rne(s) : to_f16_rne(s);
+          std::memcpy(static_cast<char*>(o.scale) + 2 * si, &h, 2);
+        }
+        divisor = fp4_nonzero(s);
+      }
+      fp4_encode_elements(x, n, divisor,
+                          static_cast<uint8_t*>(o.weight) + r * (in / 2) + first / 2);
+    }
+  }
+  return {};
+}
+
 // §10 and custom pairs, stage 1: the code values of the first stage as F32 (fp8 values in +-448,
 // int8 integers), its scale written to o.scale.
 template <src_kind D>
@@ -268,6 +320,10 @@ quant_status run_single(const weight_format& f, const source_view& v, const view
     }
     case scheme_family::mx:
       return mx<D>(v, g, o, format_of(f.element));
+    case scheme_family::nvfp4:
+    case scheme_family::amdfp4:
+    case scheme_family::amdfp4_global:
+      return fp4_scaled<D>(f, v, g, o, a);
     case scheme_family::int4_fp8:
       break;
   }

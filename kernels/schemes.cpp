@@ -9,7 +9,7 @@ namespace {
 using sf = scheme_family;
 using me = mx_element;
 
-constexpr std::array<scheme_info, 19> k_schemes{{
+constexpr std::array<scheme_info, 24> k_schemes{{
     {scheme_id::int4_wo_32, "int4_wo_32", sf::int4_group, me::none, 32,
      "int4 symmetric weights, per-group 32"},
     {scheme_id::int4_wo_64, "int4_wo_64", sf::int4_group, me::none, 64,
@@ -47,24 +47,40 @@ constexpr std::array<scheme_info, 19> k_schemes{{
      "MXFP4 weights, static fp8 per-tensor activations"},
     {scheme_id::int4_fp8, "int4_fp8", sf::int4_fp8, me::none, 0,
      "W4A8: fp8 per-tensor then int4 per-channel weights, dynamic fp8 activations"},
+    // The scaled-FP4 schemes (kernels/FORMATS-fp4.md): CPU kernels only until a GPU run confirms
+    // CUDA ones; their jobs in a CUDA run go to the CPU path.
+    {scheme_id::nvfp4, "nvfp4", sf::nvfp4, me::fp4_e2m1, 16,
+     "NVFP4: fp4 per-group 16, fp8 e4m3 block scales, f32 global scale (weights, dynamic "
+     "activations); alias fp4_block16_scale_e4m3",
+     backend_cpu},
+    {scheme_id::amdfp4, "amdfp4", sf::amdfp4, me::fp4_e2m1, 16,
+     "AMDFP4: fp4 per-group 16, e5m3 scales (weights, dynamic activations)", backend_cpu},
+    {scheme_id::amdfp4_g32, "amdfp4_g32", sf::amdfp4, me::fp4_e2m1, 32,
+     "AMDFP4: fp4 per-group 32, e5m3 scales (weights, dynamic activations)", backend_cpu},
+    {scheme_id::amdfp4_global16, "amdfp4_global16", sf::amdfp4_global, me::fp4_e2m1, 16,
+     "AMDFP4: fp4 per-group 16, e5m3 block scales, f32 global scale", backend_cpu},
+    {scheme_id::amdfp4_global32, "amdfp4_global32", sf::amdfp4_global, me::fp4_e2m1, 32,
+     "AMDFP4: fp4 per-group 32, e5m3 block scales, f32 global scale", backend_cpu},
+}};
+
+constexpr std::array<scheme_alias, 1> k_aliases{{
+    {"fp4_block16_scale_e4m3", scheme_id::nvfp4},
 }};
 
 struct unsupported {
   std::string_view name;
   std::string_view reason;
 };
-constexpr std::array<unsupported, 9> k_unsupported{{
-    {"nvfp4",
-     "the order of Quark's two-level NVFP4 scale rounding is not traced (formats.md §5.9)"},
-    {"fp4_block16_scale_e4m3",
-     "alias of nvfp4: the order of Quark's two-level scale rounding is not traced"},
-    {"amdfp4", "e5m3 scale format of Quark's file-to-file flow is not traced"},
-    {"amdfp4_g32", "e5m3 scale format of Quark's file-to-file flow is not traced"},
-    {"amdfp4_global16", "two-level e5m3 scale quantization is not traced"},
-    {"amdfp4_global32", "two-level e5m3 scale quantization is not traced"},
-    {"mx6", "Quark's file-to-file flow fails on non-scaled quantizers: nothing to match"},
-    {"mx9", "Quark's file-to-file flow fails on non-scaled quantizers: nothing to match"},
-    {"bfp16", "Quark's file-to-file flow fails on non-scaled quantizers: nothing to match"},
+// Quark 0.13's own failure for these (its file-to-file flow hands the "non-scaled" MX6/MX9/BFP16
+// specs, whose qscheme is None, to the single-stage path).
+constexpr std::string_view k_non_scaled_reason =
+    "Quark 0.13's file-to-file flow fails on it: \"AssertionError: qscheme for <module> must not "
+    "be "
+    "None\" (a non-scaled quantizer; nothing to match)";
+constexpr std::array<unsupported, 3> k_unsupported{{
+    {"mx6", k_non_scaled_reason},
+    {"mx9", k_non_scaled_reason},
+    {"bfp16", k_non_scaled_reason},
 }};
 
 uint64_t ceil_div(uint64_t a, uint64_t b) {
@@ -97,7 +113,13 @@ const scheme_info& info(scheme_id s) noexcept {
 std::optional<scheme_id> parse_scheme(std::string_view name) noexcept {
   for (const auto& s : k_schemes)
     if (s.name == name) return s.id;
+  for (const auto& a : k_aliases)
+    if (a.alias == name) return a.id;
   return std::nullopt;
+}
+
+std::span<const scheme_alias> scheme_aliases() noexcept {
+  return k_aliases;
 }
 
 std::optional<std::string_view> unsupported_scheme_reason(std::string_view name) noexcept {
@@ -107,7 +129,22 @@ std::optional<std::string_view> unsupported_scheme_reason(std::string_view name)
 }
 
 bool needs_tensor_amax(scheme_family f) noexcept {
-  return f == sf::fp8_tensor || f == sf::int8_tensor || f == sf::int4_fp8;
+  // The two-level FP4 schemes need it for their global scale (the max of the block amaxes).
+  return f == sf::fp8_tensor || f == sf::int8_tensor || f == sf::int4_fp8 || f == sf::nvfp4 ||
+         f == sf::amdfp4_global;
+}
+
+namespace {
+uint8_t family_backends(sf f) noexcept {
+  for (const auto& s : k_schemes)
+    if (s.family == f) return s.backends;
+  return backend_all;  // families that are only stages of pairs (none today)
+}
+}  // namespace
+
+bool backend_supports(uint8_t b, const weight_scheme& s) noexcept {
+  if ((family_backends(s.first.family) & b) == 0) return false;
+  return !s.progressive || (family_backends(s.second.family) & b) != 0;
 }
 
 uint32_t row_split_multiple(scheme_family f) noexcept {
@@ -160,6 +197,12 @@ std::string describe(const weight_format& f) {
                                          : "mxfp6_e3m2";
     case sf::int4_fp8:
       return "fp8_e4m3 per-tensor -> int4 per-channel";
+    case sf::nvfp4:
+      return "nvfp4";
+    case sf::amdfp4:
+      return "amdfp4 per-group " + std::to_string(f.group_size);
+    case sf::amdfp4_global:
+      return "amdfp4 global per-group " + std::to_string(f.group_size);
   }
   return "?";
 }
@@ -184,6 +227,11 @@ std::string progressive_error(const weight_format& first, const weight_format& s
     case sf::mx:
       return "an MX first stage is not supported (its codes are not kept as values by Quark's "
              "real quantizer; first stages: fp8_e4m3 per_tensor or per_channel, int8 per_tensor)";
+    case sf::nvfp4:
+    case sf::amdfp4:
+    case sf::amdfp4_global:
+      return "a scaled-FP4 first stage is not supported (first stages: fp8_e4m3 per_tensor or "
+             "per_channel, int8 per_tensor)";
     case sf::int4_fp8:
       return "a progressive scheme cannot be a stage";
   }
@@ -201,6 +249,11 @@ std::string progressive_error(const weight_format& first, const weight_format& s
     case sf::mx:
       return "an MX second stage is not supported (Quark's progressive path stores the raw MX "
              "scale, not the e8m0 bytes of the MX schemes; not traced)";
+    case sf::nvfp4:
+    case sf::amdfp4:
+    case sf::amdfp4_global:
+      return "a scaled-FP4 second stage is not supported (Quark's progressive path stores the raw "
+             "block scale, not the bytes of these schemes; not traced)";
     case sf::int4_fp8:
       return "a progressive scheme cannot be a stage";
   }
@@ -234,6 +287,9 @@ std::string check_shape(const weight_scheme& ws, std::span<const uint64_t> shape
   if ((f.family == sf::int4_group || f.family == sf::uint4_group) && in % f.group_size != 0)
     return "scheme " + nm + " needs the input dimension to be a multiple of " +
            std::to_string(f.group_size) + ", got " + sh;
+  if (f.family == sf::nvfp4 || f.family == sf::amdfp4 || f.family == sf::amdfp4_global) {
+    if (in % 2 != 0) return "scheme " + nm + " needs an even last dimension, got " + sh;
+  }
   if (f.family == sf::mx) {
     if (f.element == me::fp4_e2m1 && in % 2 != 0)
       return "scheme " + nm + " needs an even last dimension, got " + sh;
@@ -254,7 +310,8 @@ std::string check_shape(const weight_scheme& ws, std::span<const uint64_t> shape
 namespace {
 
 // The outputs of one single-stage format (weight, scale[, zero_point]).
-std::vector<output_tensor> single_outputs(const weight_format& f, std::span<const uint64_t> shape) {
+std::vector<output_tensor> single_outputs(const weight_format& f, std::span<const uint64_t> shape,
+                                          dtype source) {
   const std::vector<uint64_t> full(shape.begin(), shape.end());
   const uint64_t out = shape.front();
   const uint64_t in = shape.back();
@@ -294,6 +351,27 @@ std::vector<output_tensor> single_outputs(const weight_format& f, std::span<cons
       r.push_back({"_scale", dtype::u8, {lead, ceil_div(in, 32)}});
       break;
     }
+    case sf::nvfp4:
+    case sf::amdfp4:
+    case sf::amdfp4_global: {
+      // As MX: packed rows, and a 2-D scale [rows of the last dim, blocks] for any rank.
+      std::vector<uint64_t> packed = full;
+      packed.back() = in / 2;
+      uint64_t lead = 1;
+      for (size_t i = 0; i + 1 < shape.size(); ++i) lead *= shape[i];
+      const std::vector<uint64_t> scale_shape{lead, ceil_div(in, f.group_size)};
+      r.push_back({"", dtype::u8, packed});
+      if (f.family == sf::nvfp4) {
+        r.push_back({"_scale", dtype::f8_e4m3, scale_shape});
+        r.push_back({"_scale_2", dtype::f32, {}});
+      } else if (f.family == sf::amdfp4) {
+        r.push_back({"_scale", source, scale_shape});
+      } else {
+        r.push_back({"_scale", dtype::u8, scale_shape});
+        r.push_back({"_scale_2", dtype::f32, {}});
+      }
+      break;
+    }
     case sf::int4_fp8:
       break;  // never a single stage
   }
@@ -302,12 +380,13 @@ std::vector<output_tensor> single_outputs(const weight_format& f, std::span<cons
 
 }  // namespace
 
-std::vector<output_tensor> output_tensors(const weight_scheme& s, std::span<const uint64_t> shape) {
-  if (!s.progressive) return single_outputs(s.first, shape);
+std::vector<output_tensor> output_tensors(const weight_scheme& s, std::span<const uint64_t> shape,
+                                          dtype source) {
+  if (!s.progressive) return single_outputs(s.first, shape, source);
   // A pair: the second stage's packed weight, the first stage's scale as `_scale`, the second
   // stage's scale as `_scale_2` and its zero point (asymmetric second stage) as `_zero_point`.
-  std::vector<output_tensor> one = single_outputs(s.first, shape);
-  std::vector<output_tensor> two = single_outputs(s.second, shape);
+  std::vector<output_tensor> one = single_outputs(s.first, shape, source);
+  std::vector<output_tensor> two = single_outputs(s.second, shape, source);
   std::vector<output_tensor> r;
   r.push_back(two[0]);
   r.push_back(one[1]);

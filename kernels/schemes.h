@@ -25,7 +25,14 @@ enum class scheme_family : uint8_t {
   uint4_channel,  // uint4 asymmetric, per-row
   mx,             // OCP MX: 32-element blocks, e8m0 scale (§5.7)
   int4_fp8,       // progressive: fp8 per-tensor, then int4 per-row on the fp8 values (§10)
+  nvfp4,          // fp4 e2m1 per-group 16, F8_E4M3 block scale, F32 global scale (FORMATS-fp4 §2)
+  amdfp4,         // fp4 e2m1 per-group 16/32, E5M3 scale stored in the source dtype (§3)
+  amdfp4_global,  // fp4 e2m1 per-group 16/32, U8 E5M3 scale codes, F32 global scale (§4)
 };
+
+// Which compute backends have a kernel for a scheme (bit set). A job whose scheme its backend
+// lacks runs on the CPU path of the same run (stages/compute_gpu.cpp).
+enum backend_bits : uint8_t { backend_cpu = 1, backend_cuda = 2, backend_all = 3 };
 
 // Element format of the MX family.
 enum class mx_element : uint8_t { none, fp4_e2m1, fp6_e2m3, fp6_e3m2 };
@@ -50,21 +57,33 @@ enum class scheme_id : uint8_t {
   mxfp4_mxfp6_e2m3,
   mxfp4_fp8,
   int4_fp8,
+  nvfp4,
+  amdfp4,
+  amdfp4_g32,
+  amdfp4_global16,
+  amdfp4_global32,
 };
 
 struct scheme_info {
   scheme_id id;
   std::string_view name;
   scheme_family family;
-  mx_element element;     // mx family only
-  uint32_t group_size;    // int4/uint4 per-group: g; mx: 32; otherwise 0
-  std::string_view help;  // one line for `shardquant schemes`
+  mx_element element;              // mx family only
+  uint32_t group_size;             // int4/uint4 per-group: g; mx: 32; otherwise 0
+  std::string_view help;           // one line for `shardquant schemes`
+  uint8_t backends = backend_all;  // backend_bits: kernels that exist (and are confirmed)
 };
 
 // Every scheme, in the order of formats.md §5.1.
 [[nodiscard]] std::span<const scheme_info> all_schemes() noexcept;
 [[nodiscard]] const scheme_info& info(scheme_id s) noexcept;
+// Also accepts the aliases of scheme_aliases() (e.g. "fp4_block16_scale_e4m3" -> nvfp4).
 [[nodiscard]] std::optional<scheme_id> parse_scheme(std::string_view name) noexcept;
+struct scheme_alias {
+  std::string_view alias;
+  scheme_id id;
+};
+[[nodiscard]] std::span<const scheme_alias> scheme_aliases() noexcept;
 // Schemes formats.md §5.9 names as not in the first version (requesting them is an error with
 // this reason), e.g. "nvfp4".
 [[nodiscard]] std::optional<std::string_view> unsupported_scheme_reason(
@@ -99,7 +118,7 @@ struct output_tensor {
 struct weight_format {
   scheme_family family = scheme_family::fp8_tensor;
   mx_element element = mx_element::none;  // mx only
-  uint32_t group_size = 0;                // int4/uint4 per-group: g; mx: 32; otherwise 0
+  uint32_t group_size = 0;  // int4/uint4 per-group: g; mx: 32; nvfp4: 16; amdfp4*: 16/32; else 0
   friend bool operator==(const weight_format&, const weight_format&) = default;
 };
 
@@ -143,7 +162,13 @@ struct weight_scheme {
 
 // The output tensors, in the order: weight, scale, then scale_2 or zero_point (formats.md §5.1,
 // §5.10); a pair: weight, scale, scale_2 [, zero_point]. `shape` must have passed check_shape.
+// `source` is the dtype the weight reaches the kernel in: amdfp4's scale is stored in it.
 [[nodiscard]] std::vector<output_tensor> output_tensors(const weight_scheme& s,
-                                                        std::span<const uint64_t> shape);
+                                                        std::span<const uint64_t> shape,
+                                                        dtype source = dtype::bf16);
+
+// Whether backend `b` (backend_cuda, ...) has a kernel for the weight scheme: every stage's
+// family must have one (the `backends` column of the table, by family).
+[[nodiscard]] bool backend_supports(uint8_t b, const weight_scheme& s) noexcept;
 
 }  // namespace shardquant

@@ -9,20 +9,30 @@
 #include <cstdio>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <unordered_map>
 
 #include "io/checkpoint.h"
+#include "io/checksum.h"
+#include "io/dir_lock.h"
 #include "io/error.h"
 #include "io/file.h"
+#include "io/zstd_source.h"
+#include "io/zstd_writer.h"
 #include "pipeline/finalize.h"
 #include "pipeline/graph.h"
 #include "pipeline/jobs.h"
 #include "pipeline/journal.h"
+#include "pipeline/memory_limits.h"
 #include "pipeline/plan.h"
 #include "pipeline/progress.h"
 #include "pipeline/report.h"
+#include "pipeline/run_options.h"
+#include "pipeline/share_finalize.h"
+#include "pipeline/shares.h"
 #include "pipeline/token_pool.h"
+#include "stages/compute_fallback.h"
 
 namespace shardquant {
 
@@ -45,16 +55,8 @@ const char* io_engine_name(io_engine_kind k) noexcept {
 }
 
 uint64_t default_memory_budget() {
-  uint64_t avail = 0;
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  uint64_t kib = 0;
-  std::string unit;
-  while (in >> key >> kib >> unit)
-    if (key == "MemAvailable:") {
-      avail = kib * 1024;
-      break;
-    }
+  // Half of what is free, counting the container's headroom (cgroup v2 memory.max) too.
+  const uint64_t avail = read_memory_limits().free();
   const uint64_t lo = uint64_t{256} << 20, hi = uint64_t{16} << 30;
   uint64_t b = avail / 2;
   return b < lo ? lo : (b > hi ? hi : b);
@@ -95,7 +97,8 @@ std::vector<int> parse_devices(const std::string& d) {
   return out;
 }
 
-// What changes output bytes without changing the layout (part of each shard's resume key).
+}  // namespace
+
 // A custom spec is keyed by its canonical content, so an edited spec file is not resumed.
 std::string options_text(const quantize_options& o, const plan_options& po) {
   auto key = [](const quant_scheme& q) {
@@ -111,14 +114,36 @@ std::string options_text(const quantize_options& o, const plan_options& po) {
   s += o.no_template_converters ? "notemplate;" : "";
   if (!o.rotation.empty()) s += "rot=" + o.rotation + ";";
   if (!o.rotation_config.empty()) s += "rotfile=" + o.rotation_config.string() + ";";
+  // Only when set, so the keys of default runs stay what they were.
+  s += o.dynamic_activations ? "dyn;" : "";
+  s += o.layout != "quark-f2f" ? "layout=" + o.layout + ";" : "";
+  if (!o.compress.empty()) s += "compress=" + o.compress + ";";
   s += "v=" SHARDQUANT_VERSION;
   return s;
 }
 
-}  // namespace
+std::string published_shard_name(const std::string& relative_path, const quantize_options& o) {
+  return o.compress.empty() ? relative_path : relative_path + ".zst";
+}
 
-run_report quantize_checkpoint(const quantize_options& o) {
-  if (o.input.empty() || o.output.empty()) throw usage_error("input and output are required");
+finalize_inputs finalize_inputs_of(const plan& p, const quantize_options& o) {
+  finalize_inputs fin;
+  fin.source = o.input;
+  fin.output = o.output;
+  fin.config_text = p.source.config_text;
+  fin.config_path = (o.input / "config.json").string();
+  fin.quantization_config = exported_quantization_config(p);
+  for (const auto& sh : p.shards) {
+    for (const auto& t : sh.layout.tensors()) {
+      fin.weight_map.emplace_back(t.name, published_shard_name(sh.relative_path, o));
+      fin.total_size += t.byte_size();
+    }
+  }
+  fin.strict_side_files = o.strict_side_files;
+  return fin;
+}
+
+plan_options plan_options_of(const quantize_options& o) {
   plan_options po;
   if (!o.quant_spec.empty() && !o.scheme.empty())
     throw usage_error("give a scheme or a quantization spec file, not both");
@@ -132,14 +157,31 @@ run_report quantize_checkpoint(const quantize_options& o) {
   po.presharded = o.presharded;
   po.rotation = o.rotation;
   po.rotation_config_file = o.rotation_config;
+  po.dynamic_activations = o.dynamic_activations;
+  const auto layout = parse_layout(o.layout);
+  if (!layout)
+    throw usage_error("unknown layout '" + o.layout + "'; known: quark-f2f, quark-importer");
+  po.layout = *layout;
+  // The GPU backend writes the file-to-file layout only (the conversion runs in the CPU stage).
+  if (po.layout == output_layout::quark_importer && o.device != "cpu")
+    throw usage_error(
+        "--layout quark-importer is written by the CPU backend only; use --device cpu");
+  return po;
+}
 
-  const std::vector<int> devices = parse_devices(o.device);
-  const bool talk = !o.quiet && o.progress_to_stderr;
+namespace {
 
-  prepare_output(o.input, o.output, o.existing);
+// The share of a worker run, when o.worker_count is set (pipeline/shares.h).
+std::optional<worker_id> worker_of(const quantize_options& o) {
+  if (!o.worker_count) return std::nullopt;
+  return worker_id{o.worker_index, o.worker_count};
+}
+
+run_report run_locked(const quantize_options& o, plan_options& po, const std::vector<int>& devices,
+                      bool talk, std::optional<resume_journal>& journal, bool& published) {
   std::vector<std::string> early_warnings;
-  source_checkpoint src =
-      open_source_checkpoint(o.input, [&](std::string w) { early_warnings.push_back(w); });
+  source_checkpoint src = open_source_checkpoint(
+      o.input, [&](std::string w) { early_warnings.push_back(w); }, o.strict_side_files);
   // A budget chosen for the user need not exceed what the checkpoint can use (inputs plus
   // outputs in flight): pinning 16 GiB for a 50 MB model costs seconds for nothing.
   uint64_t budget = o.memory_budget;
@@ -148,17 +190,37 @@ run_report quantize_checkpoint(const quantize_options& o) {
     for (const auto& sh : src.shards) source_bytes += sh.header.file_size;
     budget = std::min(default_memory_budget(), std::max(uint64_t{256} << 20, 2 * source_bytes));
   }
-  const token_geometry geom = choose_token_geometry(budget);
+  // Compressed shards: their decompression contexts are part of the budget (io/zstd_source.h).
+  uint64_t zstd_reserve = 0;
+  {
+    uint64_t window = 0;
+    std::string widest;
+    for (const auto& sh : src.shards)
+      if (sh.compressed && sh.zstd_window >= window) {
+        window = sh.zstd_window;
+        widest = sh.path.string();
+      }
+    if (!widest.empty()) {
+      const zstd_read_limits zl = zstd_limits_for_budget(budget, window, widest);
+      set_zstd_read_limits(zl);
+      zstd_reserve = std::min(zl.context_limit, budget / 2);
+    }
+  }
+  const token_geometry geom = choose_token_geometry(budget - zstd_reserve);
   // The plan reports splits and amax passes for inputs above about half a token (the rest of a
   // token holds outputs and alignment); the job builder makes the exact cut.
   po.token_bytes = geom.token_bytes / 2;
+  // Taken before planning moves the source: the fingerprint of what the shards are made from.
+  const std::string sources_key = source_fingerprint(src);
   plan p = make_plan(std::move(src), po);
   if (talk) {
     for (const auto& w : early_warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     for (const auto& w : p.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-    std::fprintf(stderr, "memory budget %s: %llu buffers of %s%s\n", human_bytes(budget).c_str(),
-                 (unsigned long long)geom.count, human_bytes(geom.token_bytes).c_str(),
-                 o.memory_budget ? "" : " (chosen from free memory)");
+    std::fprintf(
+        stderr, "memory budget %s: %llu buffers of %s%s%s\n", human_bytes(budget).c_str(),
+        (unsigned long long)geom.count, human_bytes(geom.token_bytes).c_str(),
+        zstd_reserve ? (", " + human_bytes(zstd_reserve) + " for zstd contexts").c_str() : "",
+        o.memory_budget ? "" : " (chosen from free memory)");
   }
 
   std::unique_ptr<compute_backend> backend;
@@ -166,7 +228,9 @@ run_report quantize_checkpoint(const quantize_options& o) {
   if (devices.empty())
     backend = make_cpu_backend(streams);
   else
-    backend = make_gpu_backend(devices, streams, geom.token_bytes, geom.count);
+    // Schemes without a CUDA kernel (the table's backends column) run on the CPU path.
+    backend = with_cpu_fallback(make_gpu_backend(devices, streams, geom.token_bytes, geom.count),
+                                backend_cuda);
   token_pool pool(geom, devices.empty() ? plain_host_allocator() : pinned_host_allocator());
 
   std::unique_ptr<async_io> io;
@@ -178,9 +242,35 @@ run_report quantize_checkpoint(const quantize_options& o) {
         o.io_engine == io_engine_kind::uring ? io_engine_type::uring : io_engine_type::pread,
         depth);
 
-  resume_journal journal(o.output, o.existing == existing_output::resume);
-  const std::string opt_text = options_text(o, p.options);
+  const std::optional<worker_id> worker = worker_of(o);
+  std::vector<uint32_t> owner;
+  if (worker) owner = worker_shares(p, *worker, o.existing, o.output);
+  journal.emplace(o.output, o.existing == existing_output::resume,
+                  worker ? worker_journal_name(*worker) : resume_journal::file_name);
+  const std::string options_key = shard_key(options_text(o, p.options), "");
+  // A compressed shard's size is known only once written: the journal's record of it stands in
+  // (the file's size and checksum are still checked against that record).
+  auto inputs_of = [&](uint32_t s) {
+    const auto& layout = p.shards[s].layout;
+    uint64_t size = layout.file_size();
+    if (!o.compress.empty()) {
+      const auto recorded = journal->inputs_of(published_shard_name(p.shards[s].relative_path, o));
+      size = recorded ? recorded->size : 0;
+    }
+    return shard_inputs{shard_key(layout.header_bytes(), ""), sources_key, options_key, size};
+  };
+  if (worker) {
+    // What finalize checks this share against, and the temporaries a killed run of this worker
+    // left (no one else writes its shards: it holds its lock).
+    journal->record(worker_options_entry, worker_options_inputs(sources_key, options_key, *worker),
+                    0);
+    for (uint32_t s = 0; s < p.shards.size(); ++s)
+      if (owner[s] == worker->index) remove_shard_temporaries(o.output / p.shards[s].relative_path);
+  }
   job_builder builder(p, o.output, geom.token_bytes, true);
+  std::optional<zstd_compress_options> compress;
+  if (!o.compress.empty()) compress = parse_compress_option(o.compress);
+  builder.set_compression(compress);
   graph_run run;
   run.p = &p;
   run.builder = &builder;
@@ -192,27 +282,40 @@ run_report quantize_checkpoint(const quantize_options& o) {
   run_report rep;
   uint64_t bytes_total = 0;
   for (uint32_t s = 0; s < p.shards.size(); ++s) {
-    const auto& layout = p.shards[s].layout;
-    if (o.existing == existing_output::resume &&
-        journal.complete(p.shards[s].relative_path, shard_key(layout.header_bytes(), opt_text),
-                         layout.file_size())) {
-      ++rep.shards_skipped;
-      continue;
+    if (worker && owner[s] != worker->index) continue;
+    if (o.existing == existing_output::resume) {
+      const std::string why =
+          journal->why_redo(published_shard_name(p.shards[s].relative_path, o), inputs_of(s));
+      if (why.empty()) {
+        ++rep.shards_skipped;
+        continue;
+      }
+      if (talk && why != resume_journal::not_recorded)
+        std::fprintf(stderr, "resume: redoing %s: %s\n",
+                     escaped_name(p.shards[s].relative_path).c_str(), why.c_str());
     }
     run.shards.push_back(s);
     bytes_total += builder.shard_input_bytes(s);
   }
   if (o.on_shard_start)
     run.on_shard_started = [&](const shard_state& s) { o.on_shard_start(s.relative_path); };
+  run.cancel = o.cancel.get();
   uint64_t file_bytes = 0;
   std::mutex file_bytes_mutex;
   run.on_shard_committed = [&](const shard_state& s) {
-    const auto& layout = p.shards[s.index].layout;
-    journal.record(s.relative_path, shard_key(layout.header_bytes(), opt_text), layout.file_size());
+    shard_inputs in = inputs_of(s.index);
+    in.size = s.writer->published_size();
+    // The checksum taken while writing covers the plain bytes; a compressed shard is summed as
+    // published (read back once, from the page cache).
+    const uint64_t sum =
+        o.compress.empty() ? s.writer->checksum() : checksum_file(s.writer->published_path());
+    journal->record(published_shard_name(s.relative_path, o), in, sum);
     std::lock_guard lock(file_bytes_mutex);
-    file_bytes += layout.file_size();
+    published = true;
+    file_bytes += in.size;
   };
 
+  if (run.cancel && run.cancel->load()) throw cancelled_error("the run was cancelled");
   const auto t0 = std::chrono::steady_clock::now();
   {
     progress_reporter progress(counters, bytes_total, run.shards.size(), talk, o.on_progress);
@@ -220,23 +323,27 @@ run_report quantize_checkpoint(const quantize_options& o) {
     progress.finish();
   }
 
-  finalize_inputs fin;
-  fin.source = o.input;
-  fin.output = o.output;
-  fin.config_text = p.source.config_text;
-  fin.config_path = (o.input / "config.json").string();
-  fin.quantization_config = exported_quantization_config(p);
-  for (const auto& sh : p.shards) {
-    for (const auto& t : sh.layout.tensors()) {
-      fin.weight_map.emplace_back(t.name, sh.relative_path);
-      fin.total_size += t.byte_size();
-    }
+  if (worker) {  // finalize (another process, once every worker is done) writes the rest
+    rep.output_dir = o.output.string();
+    rep.bytes_in = counters.bytes_done.load();
+    rep.bytes_out = file_bytes;
+    rep.shards_written = counters.shards_done.load();
+    rep.device = devices.empty() ? "cpu" : o.device;
+    if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
+    if (talk)
+      std::fprintf(stderr,
+                   "worker %s: %llu shard(s) written, %llu kept; run `shardquant finalize` "
+                   "once every worker is done\n",
+                   worker->label().c_str(), (unsigned long long)rep.shards_written,
+                   (unsigned long long)rep.shards_skipped);
+    return rep;
   }
+  finalize_inputs fin = finalize_inputs_of(p, o);
   fin.warn = [talk](std::string w) {
     if (talk) std::fprintf(stderr, "warning: %s\n", w.c_str());
   };
+  published = true;  // side files, index and config.json from here on
   finalize_output(fin);
-  journal.discard();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   rep.output_dir = o.output.string();
@@ -261,9 +368,72 @@ run_report quantize_checkpoint(const quantize_options& o) {
                   io_file::open(p.source.shards[0].path, io_file::mode::read, true)->direct();
   rep.device = devices.empty() ? "cpu" : o.device;
   rep.streams = streams;
+  rep.layout = std::string(layout_name(po.layout));
+  rep.dynamic_activations = po.dynamic_activations;
+  rep.loader_notes = p.loader_notes;
   if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
   if (talk) std::fputs(report_text(rep).c_str(), stderr);
   return rep;
+}
+
+}  // namespace
+
+run_report quantize_checkpoint(const quantize_options& o) {
+  if (o.input.empty() || o.output.empty()) throw usage_error("input and output are required");
+  plan_options po = plan_options_of(o);
+  // A worker shares the folder with the other workers: its own lock, its own journal, no
+  // emptiness check (its own shards are checked once planned), no folder-wide cleanup.
+  const std::optional<worker_id> worker = worker_of(o);
+
+  const std::vector<int> devices = parse_devices(o.device);
+  const bool talk = !o.quiet && o.progress_to_stderr;
+  const memory_limits limits = read_memory_limits();
+  if (o.memory_budget) check_memory_budget(o.memory_budget, limits);
+
+  // One run per output folder: the lock is taken before the folder is judged empty, so two runs
+  // started together cannot both find it empty (io/dir_lock.h).
+  const std::filesystem::path created_root = create_output_dir(o.input, o.output);
+  std::optional<dir_lock> lock;
+  try {
+    lock.emplace(worker ? dir_lock::lock_or_throw(o.output, worker_lock_name(*worker))
+                        : dir_lock::lock_or_throw(o.output));
+  } catch (...) {
+    if (!worker) remove_created_output_dirs(o.output, created_root);  // (other workers: below)
+    throw;
+  }
+  // Whatever happens next, a run that published nothing leaves nothing: no journal, no lock
+  // file, not the folder it created. A run that published shards keeps them and the journal.
+  std::optional<resume_journal> journal;
+  bool published = false;
+  auto clean_up = [&]() noexcept {
+    const bool nothing = !published && (!journal || journal->empty());
+    try {
+      if (nothing && journal) journal->discard();
+    } catch (const std::exception&) {  // the run's own error matters more
+    }
+    lock->release_and_remove();
+    // Other workers may be about to use a folder a worker created: it stays.
+    if (nothing && !worker) remove_created_output_dirs(o.output, created_root);
+  };
+  try {
+    if (!worker)
+      check_output_empty(
+          o.output, o.existing == existing_output::fail ? output_mode::fresh : output_mode::resume,
+          {dir_lock::output_lock_name});
+    // A worker cannot judge the others' temporaries (their PIDs live on other hosts); it removes
+    // those of its own shards once planned (run_locked).
+    const stale_removal stale = worker ? stale_removal{} : remove_stale_temporaries(o.output);
+    if (talk && stale.files)
+      std::fprintf(stderr, "removed %llu temporary file(s) of earlier killed runs (%s)\n",
+                   static_cast<unsigned long long>(stale.files), human_bytes(stale.bytes).c_str());
+    run_report rep = run_locked(o, po, devices, talk, journal, published);
+    if (!worker) journal->discard();  // a worker's journal is finalize's to check and remove
+    clean_up();
+    return rep;
+  } catch (...) {
+    clean_up();
+    throw;
+  }
 }
 
 }  // namespace shardquant

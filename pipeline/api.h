@@ -1,13 +1,16 @@
 // The public C++ API of shardquant for services and the CLI: quantize one checkpoint directory
 // into another under a fixed memory budget and return what happened. Errors are thrown as the
 // typed errors of io/error.h (input_error for bad input, io_error for a failing system call,
-// usage_error for bad options). Owns no math and no file format; it assembles plan, graph,
-// progress and report. Stable: the CLI's `quantize` command calls exactly this.
+// usage_error for bad options, cancelled_error after quantize_options::cancel). Owns no math and no
+// file format; it assembles plan, graph, progress and report. Stable: the CLI's `quantize` command
+// calls exactly this.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -56,6 +59,14 @@ struct quantize_options {
   // Quark's RotationConfig fields. CPU backend only for now.
   std::string rotation;
   std::filesystem::path rotation_config;
+  // A symbolic link in the source that leads outside the model folder (and its Hugging Face
+  // cache repository) or to a folder is an error instead of being skipped with a warning.
+  bool strict_side_files = false;
+
+  // Deliberate differences for the loaders (README "Loading the outputs"); the defaults are
+  // byte-identical to Quark's file-to-file output.
+  bool dynamic_activations = false;  // static input specs exported as dynamic (no input scales)
+  std::string layout = "quark-f2f";  // "quark-f2f" | "quark-importer" (CPU device only)
 
   std::string device = "cpu";  // "cpu" | "cuda" (= cuda:0) | "cuda:N" | "cuda:N,M,..."
   uint64_t memory_budget = 0;  // bytes of host buffers; 0 = chosen from free memory
@@ -64,6 +75,14 @@ struct quantize_options {
   unsigned streams = 0;
   io_engine_kind io_engine = io_engine_kind::automatic;
   existing_output existing = existing_output::fail;
+  // One share of a run split over machines (pipeline/shares.h): worker `worker_index` of
+  // `worker_count` writes only the shards it owns and its own journal, never the index, config
+  // or side files (`finalize` writes those). worker_count 0 = a whole single run.
+  uint32_t worker_index = 0;
+  uint32_t worker_count = 0;
+  // "" (plain shards) or "zstd[:LEVEL]": each shard written as NAME.safetensors.zst with a seek
+  // table (io/zstd_writer.h), the index naming the compressed files.
+  std::string compress;
 
   bool quiet = false;              // no progress output on stderr
   bool progress_to_stderr = true;  // bar when stderr is a TTY, periodic lines otherwise
@@ -72,6 +91,11 @@ struct quantize_options {
   // before any of its data is read. May be empty.
   std::function<void(const std::string&)> on_shard_start;
   std::filesystem::path report_json;  // empty = no JSON report file
+  // Cooperative stop: store true (from any thread, or from a signal handler: the store is
+  // lock-free) and the run stops before its next job, cleans up as after an error (this run's
+  // temporary files removed, shards already published kept and journaled for --resume) and
+  // throws cancelled_error. Null = cannot be cancelled. The CLI sets it on SIGINT/SIGTERM.
+  std::shared_ptr<std::atomic<bool>> cancel;
 };
 
 // Busy seconds of one stage: the sum over its jobs of the time each spent in it (may exceed
@@ -103,6 +127,11 @@ struct run_report {
   bool direct_io = false;       // O_DIRECT reads were used
   std::string device;           // "cpu" or "cuda:N[,M]"
   unsigned streams = 0;
+  std::string layout;  // the output layout written ("quark-f2f" | "quark-importer")
+  bool dynamic_activations = false;
+  // Schemes whose output will not run correctly in transformers / vLLM with this run's options,
+  // with the options that fix them (pipeline/loader_support.h); empty when all will.
+  std::vector<std::string> loader_notes;
   // The JSON object written by --report.
   [[nodiscard]] std::string to_json() const;
 };

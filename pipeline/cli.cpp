@@ -3,7 +3,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -13,14 +17,21 @@
 #include "io/checkpoint.h"
 #include "io/error.h"
 #include "io/file.h"
+#include "io/zstd_writer.h"
 #include "kernels/schemes.h"
 #include "pipeline/api.h"
 #include "pipeline/converters.h"
+#include "pipeline/decompress.h"
 #include "pipeline/inspect.h"
+#include "pipeline/loader_support.h"
 #include "pipeline/make_checkpoint.h"
 #include "pipeline/plan_rotation.h"
+#include "pipeline/memory_limits.h"
+#include "pipeline/share_finalize.h"
+#include "pipeline/shares.h"
 #include "pipeline/templates.h"
 #include "pipeline/token_pool.h"
+#include "pipeline/verify.h"
 
 namespace shardquant {
 namespace {
@@ -37,7 +48,7 @@ quant_scheme scheme_or_throw(const std::string& name) {
     return quant_scheme(std::make_shared<const custom_spec>(read_quant_spec(name)));
   if (auto s = parse_scheme(name)) return *s;
   if (auto why = unsupported_scheme_reason(name))
-    throw usage_error("scheme '" + name + "' is not in the first version: " + std::string(*why));
+    throw usage_error("scheme '" + name + "' is refused: " + std::string(*why));
   std::string known;
   for (const auto& s : all_schemes()) known += (known.empty() ? "" : ", ") + std::string(s.name);
   throw usage_error("unknown scheme '" + name + "'; known schemes: " + known);
@@ -83,10 +94,12 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
   q.add_option("--presharded", presharded,
                "GLOB=ROWS: FP8 source tensors matching GLOB are TP chunks of ROWS rows");
   q.add_option("--device", a.device, "cpu | cuda | cuda:N | cuda:N,M")->default_val("cpu");
-  q.add_option("--memory-budget", budget,
-               std::string("host buffer budget (default: half of available memory, at most 16 GiB "
-                           "and twice the checkpoint size); ") +
-                   k_size_help);
+  q.add_option(
+      "--memory-budget", budget,
+      std::string("host buffer budget, at most the machine's memory or the container's cgroup "
+                  "limit; 'auto' (the default): half of available memory, at most 16 GiB "
+                  "and twice the checkpoint size; ") +
+          k_size_help);
   q.add_option("--streams", a.streams, "CUDA streams per GPU / CPU quantize concurrency");
   q.add_option("--io-engine", a.io_engine, "auto | uring | pread")->default_val("auto");
   q.add_option("--rotation", a.rotation,
@@ -94,13 +107,33 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
                "with the model type's built-in config, as Quark 0.13; CPU backend)");
   q.add_option("--rotation-config", a.rotation_config,
                "a JSON file with Quark's RotationConfig fields (instead of --rotation)");
+  q.add_option("--compress", a.compress,
+               "zstd[:LEVEL]: write each shard as NAME.safetensors.zst (seekable, level 3 "
+               "by default)");
   q.add_flag("--dry-run", a.dry_run, "print the plan and stop");
   q.add_flag("--overwrite", a.overwrite, "replace files shardquant writes in a non-empty output");
   q.add_flag("--resume", a.resume, "keep shards an earlier run completed");
   q.add_flag("--keep-excluded-as-original", a.keep_original,
              "excluded layers quantized in the source keep their source bytes (FP8)");
+  q.add_flag("--strict-side-files", a.strict_side_files,
+             "a symbolic link in the model folder that leads outside it (and its Hugging Face "
+             "cache repository) or to a folder is an error instead of a skipped file");
+  q.add_flag("--dynamic-activations", a.dynamic_activations,
+             "export static input specs (fp8, int8, mxfp4_fp8) as dynamic: no input scales are "
+             "needed (README \"Loading the outputs\")");
+  q.add_option("--layout", a.layout,
+               "quark-f2f (Quark's file-to-file bytes) | quark-importer (what transformers + "
+               "amd-quark and vLLM read for int4/uint4/int8/int4_fp8; CPU device only)")
+      ->default_val("quark-f2f");
   q.add_flag("--quiet", a.quiet, "no progress output");
   q.add_option("--report", a.report, "write a JSON report to FILE (with --dry-run: the plan)");
+  q.add_option("--worker", a.worker,
+               "I/N: write only share I (0 to N-1) of N, balanced by bytes, for `finalize` to "
+               "complete; auto: from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX (README "
+               "\"Several machines\")");
+  q.add_option("--workers", a.workers,
+               "N: the number of workers for --worker auto under Kubernetes (else "
+               "SHARDQUANT_WORKERS), or for finalize (default: from the journals)");
   q.add_flag("--file2file_quantization", a.ignored_file2file,
              "accepted for Quark compatibility; ignored");
   q.add_flag("--skip_evaluation", a.ignored_skip_evaluation,
@@ -130,10 +163,49 @@ void finish_quantize_args(CLI::App& q, quantize_args& a, const std::vector<std::
     if (rows == 0) throw usage_error("--presharded rows must be positive");
     a.presharded.emplace_back(p.substr(0, eq), rows);
   }
-  if (!budget.empty()) a.memory_budget = parse_size(budget);
+  if (q.count("--memory-budget") > 0) a.memory_budget = parse_memory_budget(budget);
   if (a.overwrite && a.resume) throw usage_error("--overwrite and --resume exclude each other");
+  if (!parse_layout(a.layout))
+    throw usage_error("--layout takes quark-f2f or quark-importer, got '" + a.layout + "'");
   if (!a.dry_run && a.output_dir.empty()) throw usage_error("--output-dir is required");
 }
+
+// SIGINT/SIGTERM during `quantize`: the first one asks the run to stop (the handler only stores
+// to lock-free atomics, which is async-signal-safe); the second one exits at once (the next run
+// removes the temporary files it leaves, see remove_stale_temporaries).
+std::atomic<std::atomic<bool>*> g_cancel_flag{nullptr};
+std::atomic<int> g_stop_signal{0};
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free);
+
+extern "C" void on_stop_signal(int sig) {
+  if (g_stop_signal.exchange(sig) != 0) ::_exit(128 + sig);
+  if (std::atomic<bool>* c = g_cancel_flag.load()) c->store(true);
+}
+
+// Installs the handler for the life of one run and restores the previous ones after it.
+class stop_signals {
+ public:
+  explicit stop_signals(std::atomic<bool>* flag) {
+    g_stop_signal = 0;
+    g_cancel_flag = flag;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &old_int_);
+    ::sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~stop_signals() {
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+    g_cancel_flag = nullptr;
+  }
+  stop_signals(const stop_signals&) = delete;
+  stop_signals& operator=(const stop_signals&) = delete;
+
+ private:
+  struct sigaction old_int_ {
+  }, old_term_{};
+};
 
 std::string pct(uint64_t a, uint64_t b) {
   char buf[32];
@@ -141,21 +213,7 @@ std::string pct(uint64_t a, uint64_t b) {
   return buf;
 }
 
-int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
-  if (a.dry_run) {
-    plan_options po = to_plan_options(a);
-    const uint64_t budget = a.memory_budget ? a.memory_budget : default_memory_budget();
-    po.token_bytes = choose_token_geometry(budget).token_bytes;
-    source_checkpoint src = open_source_checkpoint(
-        a.model_dir, [&](std::string w) { err << "warning: " << w << "\n"; });
-    const plan p = make_plan(std::move(src), std::move(po));
-    for (const auto& w : p.warnings) err << "warning: " << w << "\n";
-    out << "memory budget " << format_size(budget) << ", token "
-        << format_size(choose_token_geometry(budget).token_bytes) << "\n";
-    print_plan(p, out);
-    if (!a.report.empty()) write_file_atomic(a.report, plan_json(p).dump(2) + "\n");
-    return 0;
-  }
+quantize_options to_quantize_options(const quantize_args& a) {
   quantize_options o;
   o.input = a.model_dir;
   o.output = a.output_dir;
@@ -167,10 +225,15 @@ int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
   o.no_template_converters = a.no_template_converters;
   o.rotation = a.rotation;
   o.rotation_config = a.rotation_config;
+  o.strict_side_files = a.strict_side_files;
+  o.dynamic_activations = a.dynamic_activations;
+  o.layout = a.layout;
   o.device = a.device;
   o.memory_budget = a.memory_budget;
   o.streams = a.streams;
   o.io_engine = parse_io_engine(a.io_engine);
+  if (!a.compress.empty()) (void)parse_compress_option(a.compress);  // usage errors before work
+  o.compress = a.compress;
   o.existing = a.overwrite ? existing_output::overwrite
                : a.resume  ? existing_output::resume
                            : existing_output::fail;
@@ -178,10 +241,70 @@ int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
   o.report_json = a.report;
   // Converter files are expanded to specs here, so the API sees one form.
   for (const auto& c : to_plan_options(a).converters) o.converters.push_back(c.to_string());
+  return o;
+}
+
+int run_finalize(const quantize_args& a, std::ostream& out) {
+  if (!a.worker.empty())
+    throw usage_error("finalize takes --workers N (or reads N from the journals), not --worker");
+  quantize_options o = to_quantize_options(a);
+  o.worker_count = a.workers;
+  const finalize_report r = finalize_shares(o);
+  if (!a.quiet)
+    for (const auto& line : r.log) out << line << "\n";
+  return 0;
+}
+
+int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
+  std::optional<worker_id> worker;
+  if (!a.worker.empty())
+    worker = parse_worker(a.worker, a.workers);
+  else if (a.workers)
+    throw usage_error("--workers goes with --worker auto (or with finalize)");
+  if (a.dry_run) {
+    plan_options po = to_plan_options(a);
+    if (a.memory_budget) check_memory_budget(a.memory_budget, read_memory_limits());
+    const uint64_t budget = a.memory_budget ? a.memory_budget : default_memory_budget();
+    po.token_bytes = choose_token_geometry(budget).token_bytes;
+    source_checkpoint src = open_source_checkpoint(
+        a.model_dir, [&](std::string w) { err << "warning: " << w << "\n"; }, a.strict_side_files);
+    const plan p = make_plan(std::move(src), std::move(po));
+    for (const auto& w : p.warnings) err << "warning: " << w << "\n";
+    out << "memory budget " << format_size(budget) << ", token "
+        << format_size(choose_token_geometry(budget).token_bytes) << "\n";
+    print_plan(p, out);
+    if (worker) {
+      const std::vector<uint32_t> owner = shard_owners(p, worker->count);
+      out << "worker " << worker->label() << " writes:";
+      for (size_t s = 0; s < p.shards.size(); ++s)
+        if (owner[s] == worker->index) out << " " << p.shards[s].relative_path;
+      out << "\n";
+    }
+    if (!a.report.empty()) write_file_atomic(a.report, plan_json(p).dump(2) + "\n");
+    return 0;
+  }
+  quantize_options o = to_quantize_options(a);
+  if (worker) {
+    o.worker_index = worker->index;
+    o.worker_count = worker->count;
+  }
+  o.cancel = std::make_shared<std::atomic<bool>>(false);
   // The pipeline prints its own summary (unless --quiet) and writes --report.
-  (void)quantize_checkpoint(o);
+  try {
+    stop_signals signals(o.cancel.get());
+    (void)quantize_checkpoint(o);
+  } catch (const cancelled_error&) {
+    const int sig = g_stop_signal.load();
+    const bool kept = std::filesystem::exists(
+        std::filesystem::path(a.output_dir) /
+        (worker ? worker_journal_name(*worker) : std::string(resume_journal::file_name)));
+    err << "shardquant: stopped by " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << "; "
+        << (kept ? "finished shards are kept: run the same command with --resume to continue"
+                 : "nothing was kept: run the same command again to start over")
+        << "\n";
+    return sig == SIGTERM ? 128 + SIGTERM : 128 + SIGINT;
+  }
   (void)out;
-  (void)err;
   return 0;
 }
 
@@ -193,12 +316,36 @@ void print_schemes(std::ostream& out) {
                   std::string(s.help).c_str());
     out << line;
   }
+  // Where the outputs run (README "Loading the outputs", pipeline/loader_support.h).
+  out << "loaders (options each scheme's output needs; \"default\": none):\n";
+  char head[160];
+  std::snprintf(head, sizeof head, "  %-22s %-46s %s\n", "scheme", "transformers + amd-quark",
+                "vLLM (quantization=\"quark\")");
+  out << head;
+  for (const auto& s : all_schemes()) {
+    const loader_row r = loader_support(s.id);
+    const std::string hf = r.hf_options ? loader_options_text(r.hf_options) : "default";
+    std::string vl = r.vllm == vllm_status::runs
+                         ? (r.vllm_options ? loader_options_text(r.vllm_options) : "default")
+                     : r.vllm == vllm_status::unsupported ? "no"
+                                                          : "not checked";
+    vl += ": " + std::string(r.vllm_note);
+    char line[400];
+    std::snprintf(line, sizeof line, "  %-22s %-46s %s\n", std::string(s.name).c_str(), hf.c_str(),
+                  vl.c_str());
+    out << line;
+  }
   out << "custom progressive specs: --quant-spec FILE.json (README \"Custom progressive specs\"):\n"
          "  first stage fp8_e4m3 per_tensor/per_channel or int8 per_tensor, then fp8_e4m3 "
          "per_channel or int4/uint4 per_channel/per_group (32, 64, 128) on its code values\n";
-  out << "not in the first version:\n";
-  for (const char* n : {"nvfp4", "fp4_block16_scale_e4m3", "amdfp4", "amdfp4_g32",
-                        "amdfp4_global16", "amdfp4_global32", "mx6", "mx9", "bfp16"})
+  for (const auto& a : scheme_aliases()) {
+    char line[160];
+    std::snprintf(line, sizeof line, "  %-22s alias of %s\n", std::string(a.alias).c_str(),
+                  std::string(info(a.id).name).c_str());
+    out << line;
+  }
+  out << "refused (Quark 0.13 itself fails on them):\n";
+  for (const char* n : {"mx6", "mx9", "bfp16"})
     if (auto why = unsupported_scheme_reason(n)) {
       char line[200];
       std::snprintf(line, sizeof line, "  %-22s %s\n", n, std::string(*why).c_str());
@@ -266,6 +413,20 @@ uint64_t parse_size(const std::string& s0) {
   return static_cast<uint64_t>(std::llround(v * static_cast<double>(mult)));
 }
 
+uint64_t parse_memory_budget(const std::string& s) {
+  if (s == "auto") return 0;
+  if (s.empty())
+    throw usage_error(
+        "--memory-budget is empty; give a size such as 8G, or 'auto' for the "
+        "automatic choice");
+  const uint64_t b = parse_size(s);
+  if (b == 0)
+    throw usage_error(
+        "--memory-budget '" + s +
+        "' is zero bytes; give a size such as 8G, or 'auto' for the automatic choice");
+  return b;
+}
+
 std::string format_size(uint64_t b) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   double v = static_cast<double>(b);
@@ -315,6 +476,8 @@ plan_options to_plan_options(const quantize_args& a) {
   o.presharded = a.presharded;
   o.rotation = a.rotation;
   o.rotation_config_file = a.rotation_config;
+  o.dynamic_activations = a.dynamic_activations;
+  o.layout = parse_layout(a.layout).value_or(output_layout::quark_f2f);
   return o;
 }
 
@@ -408,6 +571,13 @@ void print_plan(const plan& p, std::ostream& out) {
   if (p.exclude_resolved.empty()) out << " (none)";
   for (const auto& m : p.exclude_resolved) out << " " << m;
   out << "\n";
+  out << "loaders (layout " << layout_name(p.options.layout)
+      << (p.options.dynamic_activations ? ", dynamic activations" : "") << "):";
+  if (p.loader_notes.empty())
+    out << " transformers + amd-quark run every scheme of this plan\n";
+  else
+    out << "\n";
+  for (const auto& n : p.loader_notes) out << "  " << n << "\n";
 }
 
 nlohmann::ordered_json plan_json(const plan& p) {
@@ -425,6 +595,9 @@ nlohmann::ordered_json plan_json(const plan& p) {
     per[std::string(s.scheme.name())] = {
         {"tensors", s.tensors}, {"bytes_in", s.bytes_in}, {"bytes_out", s.bytes_out}};
   r["per_scheme"] = per;
+  r["layout"] = std::string(layout_name(p.options.layout));
+  r["dynamic_activations"] = p.options.dynamic_activations;
+  r["loader_notes"] = p.loader_notes;
   json parts = json::array();
   for (const auto& it : p.items)
     for (const auto& pt : it.parts) {
@@ -472,6 +645,16 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   ins->add_option("PATH", inspect_path, "a .safetensors file or a checkpoint directory")
       ->required();
   ins->add_flag("--json", inspect_json, "machine-readable output");
+
+  // decompress
+  std::string dec_dir;
+  bool dec_overwrite = false;
+  CLI::App* dec = app.add_subcommand(
+      "decompress",
+      "restore plain shards (and an index naming them) beside the *.safetensors.zst files of a "
+      "checkpoint; the compressed files are kept");
+  dec->add_option("DIR", dec_dir, "checkpoint directory")->required();
+  dec->add_flag("--overwrite", dec_overwrite, "replace plain shards that already exist");
 
   // make-checkpoint
   make_checkpoint_options mk;
@@ -523,6 +706,31 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
       "--quant_scheme, --exclude_layers accepted)");
   add_quantize_options(*qc, qa, q_exclude, q_layer, q_presharded, q_budget);
 
+  // verify (pipeline/verify.h)
+  verify_options vo;
+  std::string v_budget;
+  bool v_json = false;
+  CLI::App* vc = app.add_subcommand(
+      "verify",
+      "check a quantized output against its source: shards, index, config.json, every "
+      "tensor decoded and compared (exit 0 sound, 1 not sound)");
+  vc->add_option("--model-dir,--model_dir", vo.input, "the source checkpoint directory")
+      ->required();
+  vc->add_option("--output-dir,--output_dir", vo.output, "the quantized checkpoint directory")
+      ->required();
+  vc->add_flag("--json", v_json, "print the report as JSON");
+  vc->add_option("--memory-budget", v_budget, "bytes of read and work buffers, e.g. 2G");
+  vc->add_option("--device", vo.device, "cpu (decoding runs on the CPU)")->default_val("cpu");
+  // finalize: the same options as quantize (those that shape bytes must match the workers')
+  quantize_args fa;
+  std::vector<std::string> f_exclude, f_layer, f_presharded;
+  std::string f_budget;
+  CLI::App* fc = app.add_subcommand(
+      "finalize",
+      "after `quantize --worker I/N` ran for every I: check every share and write the index, "
+      "config.json and side files (give the options the workers got)");
+  add_quantize_options(*fc, fa, f_exclude, f_layer, f_presharded, f_budget);
+
   CLI::App* sc = app.add_subcommand("schemes", "list the quantization schemes");
   CLI::App* tc = app.add_subcommand("templates",
                                     "list model types with their default excludes "
@@ -546,6 +754,12 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     print_inspect(inspect_path, inspect_json, out);
     return 0;
   }
+  if (dec->parsed()) {
+    const decompress_result r = decompress_checkpoint(dec_dir, dec_overwrite);
+    out << "decompressed " << r.shards << " shard(s), " << format_size(r.plain_bytes)
+        << (r.index_rewritten ? "; index now names the plain shards" : "") << "\n";
+    return 0;
+  }
   if (mkc->parsed()) {
     mk.size = parse_size(mk_size);
     mk.shard_size = parse_size(mk_shard);
@@ -562,6 +776,17 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   if (qc->parsed()) {
     finish_quantize_args(*qc, qa, q_exclude, q_layer, q_presharded, q_budget);
     return run_quantize(qa, out, err);
+  }
+  if (vc->parsed()) {
+    if (!v_budget.empty()) vo.memory_budget = parse_size(v_budget);
+    const verify_report r = verify_checkpoint(vo);
+    out << (v_json ? r.to_json() : r.to_text());
+    return r.sound ? 0 : k_exit_input;
+  }
+  if (fc->parsed()) {
+    finish_quantize_args(*fc, fa, f_exclude, f_layer, f_presharded, f_budget);
+    if (fa.output_dir.empty()) throw usage_error("finalize: --output-dir is required");
+    return run_finalize(fa, out);
   }
   if (sc->parsed()) {
     print_schemes(out);

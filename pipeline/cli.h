@@ -1,7 +1,7 @@
-// The `shardquant` command line: subcommands inspect, make-checkpoint, quantize, schemes,
-// templates. Owns argument parsing (CLI11) and the text the commands print; the work itself is
-// done by plan, make_checkpoint, inspect and the pipeline API. No catch of library errors here:
-// main() has the one catch that maps them to exit codes.
+// The `shardquant` command line: subcommands inspect, make-checkpoint, quantize, finalize,
+// verify, schemes, templates. Owns argument parsing (CLI11) and the text the commands print; the
+// work itself is done by plan, make_checkpoint, inspect and the pipeline API. No catch of library
+// errors here: main() has the one catch that maps them to exit codes.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +23,9 @@ inline constexpr int k_exit_usage = 2;
 // trailing "B" or "iB" is accepted). Throws usage_error.
 [[nodiscard]] uint64_t parse_size(const std::string& s);
 [[nodiscard]] std::string format_size(uint64_t bytes);  // "1.50 GiB"
+// --memory-budget: "auto" -> 0 (automatic); a size as parse_size. An empty value and sizes that
+// are (or round to) zero bytes are usage errors. Not checked against memory here (the API does).
+[[nodiscard]] uint64_t parse_memory_budget(const std::string& s);
 
 // Everything `quantize` accepts, after parsing (reference spellings folded in).
 struct quantize_args {
@@ -36,12 +39,18 @@ struct quantize_args {
   uint64_t memory_budget = 0;  // 0 = automatic
   unsigned streams = 0;
   std::string io_engine = "auto";
+  std::string compress;  // "" or "zstd[:LEVEL]"
   bool dry_run = false, overwrite = false, resume = false, keep_original = false, quiet = false;
   bool no_template_converters = false;
+  bool strict_side_files = false;
+  bool dynamic_activations = false;  // README "Loading the outputs"
+  std::string layout = "quark-f2f";  // "quark-f2f" | "quark-importer"
   bool ignored_file2file = false, ignored_skip_evaluation = false;  // Quark flags, no effect
   std::string report;
   std::string rotation;         // --rotation r1,r2,r4
   std::string rotation_config;  // --rotation-config FILE.json
+  std::string worker;    // --worker I/N | auto: one share of a run split over machines
+  uint32_t workers = 0;  // --workers N: the count for --worker auto (Kubernetes) or finalize
 };
 
 // Parses `argv` (argv[0] = program) and runs the chosen command, writing to out/err.

@@ -32,8 +32,11 @@ struct finalize_inputs {
   std::vector<std::pair<std::string, std::string>> weight_map;  // tensor -> shard rel path
   uint64_t total_size = 0;
   std::function<void(std::string)> warn;
+  bool strict_side_files = false;  // a refused symbolic link is an error, not a warning
 };
-// Side files (§3.3), the index (§3.4) and config.json (§6.1), each written atomically.
+// Side files (§3.3), the index (§3.4) and config.json (§6.1), each written atomically. Shards
+// left in the output by an earlier run that the new index does not name are warned about, by
+// name, and kept (they may be the user's).
 void finalize_output(const finalize_inputs& in);
 
 }  // namespace shardquant

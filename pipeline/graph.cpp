@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "io/error.h"
 #include "stages/compute_cpu.h"
 #include "stages/io_stage.h"
 
@@ -61,6 +62,11 @@ void run_graph(graph_run& r) {
     }
   };
 
+  auto check_cancel = [&] {
+    if (r.cancel && r.cancel->load(std::memory_order_relaxed))
+      throw cancelled_error("the run was cancelled");
+  };
+
   std::mutex runs_mutex;
   std::map<uint32_t, std::unique_ptr<shard_run>> runs;
   auto commit = [&](shard_state& s) {
@@ -79,6 +85,7 @@ void run_graph(graph_run& r) {
   input_node<job*> source(g, [&](tbb::flow_control& fc) -> job* {
     job* out = nullptr;
     guarded([&] {
+      check_cancel();
       while (ready.empty()) {
         if (next_shard == r.shards.size()) return;
         const uint32_t s = r.shards[next_shard++];
@@ -107,6 +114,7 @@ void run_graph(graph_run& r) {
         job* j = std::get<0>(t);
         j->tok = std::get<1>(t);
         guarded([&] {
+          check_cancel();
           r.pool->on_take(j->tok);
           if (j->needed > j->tok->size)
             throw std::logic_error("job for '" + j->tensor + "' needs " +
@@ -221,6 +229,7 @@ void run_graph(graph_run& r) {
   // Cancellation can end the wait while requests are in flight: let them land (their callbacks
   // see `failed` and do nothing), then wait for whatever they spawned.
   r.io->drain();
+  drain_zstd_reads();
   r.backend->drain();
   g.wait_for_all();
   if (first_error) std::rethrow_exception(first_error);

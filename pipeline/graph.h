@@ -36,6 +36,10 @@ struct graph_run {
   compute_backend* backend = nullptr;
   std::vector<uint32_t> shards;  // output shards to produce, in order
   graph_counters* counters = nullptr;
+  // Set (from any thread, or a signal handler) to stop the run: checked before each job is fed
+  // and before each job starts reading; the graph then stops as on an error, throwing
+  // cancelled_error. May be null.
+  const std::atomic<bool>* cancel = nullptr;
   // Called when the graph starts a shard (its temporary file exists, nothing read yet).
   std::function<void(const shard_state&)> on_shard_started;
   // Called after a shard has been committed (renamed into place), from a graph worker.

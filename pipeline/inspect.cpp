@@ -9,6 +9,7 @@
 #include "io/checkpoint.h"
 #include "io/error.h"
 #include "io/safetensors.h"
+#include "io/zstd_source.h"
 
 namespace shardquant {
 namespace {
@@ -100,7 +101,8 @@ json inspect_json(const std::string& path) {
     std::vector<std::string> warnings;
     const source_checkpoint c =
         open_source_checkpoint(path, [&](std::string w) { warnings.push_back(std::move(w)); });
-    for (const auto& s : c.shards) files.push_back(file_json(s.rel_path, s.header));
+    for (const auto& s : c.shards)
+      files.push_back(file_json(s.compressed ? s.rel_path + ".zst" : s.rel_path, s.header));
     const json conf = c.config_json();
     cfg = json::object();
     for (const char* k : {"model_type", "architectures", "torch_dtype", "dtype",
@@ -113,7 +115,9 @@ json inspect_json(const std::string& path) {
     }
     r["warnings"] = warnings;
   } else if (fs::exists(path)) {
-    files.push_back(file_json(path, read_safetensors_header(path)));
+    // A compressed shard: only its first bytes are decompressed.
+    files.push_back(file_json(path, is_zstd_shard_name(path) ? read_zstd_shard_info(path).header
+                                                             : read_safetensors_header(path)));
   } else {
     throw input_error(path, "", input_error::no_offset, "no such file or directory");
   }

@@ -1,11 +1,14 @@
 // Plan -> jobs: file ranges, row splits, output pieces and token layouts.
 #include "pipeline/jobs.h"
 
+#include "io/file.h"
+
 #include <algorithm>
 #include <numeric>
 #include <string>
 
 #include "io/error.h"
+#include "kernels/importer_layout.h"
 #include "kernels/quantize.h"
 #include "pipeline/plan_rotation.h"
 
@@ -115,7 +118,22 @@ job_builder::job_builder(const plan& p, std::filesystem::path output_dir, uint64
       output_dir_(std::move(output_dir)),
       token_bytes_(token_bytes),
       direct_(direct_io),
-      sources_(p.source.shards.size()) {}
+      sources_(p.source.shards.size()),
+      streams_(p.source.shards.size()) {}
+
+void job_builder::attach_streams(job& j) {
+  for (input_spec* in :
+       {&j.input, &j.fp8_block.scale, &j.ct.scale, &j.ct.zero_point, &j.ct.g_idx}) {
+    if (!in->file) continue;
+    for (uint32_t s = 0; s < sources_.size(); ++s)
+      if (sources_[s] == in->file && plan_.source.shards[s].compressed) {
+        if (!streams_[s])
+          streams_[s] = zstd_source::open(plan_.source.shards[s].path, false,
+                                          plan_.source.shards[s].header.file_size);
+        in->stream = streams_[s];
+      }
+  }
+}
 
 std::shared_ptr<io_file> job_builder::source_file(uint32_t shard) {
   auto& f = sources_.at(shard);
@@ -135,20 +153,30 @@ std::vector<std::unique_ptr<job>> job_builder::make_shard(uint32_t s, shard_stat
                                                           uint64_t& seq) {
   const output_shard_plan& sp = plan_.shards[s];
   const std::filesystem::path final_path = output_dir_ / sp.relative_path;
-  std::filesystem::create_directories(final_path.parent_path());
+  create_directories_inside(output_dir_, std::filesystem::path(sp.relative_path).parent_path());
   state.index = s;
   state.relative_path = sp.relative_path;
-  state.writer = std::make_unique<shard_writer>(sp.layout, final_path);
+  state.writer = std::make_unique<shard_writer>(sp.layout, final_path, compress_);
   state.out = io_file::wrap_for_write(state.writer->fd(), final_path.string(), direct_,
                                       sp.layout.file_size());
   state.input_bytes = 0;
   std::vector<std::unique_ptr<job>> jobs;
-  for (uint32_t it : sp.items)
+  // A compressed source is a stream: its tensors are read in file order (one pass).
+  std::vector<uint32_t> items = sp.items;
+  if (std::all_of(items.begin(), items.end(), [&](uint32_t i) {
+        return plan_.source.shards[plan_.items[i].source.shard].compressed;
+      }))
+    std::stable_sort(items.begin(), items.end(), [&](uint32_t a, uint32_t b) {
+      const source_ref &x = plan_.items[a].source, &y = plan_.items[b].source;
+      return std::pair(x.shard, x.file_offset) < std::pair(y.shard, y.file_offset);
+    });
+  for (uint32_t it : items)
     for (const auto& part : plan_.items[it].parts)
       if (part.output_shard == s) {
         state.input_bytes += part.input_bytes;
         add_part_jobs(plan_.items[it], part, state, jobs, seq);
       }
+  for (auto& j : jobs) attach_streams(*j);
   state.jobs_left = jobs.size();
   return jobs;
 }
@@ -280,9 +308,15 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
   const rows_view rv = make_rows_view(src, part, rows);
   auto file = source_file(src.shard);
 
-  const uint64_t mult = std::lcm<uint64_t>(
-      quant ? std::max<uint32_t>(1, row_split_multiple(part.scheme->kernel())) : 1,
-      rotation_row_multiple(part));
+  // --layout quark-importer changes the outputs of the integer schemes (importer_layout.h).
+  const bool importer = quant && plan_.options.layout == output_layout::quark_importer &&
+                        importer_layout_differs(part.scheme->kernel());
+  const uint64_t scheme_mult =
+      !quant     ? 1
+      : importer ? std::max<uint32_t>(1, importer_row_split_multiple(part.scheme->kernel()))
+                 : std::max<uint32_t>(1, row_split_multiple(part.scheme->kernel()));
+  // R2 output-channel rotations need whole blocks of head_dim rows in a range.
+  const uint64_t mult = std::lcm<uint64_t>(scheme_mult, rotation_row_multiple(part));
 
   auto whole = [&](const source_ref& r) {
     input_spec in;
@@ -366,13 +400,28 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
     }
     if (quant) {
       std::string err;
-      const auto pieces = range_layout(part.scheme->kernel(), shape, r0, r1, &err);
+      const weight_scheme ks = part.scheme->kernel();
+      if (importer) {
+        // The kernel's own outputs of the range (dense), converted by the compute stage.
+        for (const output_piece& p : range_layout(ks, shape, r0, r1, nullptr, part.input_type)) {
+          j->kernel_pos.push_back(align_up(pos, 64));
+          pos = j->kernel_pos.back() + p.run_bytes * p.count;
+        }
+      }
+      const auto pieces = importer ? importer_range_layout(ks, shape, r0, r1, &err)
+                                   : range_layout(ks, shape, r0, r1, &err, part.input_type);
       if (!err.empty()) throw input_error(src_path, part.name, input_error::no_offset, err);
       for (size_t i = 0; i < pieces.size() && i < part.outputs.size(); ++i) {
         const planned_output& o = part.outputs[i];
         const output_piece& p = pieces[i];
         const bool per_tensor_scale = o.shape.empty();
-        if (per_tensor_scale && r0 != 0) continue;  // written once, by the first range
+        if (per_tensor_scale && r0 != 0) {  // written once, by the first range
+          if (importer) {                   // still produced by the conversion: scratch room
+            j->importer_pos.push_back(align_up(pos, 64));
+            pos = j->importer_pos.back() + p.run_bytes * p.count;
+          }
+          continue;
+        }
         write_piece w;
         w.tensor = o.name;
         w.slot = static_cast<uint8_t>(i);
@@ -389,6 +438,7 @@ void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, sha
         }
         w.token_pos = place_for_write(pos, w.file_offset);
         pos = w.token_pos + w.total_bytes();
+        if (importer) j->importer_pos.push_back(w.token_pos);
         j->output_bytes += w.total_bytes();
         j->outputs.push_back(std::move(w));
       }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "io/async_io.h"
@@ -28,6 +29,9 @@ class job_builder {
   [[nodiscard]] std::vector<std::unique_ptr<job>> make_shard(uint32_t s, shard_state& state,
                                                              uint64_t& seq);
 
+  // Output shards are published compressed (io/zstd_writer.h).
+  void set_compression(std::optional<zstd_compress_options> c) { compress_ = c; }
+
   // Source bytes shard `s`'s jobs read once (the progress total; amax passes not counted).
   [[nodiscard]] uint64_t shard_input_bytes(uint32_t s) const;
 
@@ -45,6 +49,10 @@ class job_builder {
   uint64_t token_bytes_;
   bool direct_;
   std::vector<std::shared_ptr<io_file>> sources_;
+  std::vector<std::shared_ptr<zstd_source>> streams_;  // compressed source shards
+  std::optional<zstd_compress_options> compress_;
+  // Gives every input of `j` that lies in a compressed shard its stream.
+  void attach_streams(job& j);
 };
 
 }  // namespace shardquant

@@ -12,9 +12,11 @@
 
 #include "io/error.h"
 #include "io/file.h"
+#include "io/zstd_source.h"
 #include "kernels/numeric.h"
 #include "pipeline/fnmatch.h"
 #include "pipeline/plan_rotation.h"
+#include "pipeline/loader_support.h"
 #include "pipeline/quant_config.h"
 #include "pipeline/templates.h"
 
@@ -135,6 +137,7 @@ class planner {
       plan_rotations(p_);
     layouts();
     totals();
+    loader_notes();
     return std::move(p_);
   }
 
@@ -660,9 +663,15 @@ class planner {
                       shape_str(e.shape));
     float v = 0;
     const auto& sh = p_.source.shards[s];
-    file_handle f = file_handle::open(sh.path, O_RDONLY);
-    pread_all(f.get(), std::as_writable_bytes(std::span(&v, 1)), sh.header.data_start + e.begin,
-              sh.path.string());
+    if (sh.compressed) {
+      zstd_source::open(sh.path, true)
+          ->read_now(sh.header.data_start + e.begin, sizeof v, reinterpret_cast<std::byte*>(&v),
+                     false, e.name);
+    } else {
+      file_handle f = file_handle::open(sh.path, O_RDONLY);
+      pread_all(f.get(), std::as_writable_bytes(std::span(&v, 1)), sh.header.data_start + e.begin,
+                sh.path.string());
+    }
     if (!(v > 0.0f) || !is_finite(v))
       fail_tensor(s, e,
                   "weight_global_scale is " + std::to_string(v) + " (must be positive and finite)");
@@ -674,9 +683,15 @@ class planner {
       fail_tensor(s, e, "weight_shape must be a short I64 vector");
     std::vector<int64_t> v(e.shape[0]);
     const auto& sh = p_.source.shards[s];
-    file_handle f = file_handle::open(sh.path, O_RDONLY);
-    pread_all(f.get(), std::as_writable_bytes(std::span(v)), sh.header.data_start + e.begin,
-              sh.path.string());
+    if (sh.compressed) {
+      zstd_source::open(sh.path, true)
+          ->read_now(sh.header.data_start + e.begin, v.size() * sizeof(int64_t),
+                     reinterpret_cast<std::byte*>(v.data()), false, e.name);
+    } else {
+      file_handle f = file_handle::open(sh.path, O_RDONLY);
+      pread_all(f.get(), std::as_writable_bytes(std::span(v)), sh.header.data_start + e.begin,
+                sh.path.string());
+    }
     std::vector<uint64_t> out;
     for (int64_t x : v) {
       if (x <= 0) fail_tensor(s, e, "weight_shape holds a non-positive dimension");
@@ -799,7 +814,14 @@ class planner {
       }
       pt.action = recovered ? tensor_action::recover_quantize : tensor_action::quantize;
       pt.scheme = sch;
-      for (auto& ot : output_tensors(sch.kernel(), o.shape))
+      const bool importer = p_.options.layout == output_layout::quark_importer;
+      if (importer) {
+        const std::string why = importer_layout_error(sch.kernel(), o.shape);
+        if (!why.empty()) fail_tensor(s, e, "'" + o.name + "' " + shape_str(o.shape) + ": " + why);
+      }
+      // amdfp4 stores its scale in the dtype the kernel sees (the recovered F32 or the source's).
+      for (auto& ot : importer ? importer_output_tensors(sch.kernel(), o.shape)
+                               : output_tensors(sch.kernel(), o.shape, in_type))
         pt.outputs.push_back({o.name + ot.suffix, ot.type, ot.shape, ot.byte_size(), 0});
       split(pt);
       return pt;
@@ -822,13 +844,27 @@ class planner {
     return pt;
   }
 
+  // Schemes whose output will not run correctly in a loader with this run's options.
+  void loader_notes() {
+    const uint8_t opts = loader_options_of(p_.options.dynamic_activations, p_.options.layout);
+    for (const auto& sc : p_.totals.per_scheme) {
+      const std::string w = loader_warning(sc.scheme, opts);
+      if (w.empty()) continue;
+      p_.loader_notes.push_back(w);
+      p_.warnings.push_back(w);
+    }
+  }
+
   void split(plan_part& pt) {
     const uint64_t tok = p_.options.token_bytes;
     if (tok == 0 || pt.input_bytes <= tok || pt.input_shape.empty()) return;
     const uint64_t rows = pt.input_shape[0];
     if (rows < 2) return;
     const uint64_t row_bytes = pt.input_bytes / rows;
-    const uint64_t mult = std::max<uint64_t>(1, row_split_multiple(pt.scheme->kernel()));
+    const uint64_t mult =
+        std::max<uint64_t>(1, p_.options.layout == output_layout::quark_importer
+                                  ? importer_row_split_multiple(pt.scheme->kernel())
+                                  : row_split_multiple(pt.scheme->kernel()));
     uint64_t per = row_bytes ? tok / row_bytes : rows;
     per = per / mult * mult;
     if (per == 0) per = mult;
@@ -970,6 +1006,7 @@ nlohmann::ordered_json exported_quantization_config(const plan& p) {
   in.exclude = p.exclude_resolved;
   for (const auto& o : p.options.layer_schemes) in.overrides.emplace_back(o.glob, o.scheme);
   for (const auto& k : p.kept) in.kept_modules.push_back(k.module);
+  in.exp.dynamic_activations = p.options.dynamic_activations;
   if (!p.kept.empty())
     in.keep =
         fp8_keep_params_of(p.facts.source_quant_config, (p.model_dir / "config.json").string());

@@ -27,6 +27,7 @@
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "kernels/dtype.h"
+#include "kernels/importer_layout.h"
 #include "kernels/recover_tensors.h"
 #include "kernels/schemes.h"
 #include "pipeline/converters.h"
@@ -62,6 +63,10 @@ struct plan_options {
   // model type's built-in config) or a RotationConfig JSON file; both empty = no rotation.
   std::string rotation;
   std::filesystem::path rotation_config_file;
+  // Deliberate differences for the loaders (README "Loading the outputs"); the defaults are
+  // byte-identical to Quark's file-to-file output.
+  bool dynamic_activations = false;  // static input specs exported as dynamic
+  output_layout layout = output_layout::quark_f2f;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -221,6 +226,9 @@ struct plan {
   std::vector<std::string> exclude_resolved;  // §6.4, sorted, unique (kept modules removed)
   std::vector<kept_module> kept;              // §8, sorted by module name
   std::vector<std::string> warnings;
+  // Schemes of this run whose output will not run correctly in transformers / vLLM with the
+  // chosen options, one line each (pipeline/loader_support.h); also in `warnings`.
+  std::vector<std::string> loader_notes;
   plan_totals totals;
   // The rotation config as planned (online_config's layer list filled), exported as algo_config.
   std::optional<rotation_config> rotation;

@@ -68,6 +68,29 @@ j MX(const char* dt, bool d) {
   return spec(dt, d, "per_group", -1, 32, nullptr, "float", "e8m0", "even", "PerBlockMXObserver");
 }
 
+// The scaled-FP4 specs (kernels/FORMATS-fp4.md §6): Quark's FP4PerGroupSpec, AmdFP4Spec and the
+// second stage of a ScaleQuantSpec (is_scale_quant: the per-tensor quantizer of the block scales).
+j FP4G(int g, bool d) {
+  return spec("fp4", d, "per_group", -1, g, nullptr, "float32", "float32", nullptr,
+              "PerBlockMXObserver");
+}
+j AFP4(int g, bool d) {
+  return spec("fp4", d, "per_group", -1, g, nullptr, "float8_e5m3", "e5m3", nullptr,
+              "PerBlockMXObserver");
+}
+j scale_quant(const char* dt) {
+  j s = spec(dt, false, "per_tensor", nullptr, nullptr, true, "float32", nullptr, nullptr,
+             "PerTensorMinMaxObserver");
+  s["is_scale_quant"] = true;
+  return s;
+}
+j two_level(int g, bool d, const char* scale_dt) {
+  j w = j::array();
+  w.push_back(FP4G(g, d));
+  w.push_back(scale_quant(scale_dt));
+  return w;
+}
+
 j layer(j input, j weight) {
   j l = j::object();
   l["input_tensors"] = std::move(input);
@@ -124,6 +147,16 @@ ordered_json layer_config(scheme_id s) {
       w.push_back(I4C("float32"));
       return layer(F8T("float32", true), std::move(w));
     }
+    case scheme_id::nvfp4:
+      return layer(two_level(16, true, "fp8_e4m3"), two_level(16, false, "fp8_e4m3"));
+    case scheme_id::amdfp4:
+      return layer(AFP4(16, true), AFP4(16, false));
+    case scheme_id::amdfp4_g32:
+      return layer(AFP4(32, true), AFP4(32, false));
+    case scheme_id::amdfp4_global16:
+      return layer(two_level(16, true, "fp8_e5m3"), two_level(16, false, "fp8_e5m3"));
+    case scheme_id::amdfp4_global32:
+      return layer(two_level(32, true, "fp8_e5m3"), two_level(32, false, "fp8_e5m3"));
   }
   return nullptr;
 }
@@ -181,9 +214,24 @@ ordered_json keep_original_layer_config(const fp8_keep_params& p) {
   return layer(std::move(in), std::move(w));
 }
 
+ordered_json apply_export_options(ordered_json layer, const export_options& o) {
+  if (o.dynamic_activations && layer.contains("input_tensors")) {
+    // A spec object or a list of them (progressive input specs); null stays null.
+    auto make_dynamic = [](j& spec) {
+      if (spec.is_object() && spec.contains("is_dynamic")) spec["is_dynamic"] = true;
+    };
+    j& in = layer["input_tensors"];
+    if (in.is_array())
+      for (auto& s : in) make_dynamic(s);
+    else
+      make_dynamic(in);
+  }
+  return layer;
+}
+
 ordered_json quantization_config(const quant_config_inputs& in) {
   j q = j::object();
-  q["global_quant_config"] = layer_config(in.scheme);
+  q["global_quant_config"] = apply_export_options(layer_config(in.scheme), in.exp);
   std::vector<std::string> ex = in.exclude;
   std::sort(ex.begin(), ex.end());
   ex.erase(std::unique(ex.begin(), ex.end()), ex.end());
@@ -193,7 +241,8 @@ ordered_json quantization_config(const quant_config_inputs& in) {
   q["quant_method"] = "quark";
   q["layer_type_quant_config"] = j::object();
   j lqc = j::object();
-  for (const auto& [glob, s] : in.overrides) lqc[glob] = layer_config(s);
+  for (const auto& [glob, s] : in.overrides)
+    lqc[glob] = apply_export_options(layer_config(s), in.exp);
   std::vector<std::string> kept = in.kept_modules;
   std::sort(kept.begin(), kept.end());
   kept.erase(std::unique(kept.begin(), kept.end()), kept.end());

@@ -34,6 +34,17 @@ struct fp8_keep_params {
                                                  const std::string& config_path);
 [[nodiscard]] ordered_json keep_original_layer_config(const fp8_keep_params& p);
 
+// Deliberate differences for the loaders (README "Loading the outputs"), applied to the layer
+// objects after they are built, so the scheme specs above stay Quark's. Default: none.
+struct export_options {
+  // Static input specs (is_dynamic false: fp8, int8, mxfp4_fp8) exported as dynamic: the
+  // file-to-file flow has no calibration and writes no input scales, which a loader would
+  // otherwise fill with uninitialized values.
+  bool dynamic_activations = false;
+};
+// `layer` (a §6.2 layer object) with the options applied; unchanged when none applies.
+[[nodiscard]] ordered_json apply_export_options(ordered_json layer, const export_options& o);
+
 struct quant_config_inputs {
   quant_scheme scheme = scheme_id::mxfp4;
   std::vector<std::string> exclude;                             // resolved module names (§6.4)
@@ -41,6 +52,7 @@ struct quant_config_inputs {
   std::vector<std::string> kept_modules;                        // §8, any order (sorted here)
   fp8_keep_params keep;                                         // used when kept_modules not empty
   std::string version = std::string("shardquant-") + SHARDQUANT_VERSION;
+  export_options exp;  // applied to the global and per-layer objects, not to keep-original ones
 };
 
 // The `Q` object of §6.2 with its keys in order.

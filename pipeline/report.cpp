@@ -39,6 +39,9 @@ std::string run_report::to_json() const {
   j["direct_io"] = direct_io;
   j["device"] = device;
   j["streams"] = streams;
+  j["layout"] = layout;
+  j["dynamic_activations"] = dynamic_activations;
+  j["loader_notes"] = loader_notes;
   return j.dump(2) + "\n";
 }
 
@@ -60,7 +63,9 @@ std::string report_text(const run_report& r) {
       (unsigned long long)r.shards_written, (unsigned long long)r.shards_skipped,
       (unsigned long long)r.jobs, r.io_engine.c_str(), r.direct_io ? " (O_DIRECT)" : "",
       r.device.c_str(), r.streams);
-  return buf;
+  std::string t = buf;
+  for (const auto& n : r.loader_notes) t += "loaders: " + n + "\n";
+  return t;
 }
 
 }  // namespace shardquant

@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config git time
       libtbb-dev libsimdjson-dev libzstd-dev nlohmann-json3-dev doctest-dev liburing-dev libcli11-dev
-      clang-14 libclang-rt-14-dev python3 python3-numpy)
+      clang-14 libclang-rt-14-dev python3 python3-numpy zstd
+      slurm-wlm munge)  # the Slurm test starts a throwaway single-node cluster (tests/slurm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,6 +10,7 @@
 
 #include "io/error.h"
 #include "kernels/fp8.h"
+#include "kernels/importer_layout.h"
 #include "kernels/numeric.h"
 #include "kernels/quantize.h"
 #include "kernels/recover.h"
@@ -278,17 +279,27 @@ void run_cpu_compute(job& j) {
     return;  // the graph folds it into the tensor (fold_amax)
   }
   quant_outputs out;
-  for (const auto& p : j.outputs) {
-    void* dst = at(j, p.token_pos);
-    if (p.slot == 0) out.weight = dst;
-    if (p.slot == 1) out.scale = dst;
-    if (p.slot == 2) out.extra = dst;
-    if (p.slot == 3) out.extra2 = dst;  // zero point of a pair's asymmetric second stage
+  if (!j.kernel_pos.empty()) {  // --layout quark-importer: own room, converted below
+    void** slot[4] = {&out.weight, &out.scale, &out.extra, &out.extra2};
+    for (size_t i = 0; i < j.kernel_pos.size() && i < 4; ++i) *slot[i] = at(j, j.kernel_pos[i]);
+  } else {
+    for (const auto& p : j.outputs) {
+      void* dst = at(j, p.token_pos);
+      if (p.slot == 0) out.weight = dst;
+      if (p.slot == 1) out.scale = dst;
+      if (p.slot == 2) out.extra = dst;
+      if (p.slot == 3) out.extra2 = dst;  // zero point of a pair's asymmetric second stage
+    }
   }
   std::optional<float> ta;
   if (j.tensor_shared) ta = tensor_amax_of(j);
   const quant_status st = quantize(j.scheme, v, out, ta);
   if (!st.ok()) fail(j, st.message());
+  if (!j.kernel_pos.empty()) {
+    std::vector<void*> dst;
+    for (uint64_t pos : j.importer_pos) dst.push_back(at(j, pos));
+    to_importer_layout(j.scheme, j.shape, j.row_begin, j.row_begin + j.rows, out, dst);
+  }
 }
 
 std::vector<job*> fold_amax(job& j, float range_amax) {

@@ -59,9 +59,16 @@ void start_read(async_io& io, job& j, stage_done done) {
     done(e);
   };
   auto c = std::make_shared<countdown>(reads.size(), std::move(named));
-  for (const auto& [spec, pos] : reads)
+  for (const auto& [spec, pos] : reads) {
+    if (spec->stream) {  // compressed shard: decompressed where the aligned read would put it
+      spec->stream->read(spec->offset, spec->length,
+                         j.tok->data + pos + spec->offset % io_alignment, spec != &j.input,
+                         j.tensor, [c](std::exception_ptr e) { c->arrive(e); });
+      continue;
+    }
     io.read(spec->file, spec->offset, spec->length, j.tok->data + pos,
             [c](std::exception_ptr e) { c->arrive(e); });
+  }
 }
 
 void start_write(async_io& io, job& j, stage_done done) {
@@ -75,6 +82,13 @@ void start_write(async_io& io, job& j, stage_done done) {
     done(nullptr);
     return;
   }
+  // The journal's checksum of the shard, taken from the bytes as they leave (io/checksum.h):
+  // a pass over data already in cache, on this job's thread, in parallel with other jobs.
+  for (const auto& p : j.outputs)
+    for (uint64_t s = 0; s < p.segments; ++s)
+      j.shard->writer->add_checksum(
+          p.file_offset + s * p.segment_stride,
+          std::span<const std::byte>(j.tok->data + p.token_pos + s * p.bytes, p.bytes));
   auto c = std::make_shared<countdown>(n, std::move(done));
   for (const auto& p : j.outputs)
     for (uint64_t s = 0; s < p.segments; ++s)

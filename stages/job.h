@@ -16,6 +16,7 @@
 
 #include "io/async_io.h"
 #include "io/shard_writer.h"
+#include "io/zstd_source.h"
 #include "kernels/dtype.h"
 #include "kernels/hadamard.h"
 #include "kernels/recover_tensors.h"
@@ -37,6 +38,7 @@ enum class job_kind : uint8_t {
 // converter slice), gathered back to back after the read.
 struct input_spec {
   std::shared_ptr<io_file> file;
+  std::shared_ptr<zstd_source> stream;  // set for a compressed shard: offsets are plain offsets
   uint64_t offset = 0;
   uint64_t length = 0;
   uint64_t runs = 1;
@@ -144,6 +146,12 @@ struct job {
   uint64_t generated_rotation = 0;
 
   std::vector<write_piece> outputs;
+  // --layout quark-importer (kernels/importer_layout.h), for schemes it changes: the kernel
+  // writes its usual outputs at `kernel_pos` (output_tensors() order, dense pieces), which the
+  // compute stage converts into the importer outputs at `importer_pos` (importer_output_tensors()
+  // order; the write pieces point into them). Both empty otherwise.
+  std::vector<uint64_t> kernel_pos;
+  std::vector<uint64_t> importer_pos;
   shard_state* shard = nullptr;
   uint64_t input_bytes = 0;  // source bytes this job accounts for (progress)
   uint64_t output_bytes = 0;

@@ -1,6 +1,6 @@
 // The output side of a checkpoint directory: output directory rules (formats.md §3.6, never
-// deleting anything), the side-file copy (§3.3: recursive, symlinks followed, hidden files,
-// exclusions exactly as written, byte for byte) and the index writer (§3.4).
+// deleting anything), the side-file copy (§3.3: recursive, symlinks followed only inside the model,
+// hidden files, exclusions exactly as written, byte for byte) and the index writer (§3.4).
 #include "io/checkpoint.h"
 
 #include <sys/stat.h>
@@ -111,23 +111,26 @@ TEST_CASE("side files are copied recursively byte for byte with the §3.3 exclus
   std::vector<std::string> warns;
   fs::create_directories(out);
   const auto stats = copy_side_files(src, out, [&](std::string w) { warns.push_back(w); });
-  CHECK(listing(out) ==
-        std::vector<std::string>{
-            ".gitattributes", ".hidden/", ".hidden/deep/", ".hidden/deep/x.bin", "CHANGES.md",
-            "chat_template.jinja", "docs/", "docs/README.md", "empty_dir/", "linked_dir/",
-            "linked_dir/f.txt", "modeling_x.py", "readme.txt", "sub/", "sub/config.json",
-            "sub/model.safetensors.index.json", "tokenizer.json", "tokenizer.model"});
-  CHECK(stats.files == 12);
+  // Links leading outside the model, or to any folder, are skipped and named (issue 11).
+  CHECK(listing(out) == std::vector<std::string>{".gitattributes", ".hidden/", ".hidden/deep/",
+                                                 ".hidden/deep/x.bin", "CHANGES.md", "docs/",
+                                                 "docs/README.md", "empty_dir/", "modeling_x.py",
+                                                 "readme.txt", "sub/", "sub/config.json",
+                                                 "sub/model.safetensors.index.json",
+                                                 "tokenizer.json", "tokenizer.model"});
+  CHECK(stats.files == 10);
   CHECK(read_text(out / ".hidden" / "deep" / "x.bin") == binary);
   CHECK(read_text(out / "tokenizer.model") == binary);
-  CHECK(read_text(out / "chat_template.jinja") == "{{ x }}");
-  CHECK(fs::is_regular_file(fs::symlink_status(out / "chat_template.jinja")));
-  CHECK_FALSE(fs::is_symlink(fs::symlink_status(out / "linked_dir")));
-  CHECK(read_text(out / "linked_dir" / "f.txt") == "via dir link");
+  CHECK_FALSE(fs::exists(fs::symlink_status(out / "chat_template.jinja")));
+  CHECK_FALSE(fs::exists(fs::symlink_status(out / "linked_dir")));
   CHECK((fs::status(out / "modeling_x.py").permissions() & fs::perms::owner_exec) !=
         fs::perms::none);
-  REQUIRE(warns.size() == 1);
-  CHECK(warns[0].find("symlink loop") != std::string::npos);
+  REQUIRE(warns.size() == 3);
+  CHECK(warns[0].find("chat_template.jinja") != std::string::npos);
+  CHECK(warns[0].find("outside the model folder") != std::string::npos);
+  CHECK(warns[1].find("linked_dir") != std::string::npos);
+  CHECK(warns[1].find("folders are never followed") != std::string::npos);
+  CHECK(warns[2].find("loop") != std::string::npos);
 }
 
 TEST_CASE("copying side files again replaces what shardquant writes and leaves other files alone") {

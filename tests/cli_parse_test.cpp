@@ -58,12 +58,12 @@ TEST_CASE("layer schemes come in pattern/scheme pairs and keep their order") {
 
 TEST_CASE("unknown and not-yet-supported schemes are usage errors with a reason") {
   quantize_args a;
-  a.scheme = "nvfp4";
+  a.scheme = "mx6";
   try {
     (void)to_plan_options(a);
     FAIL("expected usage_error");
   } catch (const usage_error& e) {
-    CHECK(std::string(e.what()).find("not in the first version") != std::string::npos);
+    CHECK(std::string(e.what()).find("is refused: Quark 0.13") != std::string::npos);
   }
   a.scheme = "fp7";
   try {
@@ -96,4 +96,20 @@ TEST_CASE("sizes are binary and accept K/M/G/T with optional B or iB") {
   CHECK_THROWS_AS((void)parse_size("12Q"), usage_error);
   CHECK_THROWS_AS((void)parse_size("-1M"), usage_error);
   CHECK_THROWS_AS((void)parse_size("99999999999T"), usage_error);
+}
+
+TEST_CASE(
+    "--worker and --workers parse as given, finalize refuses --worker and quantize a lone "
+    "--workers") {
+  const auto a = parse_quantize_args(sv{"--model-dir", "in", "--output-dir", "out", "--scheme",
+                                        "fp8", "--worker", "auto", "--workers", "8"});
+  CHECK(a.worker == "auto");
+  CHECK(a.workers == 8);
+  std::ostringstream out, err;
+  const char* fin[] = {"shardquant", "finalize", "--model-dir", "in",       "--output-dir",
+                       "out",        "--scheme", "fp8",         "--worker", "1/4"};
+  CHECK_THROWS_AS((void)run_cli(10, fin, out, err), usage_error);
+  const char* lone[] = {"shardquant", "quantize", "--model-dir", "in",        "--output-dir",
+                        "out",        "--scheme", "fp8",         "--workers", "4"};
+  CHECK_THROWS_AS((void)run_cli(10, lone, out, err), usage_error);
 }

@@ -71,9 +71,9 @@ TEST_CASE("exit codes: 2 for usage errors - 1 for input errors") {
           t.path);
   CHECK(r.code == 1);
   CHECK(has(r.out, "missing"));
-  r = run("quantize --model-dir x --scheme nvfp4 --dry-run", t.path);
+  r = run("quantize --model-dir x --scheme bfp16 --dry-run", t.path);
   CHECK(r.code == 2);
-  CHECK(has(r.out, "not in the first version"));
+  CHECK(has(r.out, "qscheme for <module> must not be None"));
   r = run("make-checkpoint --arch llama --size 10Q --out " + (t.path / "m").string(), t.path);
   CHECK(r.code == 2);
 }
@@ -84,6 +84,9 @@ TEST_CASE("schemes and templates list the tables") {
   CHECK(r.code == 0);
   CHECK(has(r.out, "int4_fp8"));
   CHECK(has(r.out, "nvfp4"));
+  CHECK(has(r.out, "amdfp4_global32"));
+  CHECK(has(r.out, "fp4_block16_scale_e4m3 alias of nvfp4"));
+  CHECK(has(r.out, "mx9"));
   r = run("templates", t.path);
   CHECK(r.code == 0);
   CHECK(has(r.out, "deepseek_v3"));

@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/amdfp4.h"
 #include "kernels/cpu_isa.h"
 #include "kernels/fp8.h"
 #include "kernels/int_quant.h"
@@ -105,6 +106,12 @@ std::vector<uint64_t> random_shape(std::mt19937& rng, scheme_id s) {
     case scheme_family::fp8_row:
       if (rng() % 4 == 0) shape.push_back(1 + rng() % 4);
       break;
+    case scheme_family::nvfp4:
+    case scheme_family::amdfp4:
+    case scheme_family::amdfp4_global:
+      cols += cols % 2;  // partial last blocks included
+      if (rng() % 4 == 0) shape.push_back(1 + rng() % 3);
+      break;
     default:
       break;
   }
@@ -124,7 +131,7 @@ bool same_bytes(const run_result& a, const run_result& b) {
 run_result run_poisoned(impl i, scheme_id s, dtype d, const std::vector<uint64_t>& shape,
                         const void* data, uint8_t poison) {
   run_result r;
-  for (const output_tensor& t : output_tensors(s, shape))
+  for (const output_tensor& t : output_tensors(s, shape, d))
     r.tensors.emplace_back(t.byte_size(), poison);
   source_view v{d, shape, data};
   quant_outputs o;
@@ -260,6 +267,36 @@ int round_trip_violations(scheme_id s, dtype d, const std::vector<uint64_t>& sha
         const double y = static_cast<double>(src_value(d, in, i)) / sc + zp;
         // Half a step, plus the source-dtype rounding of s (and of the zero-point quotient).
         note(i, std::fabs(q - y), 0.5 + (asym ? 0.07 : 0.0) + std::fabs(y) * 1e-2 + 1e-6);
+      }
+      break;
+    }
+    case scheme_family::nvfp4:
+    case scheme_family::amdfp4:
+    case scheme_family::amdfp4_global: {
+      // Dequantize with the stored scales: the block divisor is value(scale) (* scale_2).
+      const uint64_t gs = si.group_size, bpr = (cols + gs - 1) / gs;
+      const float s2 = si.family == scheme_family::amdfp4 ? 1.0f : load_f32(r.tensors[2], 0);
+      for (uint64_t i = 0; i < numel; ++i) {
+        const uint64_t row = i / cols, c = i % cols, si_ = row * bpr + c / gs;
+        double S;
+        if (si.family == scheme_family::nvfp4) {
+          S = static_cast<double>(fp8_e4m3fn_decode(r.tensors[1][si_])) * s2;
+        } else if (si.family == scheme_family::amdfp4_global) {
+          S = static_cast<double>(e5m3_decode(r.tensors[1][si_])) * s2;
+        } else {
+          S = d == dtype::f32 ? load_f32(r.tensors[1], si_)
+                              : src_value(d, r.tensors[1], si_);  // stored in D
+        }
+        if (S < 1e-30) continue;  // zero scales divide by EPS (checked by the goldens)
+        const uint8_t b = r.tensors[0][row * (cols / 2) + c / 2];
+        const uint32_t code = c % 2 ? b >> 4 : b & 15;
+        const double y = src_value(d, in, i) / S, v = mx_decode_element(code, mx_fp4_e2m1());
+        int e;
+        std::frexp(std::fabs(y), &e);
+        const double half = std::ldexp(1.0, std::max(e - 1, 0) - 2);
+        // The scale's own rounding lets |y| pass 6 slightly: saturation error on top.
+        const double over = std::max(0.0, std::fabs(y) - 6.0);
+        note(i, std::fabs(v - y), half * 1.00001 + over + 1e-6);
       }
       break;
     }
@@ -465,6 +502,10 @@ TEST_CASE("fast and reference agree on tensors large enough to split into many p
       {scheme_id::int8, {129, 2047}},
       {scheme_id::int4_wo_128, {203, 1024}},
       {scheme_id::uint4_wo_32, {77, 2048}},
+      // Per-group tiles are 4096 columns x 128 rows: rows wider than a tile with a partial last
+      // tile, and row counts that are not a multiple of 8 or 128.
+      {scheme_id::int4_wo_32, {141, 6176}},
+      {scheme_id::uint4_wo_128, {45, 8320}},
       {scheme_id::int4_wo_per_channel, {150, 3003}},
       {scheme_id::uint4_wo_per_channel, {90, 2050}},
       {scheme_id::mxfp4, {2, 70002}},
@@ -472,6 +513,9 @@ TEST_CASE("fast and reference agree on tensors large enough to split into many p
       {scheme_id::mxfp6_e2m3, {3, 66016}},
       {scheme_id::mxfp6_e3m2, {64, 2052}},
       {scheme_id::int4_fp8, {131, 2001}},
+      {scheme_id::nvfp4, {300, 1002}},
+      {scheme_id::amdfp4, {3, 70000}},
+      {scheme_id::amdfp4_global32, {129, 2050}},
   };
   uint32_t seed = 900;
   for (const big& b : cases) {

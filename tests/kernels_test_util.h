@@ -36,7 +36,7 @@ inline run_result run_scheme(impl i, const weight_scheme& s, dtype d,
                              const std::vector<uint64_t>& shape, const void* data,
                              std::optional<float> tensor_amax = std::nullopt) {
   run_result r;
-  for (const output_tensor& t : output_tensors(s, shape))
+  for (const output_tensor& t : output_tensors(s, shape, d))
     r.tensors.emplace_back(t.byte_size(), k_poison);
   source_view v{d, shape, data};
   quant_outputs o;
@@ -55,7 +55,7 @@ inline run_result run_ranges(impl i, const weight_scheme& s, dtype d,
                              const std::vector<uint64_t>& shape, const void* data,
                              const std::vector<uint64_t>& cuts) {
   run_result r;
-  for (const output_tensor& t : output_tensors(s, shape))
+  for (const output_tensor& t : output_tensors(s, shape, d))
     r.tensors.emplace_back(t.byte_size(), k_poison);
   uint64_t inner = 1;
   for (size_t k = 1; k < shape.size(); ++k) inner *= shape[k];
@@ -76,7 +76,8 @@ inline run_result run_ranges(impl i, const weight_scheme& s, dtype d,
   for (size_t k = 0; k + 1 < bounds.size(); ++k) {
     source_view v{d, shape, static_cast<const char*>(data) + bounds[k] * inner * esize, bounds[k],
                   bounds[k + 1]};
-    const std::vector<output_piece> p = range_layout(s, shape, bounds[k], bounds[k + 1]);
+    const std::vector<output_piece> p =
+        range_layout(s, shape, bounds[k], bounds[k + 1], nullptr, d);
     quant_outputs o;
     o.weight = r.tensors[0].data() + p[0].offset;
     o.weight_ld = p[0].count > 1 ? p[0].stride / 4 : 0;

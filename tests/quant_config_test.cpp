@@ -70,8 +70,32 @@ TEST_CASE("every layer object has its five keys in order and 17-key specs") {
       for (const auto& w : l["weight"]) check_spec_keys(w);
     else
       check_spec_keys(l["weight"]);
-    if (!l["input_tensors"].is_null()) check_spec_keys(l["input_tensors"]);
+    if (l["input_tensors"].is_array())
+      for (const auto& w : l["input_tensors"]) check_spec_keys(w);
+    else if (!l["input_tensors"].is_null())
+      check_spec_keys(l["input_tensors"]);
   }
+}
+
+TEST_CASE("the scaled-FP4 rows match the config Quark 0.13 exports (FORMATS-fp4.md 6)") {
+  const ordered_json nv = layer_config(scheme_id::nvfp4);
+  REQUIRE(nv["weight"].is_array());
+  REQUIRE(nv["input_tensors"].is_array());
+  CHECK(nv["weight"][0]["dtype"] == "fp4");
+  CHECK(nv["weight"][0]["scale_format"] == "float32");
+  CHECK(nv["weight"][0]["symmetric"].is_null());
+  CHECK(nv["weight"][0]["is_scale_quant"] == false);
+  CHECK(nv["weight"][1]["dtype"] == "fp8_e4m3");
+  CHECK(nv["weight"][1]["is_scale_quant"] == true);
+  CHECK(nv["input_tensors"][0]["is_dynamic"] == true);
+  CHECK(nv["input_tensors"][1]["is_dynamic"] == false);
+  const ordered_json af = layer_config(scheme_id::amdfp4_g32);
+  CHECK(af["weight"]["scale_type"] == "float8_e5m3");
+  CHECK(af["weight"]["scale_format"] == "e5m3");
+  CHECK(af["weight"]["group_size"] == 32);
+  const ordered_json ag = layer_config(scheme_id::amdfp4_global16);
+  CHECK(ag["weight"][1]["dtype"] == "fp8_e5m3");
+  CHECK(ag["weight"][0]["group_size"] == 16);
 }
 
 TEST_CASE("spec values follow the per-scheme table of 6.3") {

@@ -12,8 +12,10 @@ TEST_CASE("every scheme name parses back to its own id") {
     CHECK(*id == s.id);
     CHECK(info(s.id).name == s.name);
   }
-  CHECK_FALSE(parse_scheme("nvfp4").has_value());
-  CHECK(unsupported_scheme_reason("nvfp4").has_value());
+  CHECK(parse_scheme("fp4_block16_scale_e4m3") == scheme_id::nvfp4);
+  CHECK_FALSE(parse_scheme("mx6").has_value());
+  CHECK(unsupported_scheme_reason("bfp16").has_value());
+  CHECK_FALSE(unsupported_scheme_reason("nvfp4").has_value());
   CHECK_FALSE(unsupported_scheme_reason("fp8").has_value());
 }
 

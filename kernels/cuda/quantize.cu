@@ -56,6 +56,9 @@ quant_status resolve(const weight_scheme& scheme, std::span<const uint64_t> shap
   if (end > total || row_begin >= end) return {qcode::bad_argument, row_begin};
   if (scheme.progressive && !progressive_error(scheme.first, scheme.second).empty())
     return {qcode::bad_argument, 0};
+  // No CUDA kernel for these yet (the scheme table's backends column): the CUDA backend runs their
+  // jobs on the CPU path (stages/compute_fallback.h); a direct call is refused.
+  if (!backend_supports(backend_cuda, scheme)) return {qcode::bad_argument, 0};
   const weight_format& si = scheme.packed();
   const bool asym =
       si.family == scheme_family::uint4_group || si.family == scheme_family::uint4_channel;
@@ -145,6 +148,10 @@ void launch_quantize(const weight_scheme& scheme, const Src& src, const launch_g
     case scheme_family::uint4_group:
       launch_group(si, src, g, o, ws, st);
       return;
+    case scheme_family::nvfp4:
+    case scheme_family::amdfp4:
+    case scheme_family::amdfp4_global:
+      return;  // refused by resolve() (no CUDA kernel yet)
   }
 }
 

@@ -66,6 +66,7 @@ std::string describe(scheme_id s, dtype d, const std::vector<uint64_t>& shape, u
 TEST_CASE("every scheme on the GPU matches the CPU reference byte for byte on random weights") {
   uint32_t seed = 1000;
   for (const scheme_info& si : all_schemes()) {
+    if (!backend_supports(backend_cuda, weight_scheme(si.id))) continue;  // CPU fallback schemes
     for (dtype d : k_dtypes) {
       for (const auto& shape : shapes_for(si.id)) {
         ++seed;
@@ -80,6 +81,7 @@ TEST_CASE("every scheme on the GPU matches the CPU reference byte for byte on ra
 TEST_CASE("row ranges on the GPU write the same bytes as the whole tensor on the CPU") {
   uint32_t seed = 5000;
   for (const scheme_info& si : all_schemes()) {
+    if (!backend_supports(backend_cuda, weight_scheme(si.id))) continue;  // CPU fallback schemes
     const bool grouped =
         si.family == scheme_family::int4_group || si.family == scheme_family::uint4_group;
     const uint64_t in = grouped ? 2 * si.group_size : (si.family == scheme_family::mx ? 96 : 72);
@@ -99,6 +101,7 @@ TEST_CASE("row ranges on the GPU write the same bytes as the whole tensor on the
 TEST_CASE("a NaN or an Inf weight is reported with the CPU's first bad index") {
   uint32_t seed = 7000;
   for (const scheme_info& si : all_schemes()) {
+    if (!backend_supports(backend_cuda, weight_scheme(si.id))) continue;  // CPU fallback schemes
     for (dtype d : k_dtypes) {
       const std::vector<uint64_t> shape{16, 256};
       ++seed;
@@ -168,6 +171,7 @@ TEST_CASE("F16 scale underflow and uint4 range overflow are the CPU's errors") {
 
 TEST_CASE("all-zero and single-value tensors give the CPU's EPS scales and codes") {
   for (const scheme_info& si : all_schemes()) {
+    if (!backend_supports(backend_cuda, weight_scheme(si.id))) continue;  // CPU fallback schemes
     for (dtype d : k_dtypes) {
       const std::vector<uint64_t> shape{8, 128};
       for (float v : {0.0f, -0.0f, 448.0f, -3.0e-39f}) {
