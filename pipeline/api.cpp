@@ -76,6 +76,8 @@ std::string options_text(const quantize_options& o, const plan_options& po) {
   for (const auto& c : o.converters) s += "c=" + c + ";";
   s += o.keep_excluded_original ? "keep;" : "";
   s += o.no_template_converters ? "notemplate;" : "";
+  if (!o.rotation.empty()) s += "rot=" + o.rotation + ";";
+  if (!o.rotation_config.empty()) s += "rotfile=" + o.rotation_config.string() + ";";
   // Only when set, so the keys of default runs stay what they were.
   s += o.dynamic_activations ? "dyn;" : "";
   s += o.layout != "quark-f2f" ? "layout=" + o.layout + ";" : "";

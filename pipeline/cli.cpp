@@ -25,6 +25,7 @@
 #include "pipeline/inspect.h"
 #include "pipeline/loader_support.h"
 #include "pipeline/make_checkpoint.h"
+#include "pipeline/plan_rotation.h"
 #include "pipeline/memory_limits.h"
 #include "pipeline/share_finalize.h"
 #include "pipeline/shares.h"
@@ -103,6 +104,11 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
           k_size_help);
   q.add_option("--streams", a.streams, "CUDA streams per GPU / CPU quantize concurrency");
   q.add_option("--io-engine", a.io_engine, "auto | uring | pread")->default_val("auto");
+  q.add_option("--rotation", a.rotation,
+               "Hadamard rotations before quantization: a subset of r1,r2,r4 (online R1, R2, R4 "
+               "with the model type's built-in config, as Quark 0.13; CPU backend)");
+  q.add_option("--rotation-config", a.rotation_config,
+               "a JSON file with Quark's RotationConfig fields (instead of --rotation)");
   q.add_option("--compress", a.compress,
                "zstd[:LEVEL]: write each shard as NAME.safetensors.zst (seekable, level 3 "
                "by default)");
@@ -221,6 +227,8 @@ quantize_options to_quantize_options(const quantize_args& a) {
   o.presharded = a.presharded;
   o.keep_excluded_original = a.keep_original;
   o.no_template_converters = a.no_template_converters;
+  o.rotation = a.rotation;
+  o.rotation_config = a.rotation_config;
   o.strict_side_files = a.strict_side_files;
   o.dynamic_activations = a.dynamic_activations;
   o.layout = a.layout;
@@ -478,6 +486,8 @@ plan_options to_plan_options(const quantize_args& a) {
   o.use_template_converters = !a.no_template_converters;
   o.keep_excluded_as_original = a.keep_original;
   o.presharded = a.presharded;
+  o.rotation = a.rotation;
+  o.rotation_config_file = a.rotation_config;
   o.dynamic_activations = a.dynamic_activations;
   o.layout = parse_layout(a.layout).value_or(output_layout::quark_f2f);
   return o;
@@ -529,7 +539,7 @@ void print_plan(const plan& p, std::ostream& out) {
         if (it.recovery.kind != recovery_kind::none && pt.action != tensor_action::keep_original)
           out << "  (recovered with " << it.recovery.scale->name << ")";
         if (pt.action == tensor_action::pass_through && pt.outputs.size() == 1 &&
-            pt.outputs[0].name == pt.name) {
+            pt.outputs[0].name == pt.name && !pt.generated_rotation) {
           out << "  (unchanged)\n";
           continue;
         }
@@ -540,6 +550,8 @@ void print_plan(const plan& p, std::ostream& out) {
         if (pt.split_rows)
           out << "      split into row ranges of " << pt.split_rows << " rows"
               << (pt.amax_pass ? ", amax pass first" : "") << "\n";
+        if (!pt.rotations.empty()) out << "      " << rotation_text(pt) << "\n";
+        if (pt.generated_rotation) out << "      generated: Hadamard signs (online rotation)\n";
       }
     }
     for (const auto& c : p.consumed)

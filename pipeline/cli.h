@@ -47,6 +47,8 @@ struct quantize_args {
   std::string layout = "quark-f2f";  // "quark-f2f" | "quark-importer"
   bool ignored_file2file = false, ignored_skip_evaluation = false;  // Quark flags, no effect
   std::string report;
+  std::string rotation;         // --rotation r1,r2,r4
+  std::string rotation_config;  // --rotation-config FILE.json
   std::string worker;    // --worker I/N | auto: one share of a run split over machines
   uint32_t workers = 0;  // --workers N: the count for --worker auto (Kubernetes) or finalize
 };

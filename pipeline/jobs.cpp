@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <functional>
+#include <numeric>
 #include <string>
 
 #include "io/error.h"
 #include "kernels/importer_layout.h"
 #include "kernels/quantize.h"
+#include "pipeline/plan_rotation.h"
 
 namespace shardquant {
 
@@ -182,6 +184,43 @@ std::vector<std::unique_ptr<job>> job_builder::make_shard(uint32_t s, shard_stat
 
 namespace {
 
+// Bytes of a generated input_rotation buffer one job writes: a token's worth, whole blocks.
+uint64_t generated_bytes_per_job(uint64_t token_bytes) {
+  return std::max<uint64_t>((token_bytes - 2 * k_align) / k_align * k_align, k_align);
+}
+
+// The I8 input_rotation buffer of an online rotation: no input, a token's worth of bytes a job.
+void add_generated_rotation_jobs(const plan_part& part, std::shared_ptr<io_file> file,
+                                 uint64_t token_bytes, shard_state& state,
+                                 std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
+  const planned_output& o = part.outputs.at(0);
+  const uint64_t per = generated_bytes_per_job(token_bytes);
+  for (uint64_t b0 = 0; b0 < o.bytes; b0 += per) {
+    auto j = std::make_unique<job>();
+    j->seq = seq++;
+    j->kind = job_kind::copy;
+    j->tensor = part.name;
+    j->source = "(generated)";
+    j->in_type = dtype::i8;
+    j->out_type = dtype::i8;
+    j->input.file = file;
+    j->input.offset = 0;
+    j->input.length = 0;
+    j->generated_rotation = part.generated_rotation;
+    j->shard = &state;
+    write_piece w;
+    w.tensor = o.name;
+    w.tensor_offset = b0;
+    w.file_offset = o.file_offset + b0;
+    w.bytes = std::min(per, o.bytes - b0);
+    w.token_pos = w.file_offset % k_align;
+    j->output_bytes = w.bytes;
+    j->needed = w.token_pos + w.bytes;
+    j->outputs.push_back(std::move(w));
+    out.push_back(std::move(j));
+  }
+}
+
 // Elements per job of a whole contiguous copy or cast: the read area (+ 2 blocks of slack)
 // and, for casts, the output area.
 uint64_t flat_elements_per_job(const plan_part& part, dtype in, dtype out, uint64_t token_bytes) {
@@ -233,6 +272,8 @@ class row_job_maker {
     mult_ = !quant_    ? 1
             : importer_ ? std::max<uint32_t>(1, importer_row_split_multiple(part.scheme->kernel()))
                         : std::max<uint32_t>(1, row_split_multiple(part.scheme->kernel()));
+    // R2 output-channel rotations need whole blocks of head_dim rows in a range.
+    mult_ = std::lcm<uint64_t>(mult_, rotation_row_multiple(part));
     main_kind_ = job_kind::quantize;
     if (!quant_)
       main_kind_ =
@@ -296,6 +337,7 @@ class row_job_maker {
     j->shard = state_;
     j->fp8_block = fb_;
     j->ct = ct_;
+    j->rotations = part.rotations;
     j->input = rows_input(rv_, file_, r0, r1);
     j->input_bytes = kind == job_kind::amax ? 0 : j->input.wanted_bytes();
     uint64_t pos = layout_inputs(*j);
@@ -452,6 +494,12 @@ part_cut cut_of(const row_job_maker& m, uint64_t token_bytes) {
 part_cut cut_part(const plan& p, const plan_item& item, const plan_part& part,
                   uint64_t token_bytes) {
   if (moves_nothing(part)) return {};
+  if (part.generated_rotation) {
+    part_cut c;
+    c.per_job = generated_bytes_per_job(token_bytes);
+    c.main_jobs = ceil_div(part.outputs.at(0).bytes, c.per_job);
+    return c;
+  }
   if (is_flat(item, part)) {
     part_cut c;
     const uint64_t ib = part.action == tensor_action::cast ? bits(item.source.type) / 8 : 1;
@@ -468,6 +516,11 @@ part_cut cut_part(const plan& p, const plan_item& item, const plan_part& part,
 void job_builder::add_part_jobs(const plan_item& item, const plan_part& part, shard_state& state,
                                 std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
   if (moves_nothing(part)) return;
+  if (part.generated_rotation) {
+    add_generated_rotation_jobs(part, source_file(item.source.shard), token_bytes_, state, out,
+                                seq);
+    return;
+  }
   if (is_flat(item, part))
     add_flat_jobs(item, part, state, out, seq);
   else

@@ -15,6 +15,7 @@
 #include "io/zstd_source.h"
 #include "kernels/numeric.h"
 #include "pipeline/fnmatch.h"
+#include "pipeline/plan_rotation.h"
 #include "pipeline/loader_support.h"
 #include "pipeline/quant_config.h"
 #include "pipeline/templates.h"
@@ -132,6 +133,8 @@ class planner {
     plan_keep_original();
     for (uint32_t s = 0; s < p_.source.shards.size(); ++s) plan_shard(s);
     resolve_exclude();
+    if (!p_.options.rotation.empty() || !p_.options.rotation_config_file.empty())
+      plan_rotations(p_);
     layouts();
     totals();
     loader_notes();
@@ -987,7 +990,10 @@ nlohmann::ordered_json exported_quantization_config(const plan& p) {
   if (!p.kept.empty())
     in.keep =
         fp8_keep_params_of(p.facts.source_quant_config, (p.model_dir / "config.json").string());
-  return quantization_config(in);
+  nlohmann::ordered_json q = quantization_config(in);
+  if (p.rotation)
+    q["algo_config"] = nlohmann::ordered_json::array({rotation_algo_config(*p.rotation)});
+  return q;
 }
 
 plan make_plan(source_checkpoint source, plan_options options) {

@@ -32,6 +32,7 @@
 #include "kernels/schemes.h"
 #include "pipeline/converters.h"
 #include "pipeline/quant_spec.h"
+#include "pipeline/rotation.h"
 
 namespace shardquant {
 
@@ -54,6 +55,10 @@ struct plan_options {
   bool use_template_converters = true;        // Appendix A "+ converters" of the model type
   bool keep_excluded_as_original = false;     // §8
   std::vector<std::pair<std::string, uint64_t>> presharded;  // §7.2.4 CLI globs -> chunk rows
+  // Hadamard rotation (issue 15, pipeline/rotation.h): `--rotation r1,r2,r4` (resolved with the
+  // model type's built-in config) or a RotationConfig JSON file; both empty = no rotation.
+  std::string rotation;
+  std::filesystem::path rotation_config_file;
   // Deliberate differences for the loaders (README "Loading the outputs"); the defaults are
   // byte-identical to Quark's file-to-file output.
   bool dynamic_activations = false;  // static input specs exported as dynamic
@@ -148,6 +153,10 @@ struct plan_part {
   uint64_t split_rows = 0;
   bool amax_pass = false;  // split and the scheme needs the whole tensor's amax first
   std::string warning;     // e.g. rank >= 3 weight quantized as Quark does (§5.10)
+  // Hadamard rotations of the weight before quantization, in order (pipeline/plan_rotation.cpp).
+  std::vector<rotation_step> rotations;
+  // > 0: not read but generated, the I8 [n, n] `input_rotation` buffer of an online rotation.
+  uint64_t generated_rotation = 0;
 };
 
 // One source tensor read once (plus recovery companions), cut into parts.
@@ -216,6 +225,9 @@ struct plan {
   // chosen options, one line each (pipeline/loader_support.h); also in `warnings`.
   std::vector<std::string> loader_notes;
   plan_totals totals;
+  // The rotation config as planned (online_config's layer list filled), exported as algo_config.
+  std::optional<rotation_config> rotation;
+  rotation_plan rotation_targets;
 };
 
 // Builds the whole plan. Throws input_error (file, tensor, offset) or usage_error.

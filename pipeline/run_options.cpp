@@ -37,6 +37,8 @@ plan_options plan_options_of(const quantize_options& o) {
   po.use_template_converters = !o.no_template_converters;
   po.keep_excluded_as_original = o.keep_excluded_original;
   po.presharded = o.presharded;
+  po.rotation = o.rotation;
+  po.rotation_config_file = o.rotation_config;
   po.dynamic_activations = o.dynamic_activations;
   const auto layout = parse_layout(o.layout);
   if (!layout)

@@ -229,6 +229,12 @@ void arrange_input(job& j) {
 }
 
 void run_cpu_compute(job& j) {
+  if (j.generated_rotation) {
+    for (const auto& p : j.outputs)
+      input_rotation_bytes(j.generated_rotation, p.tensor_offset, p.bytes,
+                           reinterpret_cast<int8_t*>(at(j, p.token_pos)));
+    return;
+  }
   arrange_input(j);
   if (j.kind == job_kind::copy) return;
   const bool recovered = j.fp8_block.enabled || j.ct.enabled;
@@ -248,6 +254,16 @@ void run_cpu_compute(job& j) {
       tmp_view.in_type = src;
       cast_elements(tmp_view, data, at(j, j.outputs[0].token_pos), j.rows * j.cols);
       return;
+    }
+  }
+  if (!j.rotations.empty()) {
+    // The weight's rows are rotated in place (their token area is the job's own) before the
+    // amax pass or quantization, as Quark rotates the recovered tensor before quantizing it.
+    std::byte* rows = at(j, data == at(j, j.work_pos) ? j.work_pos : j.data_pos);
+    try {
+      for (const auto& s : j.rotations) apply_rotation(s, rows, src, j.rows, j.cols);
+    } catch (const std::invalid_argument& e) {
+      fail(j, e.what());
     }
   }
   source_view v;

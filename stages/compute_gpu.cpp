@@ -89,6 +89,14 @@ class gpu_backend final : public compute_backend {
   }
 
   void run(job& j, compute_done done) override {
+    if (!j.rotations.empty()) {
+      // No CUDA rotation kernel yet, and the CPU path cannot share a split tensor's device amax
+      // workspace: refuse rather than quantize an unrotated weight.
+      done(std::make_exception_ptr(std::runtime_error(
+          "'" + j.tensor + "': Hadamard rotation (--rotation) is not implemented on the CUDA " +
+          "backend yet; run with the CPU backend")));
+      return;
+    }
     // Work without a kernel stays on the CPU.
     if ((j.kind != job_kind::amax && j.kind != job_kind::quantize)) {
       std::exception_ptr e;

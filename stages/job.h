@@ -18,6 +18,7 @@
 #include "io/shard_writer.h"
 #include "io/zstd_source.h"
 #include "kernels/dtype.h"
+#include "kernels/hadamard.h"
 #include "kernels/recover_tensors.h"
 #include "kernels/schemes.h"
 #include "stages/token.h"
@@ -139,6 +140,10 @@ struct job {
   fp8_block_spec fp8_block;
   ct_spec ct;
   std::shared_ptr<tensor_state> tensor_shared;  // split per-tensor-scheme tensors only
+  // Hadamard rotations of the (recovered) rows before amax / quantize, in order.
+  std::vector<rotation_step> rotations;
+  // copy jobs: > 0 = no input; the output is bytes of the I8 [n, n] input_rotation buffer.
+  uint64_t generated_rotation = 0;
 
   std::vector<write_piece> outputs;
   // --layout quark-importer (kernels/importer_layout.h), for schemes it changes: the kernel

@@ -46,6 +46,10 @@ struct quantize_options {
   bool no_template_converters = false;  // skip the Appendix A converters of the model type
   // A symbolic link in the source that leads outside the model folder (and its Hugging Face
   // cache repository) or to a folder is an error instead of being skipped with a warning.
+  // Hadamard rotation (kernels/FORMATS-rotation.md): "r1,r2,r4" (a subset), or a file with
+  // Quark's RotationConfig fields. CPU backend only for now.
+  std::string rotation;
+  std::filesystem::path rotation_config;
   bool strict_side_files = false;
 
   // Deliberate differences for the loaders (README "Loading the outputs"); the defaults are

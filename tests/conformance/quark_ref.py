@@ -13,6 +13,10 @@ Usage:
   quark_ref.py --model-dir IN --output-dir OUT --scheme S [--device cpu|cuda]
                [--model-type T] [--exclude GLOB ...] [--no-exclude]
                [--layer-config GLOB=SCHEME ...] [--keep-original] [--no-converters] [--replace]
+               [--rotation r1,r2,r4 | --rotation-config FILE.json]
+               (rotation: get_config(algorithm="rotation", algo_configs={"rotation": RotationConfig}), the
+               config built as shardquant's --rotation / --rotation-config build it:
+               kernels/FORMATS-rotation.md)
   quark_ref.py --model-dir IN --output-dir OUT --spec SPEC.json [...]
                (a custom quantization spec file, the format of shardquant's --quant-spec: the global
                QLayerConfig gets weight=[stage-1 QTensorConfig, stage-2 QTensorConfig] (or one
@@ -20,7 +24,7 @@ Usage:
                int4_fp8 config: exclude list, converters, layer configs)
   quark_ref.py --jobs FILE [--device ...]   (one process for many runs: each line of FILE is
                "MODEL_DIR SCHEME OUTPUT_DIR [--keep-original] [--no-converters] [--no-exclude]
-               [--exclude G]... [--layer-config G=S]..."; a failed run leaves OUTPUT_DIR/QUARK_ERROR.txt
+               [--exclude G]... [--layer-config G=S]... [--rotation R] [--rotation-config F]"; a failed run leaves OUTPUT_DIR/QUARK_ERROR.txt
                with the exception and goes on; prints one "JOB ok|error ..." line per run; a SCHEME
                ending in .json is a --spec file)
 """
@@ -34,8 +38,32 @@ import sys
 import time
 
 
+def rotation_config(model_type: str, rotation: str | None, rotation_file: str | None):
+    """Quark's RotationConfig as shardquant's --rotation r1,r2,r4 (the model type's built-in config with
+    those rotations on and R1 online) or --rotation-config FILE.json (RotationConfig.from_dict) builds it."""
+    import copy
+
+    from quark.torch.quantization.config.algo_configs import ROTATION_MAP
+    from quark.torch.quantization.config.config import RotationConfig
+
+    if rotation_file:
+        with open(rotation_file) as f:
+            return RotationConfig.from_dict(json.load(f))
+    wanted = set(rotation.split(","))
+    if not wanted <= {"r1", "r2", "r4"}:
+        raise SystemExit(f"quark_ref: --rotation takes a subset of r1,r2,r4, got {rotation!r}")
+    base = ROTATION_MAP.get(model_type)
+    if base is None:
+        raise NotImplementedError(f"No built-in rotation configuration is available for the '{model_type}' architecture")
+    fields = {k: copy.deepcopy(getattr(base, k)) for k in base.__dataclass_fields__}
+    fields.update(r1="r1" in wanted, r2="r2" in wanted, r3=False, r4="r4" in wanted,
+                  online_r1_rotation=True if "r1" in wanted else None, online_config=None)
+    return RotationConfig(**fields)
+
+
 def build_config(model_dir: str, scheme: str, model_type: str | None = None,
-                 exclude: list[str] | None = None, layer_config: dict[str, str] | None = None):
+                 exclude: list[str] | None = None, layer_config: dict[str, str] | None = None,
+                 rotation: str | None = None, rotation_file: str | None = None):
     """Returns (QConfig, template) exactly as formats.md §1.2 builds it."""
     from quark.torch import LLMTemplate
 
@@ -44,7 +72,12 @@ def build_config(model_dir: str, scheme: str, model_type: str | None = None,
             cfg = json.load(f)
         model_type = cfg.get("model_type") or (cfg.get("architectures") or [None])[0]
     template = LLMTemplate.get(model_type)
-    config = template.get_config(scheme=scheme, exclude_layers=exclude, layer_config=layer_config or None)
+    if rotation or rotation_file:
+        rc = rotation_config(model_type, rotation, rotation_file)
+        config = template.get_config(scheme=scheme, exclude_layers=exclude, layer_config=layer_config or None,
+                                     algorithm="rotation", algo_configs={"rotation": rc})
+    else:
+        config = template.get_config(scheme=scheme, exclude_layers=exclude, layer_config=layer_config or None)
     return config, template
 
 
@@ -124,7 +157,8 @@ def build_spec_config(model_dir: str, spec_path: str, model_type: str | None = N
 def run_quark(model_dir: str, output_dir: str, scheme: str, device: str = "cpu",
               model_type: str | None = None, exclude: list[str] | None = None,
               layer_config: dict[str, str] | None = None, keep_original: bool = False,
-              use_converters: bool = True, replace: bool = False, spec: str | None = None) -> float:
+              use_converters: bool = True, replace: bool = False, spec: str | None = None,
+              rotation: str | None = None, rotation_file: str | None = None) -> float:
     """Quantizes model_dir into output_dir with Quark F2F; returns the wall time in seconds."""
     from quark.torch import ModelQuantizer
 
@@ -136,7 +170,8 @@ def run_quark(model_dir: str, output_dir: str, scheme: str, device: str = "cpu",
     if spec:
         config, template = build_spec_config(model_dir, spec, model_type, exclude, layer_config)
     else:
-        config, template = build_config(model_dir, scheme, model_type, exclude, layer_config)
+        config, template = build_config(model_dir, scheme, model_type, exclude, layer_config, rotation,
+                                        rotation_file)
     converters = template.f2f_weight_converters if use_converters else None
     quantizer = ModelQuantizer(config)
     t0 = time.perf_counter()
@@ -173,6 +208,7 @@ def run_jobs(a, exclude, layer_config) -> int:
             j_spec = scheme
         # per-line options: --keep-original --no-converters --no-exclude --exclude G --layer-config G=S
         j_exclude, j_layers, j_keep, j_conv = exclude, dict(layer_config), a.keep_original, not a.no_converters
+        j_rot, j_rot_file = a.rotation, a.rotation_config
         rest = job[3:]
         while rest:
             opt = rest.pop(0)
@@ -187,11 +223,15 @@ def run_jobs(a, exclude, layer_config) -> int:
             elif opt == "--layer-config":
                 g, _, sch = rest.pop(0).rpartition("=")
                 j_layers[g] = sch
+            elif opt == "--rotation":
+                j_rot = rest.pop(0)
+            elif opt == "--rotation-config":
+                j_rot_file = rest.pop(0)
             else:
                 raise SystemExit(f"quark_ref: unknown job option {opt!r}")
         try:
             elapsed = run_quark(model_dir, out_dir, scheme, a.device, a.model_type, j_exclude, j_layers,
-                                j_keep, j_conv, a.replace, j_spec)
+                                j_keep, j_conv, a.replace, j_spec, j_rot, j_rot_file)
             print(f"JOB ok {scheme} {model_dir} -> {out_dir} {elapsed:.2f}s", flush=True)
         except BaseException as e:  # noqa: BLE001 - record Quark's failure as a result
             if isinstance(e, KeyboardInterrupt):
@@ -222,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep_excluded_layers_as_original_model_state=True")
     p.add_argument("--no-converters", action="store_true", help="do not pass the template's F2F converters")
     p.add_argument("--replace", action="store_true", help="allow Quark to delete a non-empty output dir")
+    p.add_argument("--rotation", default=None, help="a subset of r1,r2,r4 (shardquant --rotation)")
+    p.add_argument("--rotation-config", default=None, help="RotationConfig JSON (shardquant --rotation-config)")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
     if not a.verbose:
@@ -245,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (a.model_dir and a.output_dir and (a.scheme or a.spec)):
         p.error("--model-dir, --output-dir and --scheme or --spec are required (or --jobs)")
     elapsed = run_quark(a.model_dir, a.output_dir, a.scheme, a.device, a.model_type, exclude, layer_config,
-                        a.keep_original, not a.no_converters, a.replace, a.spec)
+                        a.keep_original, not a.no_converters, a.replace, a.spec, a.rotation, a.rotation_config)
     print(f"quark_ref: {a.spec or a.scheme} on {a.device}: {a.model_dir} -> {a.output_dir} in {elapsed:.2f} s")
     return 0
 
