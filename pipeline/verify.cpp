@@ -25,6 +25,7 @@
 #include "io/safetensors.h"
 #include "io/zstd_source.h"
 #include "kernels/dequantize.h"
+#include "kernels/element_cast.h"
 #include "kernels/fp8.h"
 #include "kernels/numeric.h"
 #include "kernels/quantize.h"
@@ -95,59 +96,7 @@ bool is_keep_original_layer(const json& layer) {
          layer["weight"].value("qscheme", "") == "per_block";
 }
 
-// ---- element casts of §4.3 (the same rounding as the cast stage: rne via fp32) ------------------
-
-float load_float(dtype t, const std::byte* p, uint64_t i) {
-  switch (t) {
-    case dtype::f32: {
-      float v;
-      std::memcpy(&v, p + 4 * i, 4);
-      return v;
-    }
-    case dtype::bf16: {
-      uint16_t h;
-      std::memcpy(&h, p + 2 * i, 2);
-      return bf16_to_f32(h);
-    }
-    case dtype::f16: {
-      uint16_t h;
-      std::memcpy(&h, p + 2 * i, 2);
-      return f16_to_f32(h);
-    }
-    case dtype::f64: {
-      double d;
-      std::memcpy(&d, p + 8 * i, 8);
-      return static_cast<float>(d);
-    }
-    case dtype::f8_e4m3:
-      return fp8_e4m3fn_decode(static_cast<uint8_t>(p[i]));
-    default:
-      return fp8_e5m2_decode(static_cast<uint8_t>(p[i]));
-  }
-}
-
-void store_float(dtype t, std::byte* p, uint64_t i, float v) {
-  switch (t) {
-    case dtype::f32:
-      std::memcpy(p + 4 * i, &v, 4);
-      break;
-    case dtype::bf16: {
-      const uint16_t h = to_bf16_rne(v);
-      std::memcpy(p + 2 * i, &h, 2);
-      break;
-    }
-    case dtype::f16: {
-      const uint16_t h = to_f16_rne(v);
-      std::memcpy(p + 2 * i, &h, 2);
-      break;
-    }
-    default: {
-      const double d = v;
-      std::memcpy(p + 8 * i, &d, 8);
-      break;
-    }
-  }
-}
+// Element casts of §4.3: kernels/element_cast.h, shared with the cast stage.
 
 // Squared error and source sums of a range of dequantized values.
 struct error_sums {

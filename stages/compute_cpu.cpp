@@ -9,6 +9,7 @@
 #include <string>
 
 #include "io/error.h"
+#include "kernels/element_cast.h"
 #include "kernels/fp8.h"
 #include "kernels/importer_layout.h"
 #include "kernels/numeric.h"
@@ -27,60 +28,6 @@ std::byte* at(job& j, uint64_t pos) {
 [[noreturn]] void fail(const job& j, const std::string& message,
                        uint64_t offset = input_error::no_offset) {
   throw input_error(j.source, j.tensor, offset, message);
-}
-
-// Value of a float element as fp32: exact for every dtype but F64, which rounds to nearest even
-// (the F64 -> F32 -> target path of formats.md §4.3).
-float load_float(dtype t, const std::byte* p, uint64_t i) {
-  switch (t) {
-    case dtype::f32: {
-      float v;
-      std::memcpy(&v, p + 4 * i, 4);
-      return v;
-    }
-    case dtype::bf16: {
-      uint16_t h;
-      std::memcpy(&h, p + 2 * i, 2);
-      return bf16_to_f32(h);
-    }
-    case dtype::f16: {
-      uint16_t h;
-      std::memcpy(&h, p + 2 * i, 2);
-      return f16_to_f32(h);
-    }
-    case dtype::f64: {
-      double d;
-      std::memcpy(&d, p + 8 * i, 8);
-      return static_cast<float>(d);  // F64 -> F32 with round to nearest even (§4.3)
-    }
-    case dtype::f8_e4m3:
-      return fp8_e4m3fn_decode(static_cast<uint8_t>(p[i]));
-    default:  // f8_e5m2 (checked by the caller)
-      return fp8_e5m2_decode(static_cast<uint8_t>(p[i]));
-  }
-}
-
-void store_float(dtype t, std::byte* p, uint64_t i, float v) {
-  switch (t) {
-    case dtype::f32:
-      std::memcpy(p + 4 * i, &v, 4);
-      break;
-    case dtype::bf16: {
-      const uint16_t h = to_bf16_rne(v);
-      std::memcpy(p + 2 * i, &h, 2);
-      break;
-    }
-    case dtype::f16: {
-      const uint16_t h = to_f16_rne(v);
-      std::memcpy(p + 2 * i, &h, 2);
-      break;
-    }
-    default: {  // f64: exact widening
-      const double d = v;
-      std::memcpy(p + 8 * i, &d, 8);
-      break;
-    }
-  }
 }
 
 bool castable_from(dtype t) {
