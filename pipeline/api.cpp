@@ -140,12 +140,12 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
   for (const auto& w : early_warnings) warn(w);
   for (const auto& w : p.warnings) warn(w);
   if (talk) {
-    std::fprintf(
-        stderr, "memory budget %s: %llu buffers of %s%s%s\n", human_bytes(budget).c_str(),
-        (unsigned long long)geom.count, human_bytes(geom.token_bytes).c_str(),
-        geo.zstd_reserve ? (", " + human_bytes(geo.zstd_reserve) + " for zstd contexts").c_str()
-                         : "",
-        o.memory_budget ? "" : " (chosen from free memory)");
+    std::fprintf(stderr, "memory budget %s: %llu buffers of %s%s%s\n", human_bytes(budget).c_str(),
+                 (unsigned long long)geom.count, human_bytes(geom.token_bytes).c_str(),
+                 geo.zstd_reserve
+                     ? (", " + human_bytes(geo.zstd_reserve) + " for zstd contexts").c_str()
+                     : "",
+                 o.memory_budget ? "" : " (chosen from free memory)");
   }
 
   std::unique_ptr<compute_backend> backend;
@@ -342,16 +342,23 @@ run_report quantize_checkpoint(const quantize_options& o) {
     if (nothing && !worker) remove_created_output_dirs(o.output, created_root);
   };
   try {
-    if (!worker)
-      check_output_empty(
-          o.output, o.existing == existing_output::fail ? output_mode::fresh : output_mode::resume,
-          {dir_lock::output_lock_name});
     // A worker cannot judge the others' temporaries (their PIDs live on other hosts); it removes
     // those of its own shards once planned (run_locked).
     const stale_removal stale = worker ? stale_removal{} : remove_stale_temporaries(o.output);
     if (talk && stale.files)
       std::fprintf(stderr, "removed %llu temporary file(s) of earlier killed runs (%s)\n",
                    static_cast<unsigned long long>(stale.files), human_bytes(stale.bytes).c_str());
+    if (!worker) {
+      // What a run killed before it published anything leaves (its temporaries went above): the
+      // lock file and an empty journal. Such a folder is as good as empty for a plain rerun.
+      std::vector<std::string> leftovers{dir_lock::output_lock_name};
+      std::error_code ec;
+      if (std::filesystem::file_size(o.output / resume_journal::file_name, ec) == 0 && !ec)
+        leftovers.emplace_back(resume_journal::file_name);
+      check_output_empty(
+          o.output, o.existing == existing_output::fail ? output_mode::fresh : output_mode::resume,
+          leftovers);
+    }
     run_report rep = run_locked(o, po, devices, talk, journal, published);
     if (!worker) journal->discard();  // a worker's journal is finalize's to check and remove
     clean_up();

@@ -10,6 +10,7 @@
 
 #include "io/dir_lock.h"
 #include "io/error.h"
+#include "pipeline/journal.h"
 #include "trust_test_util.h"
 
 using namespace shardquant;
@@ -205,4 +206,28 @@ TEST_CASE("a run on a folder another process holds is refused, naming that proce
   CHECK_THROWS_WITH_AS((void)quantize_checkpoint(options(d.path / "src", d.path / "out")),
                        doctest::Contains(me.c_str()), usage_error);
   CHECK(fs::exists(d.path / "out" / ".shardquant-lock"));
+}
+
+TEST_CASE("a plain rerun accepts what a run killed before publishing left: lock, empty journal") {
+  sq_test::temp_dir d("trust");
+  make_llama(d.path / "src");
+  fs::create_directories(d.path / "out");
+  pid_t dead = 999999;
+  while (::kill(dead, 0) == 0 || errno != ESRCH) --dead;
+  // The leftovers of a SIGKILL before the first shard was published.
+  sq_test::write_text(d.path / "out" / dir_lock::output_lock_name, "pid 1 on nowhere\n");
+  sq_test::write_text(d.path / "out" / resume_journal::file_name, "");
+  const std::string stale = ".model.safetensors.sq-tmp-" + std::to_string(dead) + "-0";
+  sq_test::write_text(d.path / "out" / stale, "half a shard");
+  (void)quantize_checkpoint(options(d.path / "src", d.path / "out"));
+  CHECK(fs::exists(d.path / "out" / "model.safetensors.index.json"));
+  CHECK_FALSE(fs::exists(d.path / "out" / stale));
+
+  // A journal that records a shard is an interrupted run's: a plain rerun is still refused.
+  sq_test::temp_dir d2("trust");
+  make_llama(d2.path / "src");
+  fs::create_directories(d2.path / "out");
+  sq_test::write_text(d2.path / "out" / resume_journal::file_name, "sq2 0 0 0 1 0 x\n");
+  CHECK_THROWS_AS((void)quantize_checkpoint(options(d2.path / "src", d2.path / "out")),
+                  usage_error);
 }
