@@ -49,8 +49,8 @@ struct quantize_args {
   std::string report;
   std::string rotation;         // --rotation r1,r2,r4
   std::string rotation_config;  // --rotation-config FILE.json
-  std::string worker;    // --worker I/N | auto: one share of a run split over machines
-  uint32_t workers = 0;  // --workers N: the count for --worker auto (Kubernetes) or finalize
+  std::string worker;           // --worker I/N | auto: one share of a run split over machines
+  uint32_t workers = 0;         // --workers N: the count for --worker auto (Kubernetes) or finalize
 };
 
 // Parses `argv` (argv[0] = program) and runs the chosen command, writing to out/err.

@@ -24,7 +24,7 @@ struct run_geometry {
   // that keep them in it (io/zstd_source.h); unset without compressed shards.
   uint64_t zstd_reserve = 0;
   std::optional<zstd_read_limits> zstd;
-  uint64_t jobs = 0;           // graph jobs of every shard (amax jobs included)
+  uint64_t jobs = 0;  // graph jobs of every shard (amax jobs included)
   // Parts cut into row ranges (plan order), and those of them that get an amax pass first.
   std::vector<std::string> split_tensors, amax_tensors;
 };

@@ -269,7 +269,7 @@ class row_job_maker {
     // --layout quark-importer changes the outputs of the integer schemes (importer_layout.h).
     importer_ = quant_ && p.options.layout == output_layout::quark_importer &&
                 importer_layout_differs(part.scheme->kernel());
-    mult_ = !quant_    ? 1
+    mult_ = !quant_     ? 1
             : importer_ ? std::max<uint32_t>(1, importer_row_split_multiple(part.scheme->kernel()))
                         : std::max<uint32_t>(1, row_split_multiple(part.scheme->kernel()));
     // R2 output-channel rotations need whole blocks of head_dim rows in a range.

@@ -15,8 +15,8 @@
 #include "io/zstd_source.h"
 #include "kernels/numeric.h"
 #include "pipeline/fnmatch.h"
-#include "pipeline/plan_rotation.h"
 #include "pipeline/loader_support.h"
+#include "pipeline/plan_rotation.h"
 #include "pipeline/quant_config.h"
 #include "pipeline/templates.h"
 

@@ -42,7 +42,7 @@ struct run_report {
   std::string device;           // "cpu" or "cuda:N[,M]"
   unsigned streams = 0;
   std::vector<std::string> warnings;  // every warning of the run, in order
-  std::string layout;  // the output layout written ("quark-f2f" | "quark-importer")
+  std::string layout;                 // the output layout written ("quark-f2f" | "quark-importer")
   bool dynamic_activations = false;
   // Schemes whose output will not run correctly in transformers / vLLM with this run's options,
   // with the options that fix them (README "Loading the outputs"); empty when all will.
