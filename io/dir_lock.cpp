@@ -17,10 +17,12 @@ namespace shardquant {
 
 namespace {
 
+constexpr const char* k_empty_holder = "an unknown process (the lock file is empty)";
+
 std::string holder_text(int fd) {
   char buf[512];
   const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-  if (n <= 0) return "an unknown process (the lock file is empty)";
+  if (n <= 0) return k_empty_holder;
   std::string s(buf, static_cast<size_t>(n));
   while (!s.empty() && (s.back() == '\n' || s.back() == '\0')) s.pop_back();
   for (char& c : s)
@@ -44,7 +46,15 @@ std::optional<dir_lock> dir_lock::try_lock(const std::filesystem::path& dir,
     if (r != 0) {
       const int err = errno;
       if (err == EWOULDBLOCK) {
-        if (holder) *holder = holder_text(fd);
+        if (holder) {
+          // The holder writes its identity right after its flock: a run started at the same
+          // moment may find the file still empty, so give it a moment (up to 0.2 s) to appear.
+          *holder = holder_text(fd);
+          for (int i = 0; i < 20 && holder->starts_with(k_empty_holder); ++i) {
+            ::usleep(10'000);
+            *holder = holder_text(fd);
+          }
+        }
         ::close(fd);
         return std::nullopt;
       }
