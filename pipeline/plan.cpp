@@ -416,6 +416,19 @@ class planner {
     }
   }
 
+  // A compressed-tensors companion of the module whose `weight_scale` is `scale_e` (shard s):
+  // null when absent; an error when it lives in another shard (formats.md §7.3.1).
+  const tensor_entry* ct_companion(uint32_t s, const tensor_entry& scale_e,
+                                   const std::string& name) {
+    const loc* l = find(name);
+    if (!l) return nullptr;
+    if (l->shard != s)
+      fail_tensor(l->shard, *l->entry,
+                  "compressed-tensors companion is not in the shard of '" + scale_e.name + "' (" +
+                      p_.source.shards[s].rel_path + ")");
+    return l->entry;
+  }
+
   void plan_ct_module(uint32_t s, const tensor_entry& scale_e, const std::string& module,
                       const ct_group& g) {
     const json& w = g.weights;
@@ -461,14 +474,8 @@ class planner {
       r.block_cols = w["block_structure"][1].get<uint64_t>();
     }
     r.scale = make_ref(p_.source, loc{s, &scale_e});
-    auto companion = [&](const std::string& suffix) -> const tensor_entry* {
-      const loc* l = find(module + suffix);
-      if (!l) return nullptr;
-      if (l->shard != s)
-        fail_tensor(l->shard, *l->entry,
-                    "compressed-tensors companion is not in the shard of '" + scale_e.name + "' (" +
-                        p_.source.shards[s].rel_path + ")");
-      return l->entry;
+    auto companion = [&](const std::string& suffix) {
+      return ct_companion(s, scale_e, module + suffix);
     };
     const tensor_entry* zp = companion(".weight_zero_point");
     const tensor_entry* gidx = companion(".weight_g_idx");
@@ -579,14 +586,8 @@ class planner {
       fail_tensor(s, scale_e, g.format + " needs group_size " + std::to_string(gs));
     if (w.contains("symmetric") && w["symmetric"].is_boolean() && !w["symmetric"].get<bool>())
       fail_tensor(s, scale_e, g.format + ": asymmetric FP4 weights are not supported");
-    auto companion = [&](const std::string& suffix) -> const tensor_entry* {
-      const loc* l = find(module + suffix);
-      if (!l) return nullptr;
-      if (l->shard != s)
-        fail_tensor(l->shard, *l->entry,
-                    "compressed-tensors companion is not in the shard of '" + scale_e.name + "' (" +
-                        p_.source.shards[s].rel_path + ")");
-      return l->entry;
+    auto companion = [&](const std::string& suffix) {
+      return ct_companion(s, scale_e, module + suffix);
     };
     const tensor_entry* main = companion(".weight_packed");
     if (!main) fail_tensor(s, scale_e, g.format + " module without weight_packed");
