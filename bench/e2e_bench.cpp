@@ -33,8 +33,8 @@
 #include "io/file.h"
 #include "io/zstd_writer.h"
 #include "pipeline/api.h"
-#include "pipeline/plan.h"
-#include "pipeline/token_pool.h"
+#include "pipeline/plan/plan.h"
+#include "pipeline/run/token_pool.h"
 
 using namespace shardquant;
 namespace fs = std::filesystem;

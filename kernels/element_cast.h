@@ -1,7 +1,7 @@
 // Element casts of formats.md §4.3 on raw little-endian buffers: the value of a float element as
 // fp32 and its store into a target float dtype, rounding to nearest even via fp32. Shared by the
-// CPU cast stage (stages/compute_cpu.cpp) and `verify` (pipeline/verify.cpp), which must compute
-// exactly the bytes the cast stage writes. Host only; no files.
+// CPU cast stage (stages/compute_cpu.cpp) and `verify` (pipeline/output/verify.cpp), which must
+// compute exactly the bytes the cast stage writes. Host only; no files.
 #pragma once
 
 #include <cstddef>

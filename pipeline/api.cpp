@@ -20,19 +20,19 @@
 #include "io/file.h"
 #include "io/zstd_source.h"
 #include "io/zstd_writer.h"
-#include "pipeline/finalize.h"
-#include "pipeline/geometry.h"
-#include "pipeline/graph.h"
-#include "pipeline/jobs.h"
-#include "pipeline/journal.h"
-#include "pipeline/memory_limits.h"
-#include "pipeline/plan.h"
-#include "pipeline/progress.h"
-#include "pipeline/report.h"
+#include "pipeline/output/finalize.h"
+#include "pipeline/output/journal.h"
+#include "pipeline/output/report.h"
+#include "pipeline/output/share_finalize.h"
+#include "pipeline/output/shares.h"
+#include "pipeline/plan/geometry.h"
+#include "pipeline/plan/plan.h"
+#include "pipeline/run/graph.h"
+#include "pipeline/run/jobs.h"
+#include "pipeline/run/memory_limits.h"
+#include "pipeline/run/progress.h"
+#include "pipeline/run/token_pool.h"
 #include "pipeline/run_options.h"
-#include "pipeline/share_finalize.h"
-#include "pipeline/shares.h"
-#include "pipeline/token_pool.h"
 #include "stages/compute_fallback.h"
 
 namespace shardquant {
@@ -109,7 +109,7 @@ finalize_inputs finalize_inputs_of(const plan& p, const quantize_options& o) {
 
 namespace {
 
-// The share of a worker run, when o.worker_count is set (pipeline/shares.h).
+// The share of a worker run, when o.worker_count is set (pipeline/output/shares.h).
 std::optional<worker_id> worker_of(const quantize_options& o) {
   if (!o.worker_count) return std::nullopt;
   return worker_id{o.worker_index, o.worker_count};

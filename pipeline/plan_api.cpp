@@ -8,9 +8,9 @@
 #include "io/checkpoint.h"
 #include "io/error.h"
 #include "pipeline/api.h"
-#include "pipeline/geometry.h"
-#include "pipeline/memory_limits.h"
-#include "pipeline/plan.h"
+#include "pipeline/plan/geometry.h"
+#include "pipeline/plan/plan.h"
+#include "pipeline/run/memory_limits.h"
 #include "pipeline/run_options.h"
 
 namespace shardquant {

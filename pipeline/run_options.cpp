@@ -11,7 +11,8 @@
 namespace shardquant {
 namespace {
 
-// A built-in scheme name, or a quantization spec file (pipeline/quant_spec.h) ending in ".json".
+// A built-in scheme name, or a quantization spec file (pipeline/plan/quant_spec.h) ending in
+// ".json".
 quant_scheme scheme_or_throw(const std::string& name) {
   if (is_quant_spec_file(name))
     return quant_scheme(std::make_shared<const custom_spec>(read_quant_spec(name)));

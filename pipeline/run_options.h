@@ -2,16 +2,16 @@
 // finalize take: scheme names and spec files resolved, converters parsed, the device string
 // resolved to device numbers, the text of every option that shapes output bytes (part of each
 // shard's journal key) and what finalize_output needs. Shared by quantize_checkpoint,
-// plan_checkpoint and finalize_shares (pipeline/share_finalize.h) so all read options one way.
-// No I/O beyond reading spec files; no graph.
+// plan_checkpoint and finalize_shares (pipeline/output/share_finalize.h) so all read options one
+// way. No I/O beyond reading spec files; no graph.
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "pipeline/api.h"
-#include "pipeline/finalize.h"
-#include "pipeline/plan.h"
+#include "pipeline/output/finalize.h"
+#include "pipeline/plan/plan.h"
 
 namespace shardquant {
 

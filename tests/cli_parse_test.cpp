@@ -3,8 +3,8 @@
 
 #include <sstream>
 
+#include "cli/cli.h"
 #include "io/error.h"
-#include "pipeline/cli.h"
 
 using namespace shardquant;
 using sv = std::vector<std::string>;

@@ -1,5 +1,5 @@
 // Weight converters (formats.md §9): parsing, name/shape rules, byte slicing.
-#include "pipeline/converters.h"
+#include "pipeline/plan/converters.h"
 
 #include <doctest/doctest.h>
 

@@ -1,6 +1,6 @@
 // Python fnmatch semantics (formats.md §4.2). The expected values were produced by CPython's
 // fnmatch.fnmatchcase on these exact pairs (the reference), covering every corner §4.2 lists.
-#include "pipeline/fnmatch.h"
+#include "pipeline/plan/fnmatch.h"
 
 #include <doctest/doctest.h>
 

@@ -16,10 +16,10 @@
 #include "io/error.h"
 #include "io/safetensors.h"
 #include "pipeline/api.h"
-#include "pipeline/loader_support.h"
-#include "pipeline/make_checkpoint.h"
-#include "pipeline/quant_config.h"
+#include "pipeline/plan/loader_support.h"
+#include "pipeline/plan/quant_config.h"
 #include "plan_test_util.h"
+#include "synthetic/make_checkpoint.h"
 #include "tensor_bytes_util.h"
 
 using namespace sq_plan_test;

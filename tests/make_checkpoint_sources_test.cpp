@@ -14,8 +14,8 @@
 #include "kernels/numeric.h"
 #include "kernels/schemes.h"
 #include "pipeline/api.h"
-#include "pipeline/make_checkpoint.h"
 #include "plan_test_util.h"
+#include "synthetic/make_checkpoint.h"
 #include "tensor_bytes_util.h"
 
 using namespace sq_plan_test;

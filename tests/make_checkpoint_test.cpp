@@ -1,5 +1,5 @@
 // Synthetic checkpoints: determinism, architecture names and shapes, sizes, sharding, side files.
-#include "pipeline/make_checkpoint.h"
+#include "synthetic/make_checkpoint.h"
 
 #include <doctest/doctest.h>
 

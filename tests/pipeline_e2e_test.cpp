@@ -25,7 +25,7 @@
 #include "io/safetensors.h"
 #include "kernels/quantize.h"
 #include "pipeline/api.h"
-#include "pipeline/make_checkpoint.h"
+#include "synthetic/make_checkpoint.h"
 #include "tensor_bytes_util.h"
 
 using namespace shardquant;

@@ -5,9 +5,9 @@
 #include <set>
 
 #include "io/error.h"
-#include "pipeline/geometry.h"
-#include "pipeline/make_checkpoint.h"
+#include "pipeline/plan/geometry.h"
 #include "plan_test_util.h"
+#include "synthetic/make_checkpoint.h"
 
 using namespace sq_plan_test;
 using shape = std::vector<uint64_t>;

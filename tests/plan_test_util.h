@@ -15,7 +15,7 @@
 
 #include "io/checkpoint.h"
 #include "io/shard_writer.h"
-#include "pipeline/plan.h"
+#include "pipeline/plan/plan.h"
 
 namespace sq_plan_test {
 

@@ -24,10 +24,10 @@
 #include "io/safetensors.h"
 #include "kernels/quantize.h"
 #include "pipeline/api.h"
-#include "pipeline/geometry.h"
-#include "pipeline/make_checkpoint.h"
-#include "pipeline/plan.h"
-#include "pipeline/quant_spec.h"
+#include "pipeline/plan/geometry.h"
+#include "pipeline/plan/plan.h"
+#include "pipeline/plan/quant_spec.h"
+#include "synthetic/make_checkpoint.h"
 #include "tensor_bytes_util.h"
 
 using namespace shardquant;

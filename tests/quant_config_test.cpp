@@ -1,6 +1,6 @@
 // The exported quantization_config (formats.md §6): the §6.6 worked example byte for byte
 // through io's config.json rewrite, and the spec values of every scheme (§6.3).
-#include "pipeline/quant_config.h"
+#include "pipeline/plan/quant_config.h"
 
 #include <doctest/doctest.h>
 

@@ -1,14 +1,14 @@
-// Quantization spec files (pipeline/quant_spec.h): the example of README "Custom progressive specs"
-// and other valid forms (built-in scheme names as stages, one stage, defaults), the canonical
-// 17-key tensor-spec objects of the exported config, and every error naming the file and the
-// JSON path of what is wrong.
+// Quantization spec files (pipeline/plan/quant_spec.h): the example of README "Custom progressive
+// specs" and other valid forms (built-in scheme names as stages, one stage, defaults), the
+// canonical 17-key tensor-spec objects of the exported config, and every error naming the file and
+// the JSON path of what is wrong.
 #include <doctest/doctest.h>
 
 #include <string>
 
 #include "io/error.h"
-#include "pipeline/quant_config.h"
-#include "pipeline/quant_spec.h"
+#include "pipeline/plan/quant_config.h"
+#include "pipeline/plan/quant_spec.h"
 
 using namespace shardquant;
 

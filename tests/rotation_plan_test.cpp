@@ -8,7 +8,7 @@
 #include <fstream>
 #include <string>
 
-#include "pipeline/rotation.h"
+#include "pipeline/plan/rotation.h"
 
 using namespace shardquant;
 using oj = nlohmann::ordered_json;

@@ -1,7 +1,7 @@
 // shares: the assignment of shards to workers (deterministic, balanced by bytes, every shard
 // exactly once), worker identities from "I/N" and from Slurm / Kubernetes environments, and the
 // names of the workers' files.
-#include "pipeline/shares.h"
+#include "pipeline/output/shares.h"
 
 #include <doctest/doctest.h>
 

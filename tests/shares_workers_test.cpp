@@ -23,8 +23,8 @@
 
 #include "checkpoint_test_util.h"
 #include "io/dir_lock.h"
-#include "pipeline/make_checkpoint.h"
-#include "pipeline/shares.h"
+#include "pipeline/output/shares.h"
+#include "synthetic/make_checkpoint.h"
 
 using namespace shardquant;
 namespace fs = std::filesystem;

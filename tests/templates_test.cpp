@@ -1,5 +1,5 @@
 // The template table of formats.md Appendix A and the unknown-type error.
-#include "pipeline/templates.h"
+#include "pipeline/plan/templates.h"
 
 #include <doctest/doctest.h>
 

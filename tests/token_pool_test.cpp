@@ -1,6 +1,6 @@
 // token_pool: geometry from a budget, allocation once, and live-token accounting that catches
 // double takes and foreign returns.
-#include "pipeline/token_pool.h"
+#include "pipeline/run/token_pool.h"
 
 #include <cstdint>
 #include <stdexcept>

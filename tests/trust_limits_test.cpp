@@ -7,11 +7,11 @@
 #include <string>
 
 #include "checkpoint_test_util.h"
+#include "cli/cli.h"
 #include "io/checkpoint.h"
 #include "io/error.h"
 #include "io/json_value.h"
-#include "pipeline/cli.h"
-#include "pipeline/memory_limits.h"
+#include "pipeline/run/memory_limits.h"
 
 using namespace shardquant;
 using namespace sq_test;

@@ -10,7 +10,7 @@
 
 #include "io/dir_lock.h"
 #include "io/error.h"
-#include "pipeline/journal.h"
+#include "pipeline/output/journal.h"
 #include "trust_test_util.h"
 
 using namespace shardquant;

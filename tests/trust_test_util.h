@@ -8,7 +8,7 @@
 
 #include "checkpoint_test_util.h"
 #include "pipeline/api.h"
-#include "pipeline/make_checkpoint.h"
+#include "synthetic/make_checkpoint.h"
 
 namespace sq_trust {
 

@@ -1,4 +1,4 @@
-// `shardquant verify` (pipeline/verify.h, kernels/dequantize.h): outputs of every built-in
+// `shardquant verify` (pipeline/output/verify.h, kernels/dequantize.h): outputs of every built-in
 // scheme, block-FP8 and compressed-tensors sources and a custom progressive spec verify as sound;
 // one flipped byte of a weight or a scale, a truncated shard and an index naming a missing tensor
 // are each found and named; the CLI's exit codes; the decoder agrees with the kernels' own codes.
@@ -21,9 +21,9 @@
 #include "kernels/quantize.h"
 #include "kernels/schemes.h"
 #include "pipeline/api.h"
-#include "pipeline/make_checkpoint.h"
-#include "pipeline/share_finalize.h"
-#include "pipeline/verify.h"
+#include "pipeline/output/share_finalize.h"
+#include "pipeline/output/verify.h"
+#include "synthetic/make_checkpoint.h"
 
 using namespace shardquant;
 namespace fs = std::filesystem;

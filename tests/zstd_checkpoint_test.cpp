@@ -27,8 +27,8 @@
 #include "io/zstd_source.h"
 #include "io/zstd_writer.h"
 #include "pipeline/api.h"
-#include "pipeline/decompress.h"
-#include "pipeline/make_checkpoint.h"
+#include "pipeline/output/decompress.h"
+#include "synthetic/make_checkpoint.h"
 
 using namespace shardquant;
 namespace fs = std::filesystem;

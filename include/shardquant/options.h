@@ -32,7 +32,7 @@ struct quantize_options {
   std::filesystem::path input;   // source checkpoint directory
   std::filesystem::path output;  // output directory (created when missing)
   // A name of formats.md §5.1, e.g. "mxfp4", or the path of a quantization spec file ending in
-  // ".json" (pipeline/quant_spec.h; README "Custom progressive specs").
+  // ".json" (pipeline/plan/quant_spec.h; README "Custom progressive specs").
   std::string scheme;
   std::string quant_spec;  // a quantization spec file instead of `scheme` (give one of the two)
   // Exclude globs; nullopt = the template default of the model type (formats.md §3.8).
@@ -41,7 +41,7 @@ struct quantize_options {
   std::vector<std::pair<std::string, std::string>> overrides;
   std::vector<std::pair<std::string, uint64_t>> presharded;  // (glob, chunk rows), §7.2.4
   bool keep_excluded_original = false;                       // §8
-  // User converters "SRC=T1[,T2]:op(arg)" (pipeline/converters.h), tried before template ones.
+  // User converters "SRC=T1[,T2]:op(arg)" (pipeline/plan/converters.h), tried before template ones.
   std::vector<std::string> converters;
   bool no_template_converters = false;  // skip the Appendix A converters of the model type
   // A symbolic link in the source that leads outside the model folder (and its Hugging Face

@@ -12,7 +12,7 @@
 
 namespace shardquant {
 
-struct plan;  // pipeline/plan.h: every decision about every tensor (internal)
+struct plan;  // pipeline/plan/plan.h: every decision about every tensor (internal)
 
 // What a run of the same options would do, from headers and config.json only (no tensor data
 // read, the output folder untouched): the --dry-run of the CLI.
@@ -26,7 +26,7 @@ struct plan_report {
   uint64_t quantized = 0;  // tensors quantized (recovered ones included)
   uint64_t bytes_in = 0;   // source tensor bytes
   uint64_t bytes_out = 0;  // output tensor bytes
-  // The run geometry, the same decision quantize_checkpoint makes (pipeline/geometry.h).
+  // The run geometry, the same decision quantize_checkpoint makes (pipeline/plan/geometry.h).
   uint64_t memory_budget = 0;
   bool budget_chosen = false;  // picked from free memory and the checkpoint size
   uint64_t token_bytes = 0;
