@@ -270,10 +270,13 @@ TEST_CASE("an unwritable report path is refused before the output folder is crea
   CHECK(drc == 2);
   CHECK(dtext.find("does not exist") != std::string::npos);
 
-  // The output folder itself is fine: the run creates it before the report is written.
-  o.report_json = d.path / "out" / "report.json";
+  // The output folder itself is fine (however it is spelled): the run creates it before the
+  // report is written. A folder inside it is not created.
+  o.output = d.path.string() + "/out/";
+  refused(d.path / "out" / "reports" / "report.json", "does not exist");
+  o.report_json = d.path / "out" / "." / "report.json";
   (void)quantize_checkpoint(o);
-  CHECK(read_json(o.report_json)["status"] == "ok");
+  CHECK(read_json(d.path / "out" / "report.json")["status"] == "ok");
 }
 
 TEST_CASE("the dry run's report has the run report's schema, and says failed when planning fails") {

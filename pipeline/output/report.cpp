@@ -199,10 +199,14 @@ void check_report_path(const std::filesystem::path& report, const std::filesyste
   const std::string what = "cannot write the report " + report.string() + ": ";
   std::error_code ec;
   if (fs::is_directory(report, ec)) throw usage_error(what + "it is a folder");
-  const fs::path folder = fs::absolute(report, ec).parent_path();
+  auto normal = [&](const fs::path& p) {  // absolute, no "." or "..", no trailing separator
+    fs::path a = fs::absolute(p, ec).lexically_normal();
+    return a.has_filename() ? a : a.parent_path();
+  };
+  const fs::path folder = normal(report).parent_path();
   if (!fs::exists(folder, ec)) {
     // The output folder is created by the run itself; its parent is checked by that.
-    if (!output.empty() && folder == fs::absolute(output, ec).lexically_normal()) return;
+    if (!output.empty() && folder == normal(output)) return;
     throw usage_error(what + "the folder " + folder.string() + " does not exist");
   }
   if (!fs::is_directory(folder, ec)) throw usage_error(what + folder.string() + " is not a folder");
