@@ -108,9 +108,16 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
   q.add_option("--io-engine", a.io_engine, "auto | uring | pread")->default_val("auto");
   q.add_option("--rotation", a.rotation,
                "Hadamard rotations before quantization: a subset of r1,r2,r4 (online R1, R2, R4 "
-               "with the model type's built-in config, as Quark 0.13; CPU backend)");
+               "with the model type's built-in config, as Quark 0.13; rotated on the CPU path)");
   q.add_option("--rotation-config", a.rotation_config,
                "a JSON file with Quark's RotationConfig fields (instead of --rotation)");
+  q.add_option("--kv-cache-scheme,--kv_cache_scheme", a.kv_cache_scheme,
+               "fp8: Quark's kv_cache_scheme (config only: static FP8 k/v outputs, no k_scale / "
+               "v_scale tensors since nothing is calibrated)");
+  q.add_option("--attention-scheme,--attention_scheme", a.attention_scheme,
+               "fp8: Quark's attention_scheme (config only: softmax and q output specs)");
+  q.add_option("--min-kv-scale,--min_kv_scale", a.min_kv_scale,
+               "Quark's min_kv_scale (accepted; its file-to-file export ignores it)");
   q.add_option("--compress", a.compress,
                "zstd[:LEVEL]: write each shard as NAME.safetensors.zst (seekable, level 3 "
                "by default)");
@@ -231,6 +238,9 @@ quantize_options to_quantize_options(const quantize_args& a) {
   o.no_template_converters = a.no_template_converters;
   o.rotation = a.rotation;
   o.rotation_config = a.rotation_config;
+  o.kv_cache_scheme = a.kv_cache_scheme;
+  o.attention_scheme = a.attention_scheme;
+  o.min_kv_scale = a.min_kv_scale;
   o.strict_side_files = a.strict_side_files;
   o.dynamic_activations = a.dynamic_activations;
   o.layout = a.layout;
@@ -504,6 +514,7 @@ plan_options to_plan_options(const quantize_args& a) {
   o.presharded = a.presharded;
   o.rotation = a.rotation;
   o.rotation_config_file = a.rotation_config;
+  o.kv = {a.kv_cache_scheme, a.attention_scheme, a.min_kv_scale};
   o.dynamic_activations = a.dynamic_activations;
   o.layout = parse_layout(a.layout).value_or(output_layout::quark_f2f);
   return o;

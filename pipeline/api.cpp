@@ -78,6 +78,9 @@ std::string options_text(const quantize_options& o, const plan_options& po) {
   s += o.no_template_converters ? "notemplate;" : "";
   if (!o.rotation.empty()) s += "rot=" + o.rotation + ";";
   if (!o.rotation_config.empty()) s += "rotfile=" + o.rotation_config.string() + ";";
+  // kv / q entries may change a module's scheme (pipeline/plan/kv_cache_config.h).
+  if (!o.kv_cache_scheme.empty()) s += "kv=" + o.kv_cache_scheme + ";";
+  if (!o.attention_scheme.empty()) s += "attn=" + o.attention_scheme + ";";
   // Only when set, so the keys of default runs stay what they were.
   s += o.dynamic_activations ? "dyn;" : "";
   s += o.layout != "quark-f2f" ? "layout=" + o.layout + ";" : "";

@@ -40,6 +40,7 @@ plan_options plan_options_of(const quantize_options& o) {
   po.presharded = o.presharded;
   po.rotation = o.rotation;
   po.rotation_config_file = o.rotation_config;
+  po.kv = {o.kv_cache_scheme, o.attention_scheme, o.min_kv_scale};
   po.dynamic_activations = o.dynamic_activations;
   const auto layout = parse_layout(o.layout);
   if (!layout)

@@ -90,11 +90,12 @@ class gpu_backend final : public compute_backend {
 
   void run(job& j, compute_done done) override {
     if (!j.rotations.empty()) {
-      // No CUDA rotation kernel yet, and the CPU path cannot share a split tensor's device amax
-      // workspace: refuse rather than quantize an unrotated weight.
-      done(std::make_exception_ptr(std::runtime_error(
-          "'" + j.tensor + "': Hadamard rotation (--rotation) is not implemented on the CUDA " +
-          "backend yet; run with the CPU backend")));
+      // No CUDA rotation kernel yet: the CPU fallback wrapper (stages/compute_fallback.h) takes
+      // every job of a rotated tensor. One reaching the device is a wiring bug; refuse rather than
+      // quantize an unrotated weight.
+      done(std::make_exception_ptr(std::logic_error(
+          "'" + j.tensor + "': a rotated tensor's job reached the CUDA kernels (it must take the " +
+          "CPU path)")));
       return;
     }
     // Work without a kernel stays on the CPU.

@@ -47,9 +47,13 @@ struct quantize_options {
   // A symbolic link in the source that leads outside the model folder (and its Hugging Face
   // cache repository) or to a folder is an error instead of being skipped with a warning.
   // Hadamard rotation (kernels/FORMATS-rotation.md): "r1,r2,r4" (a subset), or a file with
-  // Quark's RotationConfig fields. CPU backend only for now.
+  // Quark's RotationConfig fields. Rotated tensors run on the CPU path (also with --device cuda).
   std::string rotation;
   std::filesystem::path rotation_config;
+  // Quark get_config's kv_cache_scheme / attention_scheme ("" or "fp8") and min_kv_scale: only
+  // config.json changes (no k/v/q scale tensors: no calibration); min_kv_scale is not exported.
+  std::string kv_cache_scheme, attention_scheme;
+  std::optional<double> min_kv_scale;
   bool strict_side_files = false;
 
   // Deliberate differences for the loaders (README "Loading the outputs"); the defaults are
