@@ -37,24 +37,6 @@
 
 namespace shardquant {
 
-io_engine_kind parse_io_engine(const std::string& s) {
-  if (s == "auto") return io_engine_kind::automatic;
-  if (s == "uring") return io_engine_kind::uring;
-  if (s == "pread") return io_engine_kind::pread;
-  throw usage_error("--io-engine must be auto, uring or pread, not '" + s + "'");
-}
-
-const char* io_engine_name(io_engine_kind k) noexcept {
-  switch (k) {
-    case io_engine_kind::uring:
-      return "uring";
-    case io_engine_kind::pread:
-      return "pread";
-    default:
-      return "auto";
-  }
-}
-
 uint64_t default_memory_budget() {
   // Half of what is free, counting the container's headroom (cgroup v2 memory.max) too.
   const uint64_t avail = read_memory_limits().free();
@@ -168,14 +150,7 @@ void run_locked(const quantize_options& o, plan_options& po, const std::vector<i
                                 backend_cuda);
   token_pool pool(geom, devices.empty() ? plain_host_allocator() : pinned_host_allocator());
 
-  std::unique_ptr<async_io> io;
-  const unsigned depth = 64;
-  if (o.io_engine == io_engine_kind::automatic)
-    io = async_io::make(true, depth);
-  else
-    io = async_io::make_exact(
-        o.io_engine == io_engine_kind::uring ? io_engine_type::uring : io_engine_type::pread,
-        depth);
+  std::unique_ptr<async_io> io = make_io_engine(o.io_engine, 64);
 
   const std::optional<worker_id> worker = worker_of(o);
   std::vector<uint32_t> owner;

@@ -19,7 +19,9 @@
 namespace shardquant {
 
 // Which file I/O engine moves the bytes. `automatic` tries io_uring and falls back to pread
-// when io_uring cannot be set up (e.g. a container that forbids it).
+// when io_uring cannot be set up (e.g. a container that forbids it). The library's table of
+// engines and names (io/io_engine.h) is the definition: this enum is `automatic` followed by its
+// engines in its order, which the library checks at compile time.
 enum class io_engine_kind : uint8_t { automatic, uring, pread };
 // Parses "auto" | "uring" | "pread"; throws usage_error otherwise.
 [[nodiscard]] SHARDQUANT_API io_engine_kind parse_io_engine(const std::string& s);
