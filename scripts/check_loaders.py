@@ -181,6 +181,9 @@ def mx_round(y: torch.Tensor, fmt: str) -> torch.Tensor:
     return torch.sign(y) * q.clamp(max=maxv)
 
 
+SCALE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
 def fake_quant_input(x: torch.Tensor, spec: dict) -> torch.Tensor:
     """Dynamic fake quantization of a layer input. The scale comes from the fp32 amax as the
     spec says; like the loader, fp8 divides and multiplies in the activation dtype and the
@@ -190,11 +193,16 @@ def fake_quant_input(x: torch.Tensor, spec: dict) -> torch.Tensor:
     xf = x.float()
     if dt == "fp8_e4m3":
         if qs == "per_tensor":
-            s = (xf.abs().amax() / 448).clamp(min=1e-12)
-        else:  # per token (per_channel on the last-but-one axis)
-            s = (xf.abs().amax(dim=-1, keepdim=True) / 448).clamp(min=1e-12)
-        s = s.to(x.dtype)
-        return (fp8_round((x / s).float()).to(x.dtype) * s).to(x.dtype)
+            # Quark's observer (get_scale, "float32" branch) divides the amax in the spec's
+            # scale_type when it names a dtype (int4_fp8 exports "float32": the scale stays
+            # fp32), in the activation dtype otherwise ("float"); the fake quantizer divides
+            # and multiplies the activation by that 0-dim scale as it is.
+            sd = SCALE_DTYPES.get(spec.get("scale_type"), x.dtype)
+            s = x.abs().amax().to(sd) / 448
+            s = s.masked_fill(s == 0, torch.finfo(torch.float32).eps)
+        else:  # per token (per_channel on the last-but-one axis): the scale is cast to x.dtype
+            s = (xf.abs().amax(dim=-1, keepdim=True) / 448).clamp(min=1e-12).to(x.dtype)
+        return (fp8_round(x / s).to(x.dtype) * s).to(x.dtype)
     if dt == "int8":
         s = (xf.abs().amax() / 127.5).clamp(min=1e-12).to(x.dtype).float()
         return (torch.round(xf / s).clamp(-128, 127) * s).to(x.dtype)
