@@ -362,7 +362,9 @@ void print_schemes(std::ostream& out) {
   out << head;
   for (const auto& s : all_schemes()) {
     const loader_row r = loader_support(s.id);
-    const std::string hf = r.hf_options ? loader_options_text(r.hf_options) : "default";
+    const std::string hf = !r.hf_runs     ? "no (Quark 0.13 importer fails)"
+                           : r.hf_options ? loader_options_text(r.hf_options)
+                                          : "default";
     std::string vl = r.vllm == vllm_status::runs
                          ? (r.vllm_options ? loader_options_text(r.vllm_options) : "default")
                      : r.vllm == vllm_status::unsupported ? "no"

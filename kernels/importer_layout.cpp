@@ -1,11 +1,14 @@
 // The quark-importer output layout (importer_layout.h): shapes, row-range pieces and the byte
 // conversion of one row range's kernel outputs. The layout follows Quark 0.13's importer:
 // quark/torch/utils/pack.py (Pack_4_bits.pack with reorder, _infer_scale_zero_point_shape) and
-// quark/torch/export/nn/modules/realquantizer.py (zero_point buffers for integer dtypes).
+// quark/torch/export/nn/modules/realquantizer.py (zero_point buffers for integer dtypes, the
+// sequential quantizer's `.0`/`.1` names, E5M3 scale codes).
 #include "kernels/importer_layout.h"
 
 #include <array>
 #include <cstring>
+
+#include "kernels/amdfp4.h"
 
 namespace shardquant {
 namespace {
@@ -25,6 +28,11 @@ bool is_group(sf f) {
 bool is_asym(sf f) {
   return f == sf::uint4_group || f == sf::uint4_channel;
 }
+
+// amdfp4's importer scale is U8 E5M3 codes: output_tensors()/range_layout() with a one-byte
+// "source" dtype give exactly its shape and pieces (the scale is the only output that follows
+// the source dtype).
+constexpr dtype k_code_dtype = dtype::u8;
 
 // Sequential word (nibble k = element k) -> reorder word.
 uint32_t reorder_word(uint32_t w) {
@@ -55,7 +63,8 @@ std::optional<output_layout> parse_layout(std::string_view s) noexcept {
 
 bool importer_layout_differs(const weight_scheme& s) noexcept {
   if (s.progressive) return true;
-  return is_int4(s.first.family) || s.first.family == sf::int8_tensor;
+  const sf f = s.first.family;
+  return is_int4(f) || f == sf::int8_tensor || f == sf::nvfp4 || f == sf::amdfp4;
 }
 
 std::string importer_layout_error(const weight_scheme& s, std::span<const uint64_t> shape) {
@@ -73,12 +82,18 @@ std::string importer_layout_error(const weight_scheme& s, std::span<const uint64
 
 std::vector<output_tensor> importer_output_tensors(const weight_scheme& s,
                                                    std::span<const uint64_t> shape) {
+  const weight_format& p = s.packed();
+  if (p.family == sf::amdfp4 && !s.progressive) return output_tensors(s, shape, k_code_dtype);
   std::vector<output_tensor> o = output_tensors(s, shape);
   if (!importer_layout_differs(s)) return o;
-  const weight_format& p = s.packed();
   const uint64_t out = shape.front(), in = shape.back();
   if (p.family == sf::int8_tensor) {
     o.push_back({"_zero_point", dtype::i8, {}});
+    return o;
+  }
+  if (p.family == sf::nvfp4) {  // the same bytes, named as the sequential quantizer's buffers
+    o[1].suffix = "_quantizer.0.scale";
+    o[2].suffix = "_quantizer.1.scale";
     return o;
   }
   std::vector<uint64_t> zp_shape{out / 8};
@@ -106,9 +121,11 @@ uint32_t importer_row_split_multiple(const weight_scheme& s) noexcept {
 std::vector<output_piece> importer_range_layout(const weight_scheme& s,
                                                 std::span<const uint64_t> shape, uint64_t row_begin,
                                                 uint64_t row_end, std::string* error) {
-  std::vector<output_piece> r = range_layout(s, shape, row_begin, row_end, error);
-  if (!importer_layout_differs(s)) return r;
   const weight_format& p = s.packed();
+  if (p.family == sf::amdfp4 && !s.progressive)
+    return range_layout(s, shape, row_begin, row_end, error, k_code_dtype);
+  std::vector<output_piece> r = range_layout(s, shape, row_begin, row_end, error);
+  if (!importer_layout_differs(s) || p.family == sf::nvfp4) return r;
   const uint64_t out = shape.front(), in = shape.back();
   if (row_end == k_all_rows) row_end = out;
   const uint64_t rows = row_end - row_begin;
@@ -133,21 +150,39 @@ std::vector<output_piece> importer_range_layout(const weight_scheme& s,
 }
 
 void to_importer_layout(const weight_scheme& s, std::span<const uint64_t> shape, uint64_t row_begin,
-                        uint64_t row_end, const quant_outputs& kernel, std::span<void* const> out) {
-  const std::vector<output_tensor> f2f = output_tensors(s, shape);
+                        uint64_t row_end, const quant_outputs& kernel, std::span<void* const> out,
+                        dtype source) {
+  const std::vector<output_tensor> f2f = output_tensors(s, shape, source);
   const weight_format& p = s.packed();
   const uint64_t total = shape.front(), in = shape.back();
   if (row_end == k_all_rows) row_end = total;
   const uint64_t rows = row_end - row_begin;
   // Bytes of this range's dense kernel piece of output t (range_layout with weight_ld = 0).
   auto dense = [&](size_t t) {
-    const auto pieces = range_layout(s, shape, row_begin, row_end);
+    const auto pieces = range_layout(s, shape, row_begin, row_end, nullptr, source);
     return pieces[t].run_bytes * pieces[t].count;
   };
   const void* kernel_ptr[4] = {kernel.weight, kernel.scale, kernel.extra, kernel.extra2};
 
-  if (!importer_layout_differs(s)) {
+  if (!importer_layout_differs(s) || p.family == sf::nvfp4) {  // the same bytes
     for (size_t t = 0; t < f2f.size(); ++t) std::memcpy(out[t], kernel_ptr[t], dense(t));
+    return;
+  }
+  if (p.family == sf::amdfp4) {
+    // The scale values are E5M3 values stored in `source` (exact there): their codes.
+    std::memcpy(out[0], kernel.weight, dense(0));
+    const uint64_t n = dense(1) / (bits(source) / 8);
+    auto* codes = static_cast<uint8_t*>(out[1]);
+    for (uint64_t i = 0; i < n; ++i) {
+      float v = 0.0f;
+      if (source == dtype::f32)
+        v = load_src<src_kind::f32>(kernel.scale, i);
+      else if (source == dtype::f16)
+        v = load_src<src_kind::f16>(kernel.scale, i);
+      else
+        v = load_src<src_kind::bf16>(kernel.scale, i);
+      codes[i] = e5m3_encode(v);
+    }
     return;
   }
   if (p.family == sf::int8_tensor) {

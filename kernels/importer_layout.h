@@ -13,8 +13,12 @@
 //     8 per word along `out` (int4/uint4: per-group [in/g, out/8], per-channel [out/8]), I8 []
 //     for int8;
 //   * progressive pairs name their tensors as the importer's sequential quantizer does:
-//     `.weight_quantizer.0.scale`, `.weight_quantizer.1.scale`, `.weight_quantizer.1.zero_point`.
-// Every other scheme (fp8, ptpc_fp8, MX) is written the same in both layouts.
+//     `.weight_quantizer.0.scale`, `.weight_quantizer.1.scale`, `.weight_quantizer.1.zero_point`;
+//   * nvfp4 likewise: `.weight_quantizer.0.scale` (the F8_E4M3 block scales) and
+//     `.weight_quantizer.1.scale` (the F32 global scale), the same bytes;
+//   * amdfp4 / amdfp4_g32: `.weight_scale` as U8 E5M3 codes (what Quark's exporter writes and its
+//     importer's e5m3 dequantizer requires) instead of the E5M3 values in the source dtype.
+// Every other scheme (fp8, ptpc_fp8, MX, amdfp4_global*) is written the same in both layouts.
 #pragma once
 
 #include <cstdint>
@@ -59,8 +63,10 @@ enum class output_layout : uint8_t {
 // Converts what quantize() wrote for rows [row_begin, row_end) (`kernel`, dense pieces:
 // weight_ld = 0) into the importer pieces of the same rows, back to back per tensor as
 // importer_range_layout describes them (`out[i]` for output i; runs of a strided piece
-// consecutive). Buffers must not overlap.
+// consecutive). Buffers must not overlap. `source`: the dtype the kernel saw (range_layout's
+// `source`; amdfp4 wrote its scale in it).
 void to_importer_layout(const weight_scheme& s, std::span<const uint64_t> shape, uint64_t row_begin,
-                        uint64_t row_end, const quant_outputs& kernel, std::span<void* const> out);
+                        uint64_t row_end, const quant_outputs& kernel, std::span<void* const> out,
+                        dtype source = dtype::bf16);
 
 }  // namespace shardquant

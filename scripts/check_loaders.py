@@ -15,11 +15,19 @@ transformers + amd-quark (`AutoModelForCausalLM.from_pretrained(out)`), runs one
 Prints a markdown table; exits 1 when a row fails its tolerance:
   weight-only schemes: cosine vs reference >= 0.999;
   activation-quantized schemes: cosine vs reference >= 0.99, int4 activations >= 0.95. The
-  script quantizes activations with its own code in the loader's arithmetic (fp8: bf16
-  quotient; integers: scale rounded to bf16), which matches Quark's quantizer exactly for fp8
-  and MX and up to a few rounding ties for int8/int4 (3 of 16384 int4 codes on random bf16
+  script quantizes activations with its own code in the loader's arithmetic (fp8 per-tensor:
+  the scale amax/448 in the spec's scale_type as Quark's observer computes it, i.e. fp32 for
+  "float32" (int4_fp8) and the activation dtype for "float" (fp8, mxfp4_fp8), the quotient in
+  the activation dtype; integers: scale rounded to bf16; scaled FP4: the block and global
+  scales of Quark's dynamic quantizers), which matches Quark's quantizer exactly for fp8, MX and
+  FP4 and up to a few rounding ties for int8/int4 (3 of 16384 int4 codes on random bf16
   inputs); one flipped int4 code moves its element by amax/7.5, and the random-weight model
   amplifies it through the layers (its fp8 logits are at cosine 0.975 from bf16);
+  int4_fp8 was at 0.9892 while the reference rounded every fp8 scale to bf16: its weights
+  decode identically (0 of the dequantized bf16 weights differ), but its input spec says
+  scale_type "float32", so Quark keeps the scale in fp32 and 25% of the first layer's fp8 input
+  codes differed (4098 of 16384); with the scale as the spec says, every layer's output is
+  identical and the logits are at cosine 1.000000;
   every row: loads, nothing missing / mismatched / unexpected, logits finite.
 
 Python is for this cross-check only; shardquant itself never needs it.
@@ -32,6 +40,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,14 +105,49 @@ def mx_values(codes: torch.Tensor, ebits: int, mbits: int) -> torch.Tensor:
     return sign * val
 
 
+def fp4_values(w: torch.Tensor, shape) -> torch.Tensor:
+    """U8 [out, in/2] packed E2M1 (even element in the low nibble) -> [out, in] values."""
+    out_f, in_f = shape
+    b = w.to(torch.int64)
+    lo, hi = b & 0xF, (b >> 4) & 0xF
+    codes = torch.stack([lo, hi], dim=-1).reshape(out_f, in_f)
+    mag = FP4_VALUES[codes & 7]
+    return torch.where(codes & 8 != 0, -mag, mag)
+
+
+def e5m3_values(codes: torch.Tensor) -> torch.Tensor:
+    """Unsigned E5M3 codes (bias 15, subnormals m * 2^-17) -> fp32 values."""
+    c = codes.to(torch.int64)
+    e, m = (c >> 3).to(torch.float32), (c & 7).to(torch.float32)
+    return torch.where(e == 0, m * 2.0**-17, (1 + m / 8) * 2.0 ** (e - 15))
+
+
+def decode_scaled_fp4(t: dict, name: str, wspec, shape, importer: bool) -> torch.Tensor:
+    """nvfp4 / amdfp4_global* (a [fp4 per-group, scale quantizer] pair) and amdfp4* (one fp4
+    per-group spec with E5M3 scales), kernels/FORMATS-fp4.md: the block scale is the stored
+    F8_E4M3 value or E5M3 code (or, amdfp4 in the file-to-file layout, the E5M3 value in the
+    source dtype) times the F32 global scale when there is one."""
+    out_f, in_f = shape
+    if isinstance(wspec, list):
+        g = wspec[0]["group_size"]
+        if importer and wspec[1]["dtype"] == "fp8_e4m3":  # nvfp4 only: see importer_layout.h
+            s, s2 = t[name + ".weight_quantizer.0.scale"], t[name + ".weight_quantizer.1.scale"]
+        else:
+            s, s2 = t[name + ".weight_scale"], t[name + ".weight_scale_2"]
+        block = s.float() if wspec[1]["dtype"] == "fp8_e4m3" else e5m3_values(s)
+        block = block * s2.float()
+    else:
+        g = wspec["group_size"]
+        s = t[name + ".weight_scale"]
+        block = e5m3_values(s) if s.dtype == torch.uint8 else s.float()
+    return fp4_values(t[name + ".weight"], shape) * block.repeat_interleave(g, dim=1)[:, :in_f]
+
+
 def decode_mx(w: torch.Tensor, s: torch.Tensor, fmt: str, shape) -> torch.Tensor:
     out_f, in_f = shape
     b = w.to(torch.int64)
     if fmt == "fp4":
-        lo, hi = b & 0xF, (b >> 4) & 0xF
-        codes = torch.stack([lo, hi], dim=-1).reshape(out_f, in_f)
-        mag = FP4_VALUES[codes & 7]
-        vals = torch.where(codes & 8 != 0, -mag, mag)
+        vals = fp4_values(w, shape)
     else:
         ebits, mbits = (2, 3) if fmt == "fp6_e2m3" else (3, 2)
         flat = b.reshape(-1, 3)
@@ -118,6 +162,9 @@ def decode_weight(t: dict, name: str, wspec, shape, importer: bool) -> torch.Ten
     """Dequantized [out, in] fp32 weight of module `name` from the stored tensors `t`."""
     out_f, in_f = shape
     w = t[name + ".weight"]
+    first = wspec[0] if isinstance(wspec, list) else wspec
+    if first["dtype"] == "fp4" and first.get("scale_format") != "e8m0":
+        return decode_scaled_fp4(t, name, wspec, shape, importer)
     if isinstance(wspec, list):  # int4_fp8: fp8 per-tensor, then int4 per-channel (AWQ order)
         if importer:
             s1, s2 = t[name + ".weight_quantizer.0.scale"], t[name + ".weight_quantizer.1.scale"]
@@ -172,6 +219,7 @@ def mx_round(y: torch.Tensor, fmt: str) -> torch.Tensor:
         "fp4": (2, 1, 2, 6.0),
         "fp6_e2m3": (2, 3, 2, 7.5),
         "fp6_e3m2": (3, 2, 4, 28.0),
+        "e5m3": (5, 3, 16, 114688.0),  # unsigned; y >= 0
     }[fmt]
     bias = (1 << (ebits - 1)) - 1
     a = y.abs().clamp(max=maxv)
@@ -181,20 +229,60 @@ def mx_round(y: torch.Tensor, fmt: str) -> torch.Tensor:
     return torch.sign(y) * q.clamp(max=maxv)
 
 
+def fake_quant_fp4_two_level(x: torch.Tensor, spec: list) -> torch.Tensor:
+    """nvfp4 inputs, [fp4 per-group dynamic, fp8_e4m3 per-tensor scale quantizer, dynamic with
+    --dynamic-activations], as Quark's SequentialRealQuantizer computes them in fp32: block scale
+    s = amax / 6, global s2 = max(s) / 448, s' = e4m3(s / s2) * s2, x' = fp4(x / s') * s'."""
+    if spec[1]["dtype"] != "fp8_e4m3" or not all(p.get("is_dynamic") for p in spec):
+        raise ValueError(f"no activation fake-quantizer for {spec}")
+    eps = torch.finfo(torch.float32).eps
+    g = spec[0]["group_size"]
+    xf = x.float()
+    v = xf.reshape(*xf.shape[:-1], -1, g)
+    s = v.abs().amax(dim=-1, keepdim=True) / 6.0
+    s = s.masked_fill(s == 0, eps)
+    s2 = s.amax() / 448
+    s2 = s2.masked_fill(s2 == 0, eps)
+    s = fp8_round(s / s2) * s2
+    s = s.masked_fill(s == 0, eps)
+    return (mx_round(v / s, "fp4") * s).reshape(x.shape).to(x.dtype)
+
+
+SCALE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
 def fake_quant_input(x: torch.Tensor, spec: dict) -> torch.Tensor:
     """Dynamic fake quantization of a layer input. The scale comes from the fp32 amax as the
     spec says; like the loader, fp8 divides and multiplies in the activation dtype and the
     integer formats round their scale to it (checked against Quark's quantizer: identical on
     random bf16 inputs up to a few ties)."""
+    if isinstance(spec, list):
+        return fake_quant_fp4_two_level(x, spec)
     dt, qs = spec["dtype"], spec["qscheme"]
     xf = x.float()
+    if dt == "fp4" and spec.get("scale_format") == "e5m3":  # amdfp4: one level, E5M3 scales
+        # The observer divides the bf16 block amax by 6 in the activation dtype and rounds it to
+        # E5M3 there (scale_type float8_e5m3 names no torch dtype); the fake quantizer divides
+        # in fp32.
+        g = spec["group_size"]
+        v = xf.reshape(*xf.shape[:-1], -1, g)
+        s = (x.reshape(v.shape).abs().amax(dim=-1, keepdim=True) / 6.0)
+        s = s.masked_fill(s == 0, torch.finfo(torch.float32).eps)
+        s = mx_round(s.float(), "e5m3").to(x.dtype).float()
+        s = s.masked_fill(s == 0, torch.finfo(torch.float32).eps)
+        return (mx_round(v / s, "fp4") * s).reshape(x.shape).to(x.dtype)
     if dt == "fp8_e4m3":
         if qs == "per_tensor":
-            s = (xf.abs().amax() / 448).clamp(min=1e-12)
-        else:  # per token (per_channel on the last-but-one axis)
-            s = (xf.abs().amax(dim=-1, keepdim=True) / 448).clamp(min=1e-12)
-        s = s.to(x.dtype)
-        return (fp8_round((x / s).float()).to(x.dtype) * s).to(x.dtype)
+            # Quark's observer (get_scale, "float32" branch) divides the amax in the spec's
+            # scale_type when it names a dtype (int4_fp8 exports "float32": the scale stays
+            # fp32), in the activation dtype otherwise ("float"); the fake quantizer divides
+            # and multiplies the activation by that 0-dim scale as it is.
+            sd = SCALE_DTYPES.get(spec.get("scale_type"), x.dtype)
+            s = x.abs().amax().to(sd) / 448
+            s = s.masked_fill(s == 0, torch.finfo(torch.float32).eps)
+        else:  # per token (per_channel on the last-but-one axis): the scale is cast to x.dtype
+            s = (xf.abs().amax(dim=-1, keepdim=True) / 448).clamp(min=1e-12).to(x.dtype)
+        return (fp8_round(x / s).to(x.dtype) * s).to(x.dtype)
     if dt == "int8":
         s = (xf.abs().amax() / 127.5).clamp(min=1e-12).to(x.dtype).float()
         return (torch.round(xf / s).clamp(-128, 127) * s).to(x.dtype)
@@ -295,6 +383,8 @@ def main(argv=None) -> int:
     ap.add_argument("--schemes", nargs="*", help="only these schemes (default: every scheme)")
     ap.add_argument("--defaults", action="store_true", help="quantize with the default options")
     ap.add_argument("--work", help="scratch folder (default: a new temporary one)")
+    ap.add_argument("--keep-outputs", action="store_true",
+                    help="keep each scheme's quantized output (default: removed after its row)")
     a = ap.parse_args(argv)
 
     import quark  # noqa: F401  (registers the "quark" quantization method in transformers)
@@ -329,7 +419,8 @@ def main(argv=None) -> int:
             qc = json.load(open(os.path.join(out, "config.json")))["quantization_config"]
             act = qc["global_quant_config"].get("input_tensors")
             if act is not None:
-                tol = INT4_ACT_TOL if act.get("dtype") == "int4" else ACT_TOL
+                first = act[0] if isinstance(act, list) else act
+                tol = INT4_ACT_TOL if first.get("dtype") == "int4" else ACT_TOL
             logits, info = loaded_logits(out, tokens, a.device)
             row["loads"] = "yes"
             miss = [k for k in info.get("missing_keys", [])]
@@ -348,6 +439,8 @@ def main(argv=None) -> int:
         except Exception as e:  # noqa: BLE001  (reported in the table)
             row["keys"] = f"error: {str(e).splitlines()[0][:120]}" if str(e) else type(e).__name__
         failed += not ok
+        if not a.keep_outputs:
+            shutil.rmtree(out, ignore_errors=True)
         print(f"| {s} | {row['loads']} | {row['keys']} | {row['finite']} | {row['ref']} | {row['src']} "
               f"| {tol} | {'yes' if ok else '**FAIL**'} |", flush=True)
     print(f"\n{failed} row(s) failed" if failed else "\nall rows pass")

@@ -242,7 +242,7 @@ void run_cpu_compute(job& j) {
   if (!j.kernel_pos.empty()) {
     std::vector<void*> dst;
     for (uint64_t pos : j.importer_pos) dst.push_back(at(j, pos));
-    to_importer_layout(j.scheme, j.shape, j.row_begin, j.row_begin + j.rows, out, dst);
+    to_importer_layout(j.scheme, j.shape, j.row_begin, j.row_begin + j.rows, out, dst, src);
   }
 }
 

@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/amdfp4.h"
 #include "kernels/quantize.h"
 
 using namespace shardquant;
@@ -39,7 +40,7 @@ std::vector<float> weight(uint64_t out, uint64_t in, unsigned seed) {
 f2f_result quantize_whole(const weight_scheme& s, const std::vector<uint64_t>& shape,
                           const std::vector<float>& w) {
   f2f_result r;
-  for (const auto& o : output_tensors(s, shape)) r.bufs.emplace_back(o.byte_size());
+  for (const auto& o : output_tensors(s, shape, dtype::f32)) r.bufs.emplace_back(o.byte_size());
   source_view v;
   v.type = dtype::f32;
   v.shape = shape;
@@ -54,7 +55,9 @@ void convert_range(const weight_scheme& s, const std::vector<uint64_t>& shape, u
                    uint64_t r1, const std::vector<float>& w,
                    std::vector<std::vector<std::byte>>& whole) {
   std::vector<std::vector<std::byte>> kb;
-  for (const auto& p : range_layout(s, shape, r0, r1)) kb.emplace_back(p.run_bytes * p.count);
+  // The kernel sees F32 rows (amdfp4 writes its scale in that dtype).
+  for (const auto& p : range_layout(s, shape, r0, r1, nullptr, dtype::f32))
+    kb.emplace_back(p.run_bytes * p.count);
   quant_outputs k;
   void** slot[4] = {&k.weight, &k.scale, &k.extra, &k.extra2};
   for (size_t i = 0; i < kb.size(); ++i) *slot[i] = kb[i].data();
@@ -72,7 +75,7 @@ void convert_range(const weight_scheme& s, const std::vector<uint64_t>& shape, u
   std::vector<void*> ptr;
   for (const auto& p : pieces) ob.emplace_back(p.run_bytes * p.count);
   for (auto& b : ob) ptr.push_back(b.data());
-  to_importer_layout(s, shape, r0, r1, k, ptr);
+  to_importer_layout(s, shape, r0, r1, k, ptr, dtype::f32);
   for (size_t t = 0; t < pieces.size(); ++t)
     for (uint64_t i = 0; i < pieces[t].count; ++i)
       std::memcpy(whole[t].data() + pieces[t].offset + i * pieces[t].stride,
@@ -157,9 +160,9 @@ TEST_CASE("uint4 per-group zero points are packed 8 per word along out in reorde
 
 TEST_CASE("row ranges converted one by one give the bytes of the whole tensor") {
   const std::vector<uint64_t> shape{32, 128};
-  for (scheme_id id :
-       {scheme_id::int4_wo_64, scheme_id::uint4_wo_32, scheme_id::int4_wo_per_channel,
-        scheme_id::uint4_wo_per_channel, scheme_id::int8, scheme_id::int4_fp8}) {
+  for (scheme_id id : {scheme_id::int4_wo_64, scheme_id::uint4_wo_32,
+                       scheme_id::int4_wo_per_channel, scheme_id::uint4_wo_per_channel,
+                       scheme_id::int8, scheme_id::int4_fp8, scheme_id::amdfp4, scheme_id::nvfp4}) {
     CAPTURE(info(id).name);
     const weight_scheme s = id;
     const auto w = weight(32, 128, 3);
@@ -204,10 +207,65 @@ TEST_CASE(
   CHECK(imp[2] == f2f.bufs[2]);
 }
 
+TEST_CASE("nvfp4 importer outputs are the same bytes, named as the sequential quantizer's") {
+  const std::vector<uint64_t> shape{16, 64};
+  const weight_scheme s = scheme_id::nvfp4;
+  CHECK(importer_layout_differs(s));
+  const auto o = importer_output_tensors(s, shape);
+  REQUIRE(o.size() == 3);
+  CHECK(o[0].suffix.empty());
+  CHECK(o[1].suffix == "_quantizer.0.scale");
+  CHECK(o[1].type == dtype::f8_e4m3);
+  CHECK(o[1].shape == std::vector<uint64_t>{16, 4});
+  CHECK(o[2].suffix == "_quantizer.1.scale");
+  CHECK(o[2].shape.empty());
+  const auto w = weight(16, 64, 5);
+  auto f2f = quantize_whole(s, shape, w);
+  CHECK(convert_whole(s, shape, w) == f2f.bufs);
+}
+
+TEST_CASE("amdfp4 importer scales are the U8 E5M3 codes of the file-to-file scale values") {
+  for (scheme_id id : {scheme_id::amdfp4, scheme_id::amdfp4_g32}) {
+    CAPTURE(info(id).name);
+    const weight_scheme s = id;
+    const uint64_t g = s.first.group_size;
+    const std::vector<uint64_t> shape{16, 64};
+    CHECK(importer_layout_differs(s));
+    const auto o = importer_output_tensors(s, shape);
+    REQUIRE(o.size() == 2);
+    CHECK(o[1].suffix == "_scale");
+    CHECK(o[1].type == dtype::u8);
+    CHECK(o[1].shape == std::vector<uint64_t>{16, 64 / g});
+    const auto w = weight(16, 64, 6);
+    auto f2f = quantize_whole(s, shape, w);  // F32 rows: F32 scale values
+    const auto imp = convert_whole(s, shape, w);
+    CHECK(imp[0] == f2f.bufs[0]);
+    REQUIRE(imp[1].size() == 16 * 64 / g);
+    for (uint64_t i = 0; i < imp[1].size(); ++i)
+      CHECK(e5m3_decode(static_cast<uint8_t>(imp[1][i])) == at<float>(f2f.bufs[1], i));
+  }
+  // BF16 rows: the kernel's scale is BF16 (1.0, 0, 3.5, 2^-17 as E5M3 subnormal 1).
+  const std::vector<uint64_t> shape{1, 64};
+  const uint16_t bf16_scale[4] = {0x3F80, 0x0000, 0x4060, 0x3700};
+  std::vector<std::byte> weight_bytes(32, std::byte{0x21});
+  quant_outputs k;
+  k.weight = weight_bytes.data();
+  k.scale = const_cast<uint16_t*>(bf16_scale);
+  std::vector<std::byte> ow(32), os(4);
+  void* ptr[2] = {ow.data(), os.data()};
+  to_importer_layout(scheme_id::amdfp4, shape, 0, 1, k, ptr, dtype::bf16);
+  CHECK(ow == weight_bytes);
+  CHECK(static_cast<uint8_t>(os[0]) == e5m3_encode(1.0f));
+  CHECK(static_cast<uint8_t>(os[1]) == 0);
+  CHECK(e5m3_decode(static_cast<uint8_t>(os[2])) == 3.5f);
+  CHECK(static_cast<uint8_t>(os[3]) == 1);
+}
+
 TEST_CASE("schemes the importer layout does not change keep the file-to-file outputs") {
   const std::vector<uint64_t> shape{16, 64};
-  for (scheme_id id : {scheme_id::fp8, scheme_id::ptpc_fp8, scheme_id::mxfp4, scheme_id::mxfp6_e2m3,
-                       scheme_id::mxfp4_fp8}) {
+  for (scheme_id id :
+       {scheme_id::fp8, scheme_id::ptpc_fp8, scheme_id::mxfp4, scheme_id::mxfp6_e2m3,
+        scheme_id::mxfp4_fp8, scheme_id::amdfp4_global16, scheme_id::amdfp4_global32}) {
     CAPTURE(info(id).name);
     CHECK_FALSE(importer_layout_differs(id));
     const auto a = output_tensors(id, shape);

@@ -22,7 +22,23 @@ constexpr std::string_view k_static_why =
 constexpr std::string_view k_w4a16 =
     "QuarkW4A16Int4 (per-group weight-only int4/uint4; vLLM builds with PR #48606)";
 
-constexpr std::array<loader_row, 19> k_rows{{
+constexpr std::string_view k_e5m3_why =
+    "Quark's importer dequantizes E5M3 scales only from U8 codes "
+    "(quark/torch/kernel/float8_e5m3/reference.py, reference_dequantize_float8_e5m3), and the "
+    "file-to-file flow stores the E5M3 scale values in the source dtype";
+constexpr std::string_view k_amdfp4_vllm =
+    "no Quark scheme for E5M3 block scales (QuarkOCP_MX needs e8m0; _get_scheme_from_config "
+    "raises NotImplementedError)";
+constexpr std::string_view k_global_why =
+    "Quark 0.13's importer cannot run it: SequentialRealQuantizer.forward "
+    "(quark/torch/export/nn/modules/realquantizer.py) casts the stored U8 E5M3 block-scale codes "
+    "to float32 before dequantizing them, and reference_dequantize_float8_e5m3 "
+    "(quark/torch/kernel/float8_e5m3/reference.py) refuses non-uint8 input (ValueError)";
+constexpr std::string_view k_global_vllm =
+    "no Quark scheme for an fp4 weight with an fp8_e5m3 scale quantizer (_get_scheme_from_config "
+    "raises NotImplementedError)";
+
+constexpr std::array<loader_row, 24> k_rows{{
     {scheme_id::int4_wo_32, imp, k_int4_why, v::runs, imp, k_w4a16},
     {scheme_id::int4_wo_64, imp, k_int4_why, v::runs, imp, k_w4a16},
     {scheme_id::int4_wo_128, imp, k_int4_why, v::runs, imp, k_w4a16},
@@ -59,6 +75,20 @@ constexpr std::array<loader_row, 19> k_rows{{
      "weight_quantizer.1.scale and weight_quantizer.1.zero_point, not weight_scale / "
      "weight_scale_2",
      v::unsupported, opt_none, "W4A8 (fp8 -> int4) is a Quark MoE method only, not for Linear"},
+    {scheme_id::nvfp4, dyn | imp,
+     "the importer's sequential quantizer reads weight_quantizer.0.scale and "
+     "weight_quantizer.1.scale, not weight_scale / weight_scale_2, and the static scale "
+     "quantizer of the inputs needs input_quantizer.1.scale, which the file-to-file flow (no "
+     "calibration) does not write",
+     v::unsupported, opt_none,
+     "QuarkNVFP4 needs the calibrated static global input scale input_scale_2, which the "
+     "file-to-file flow does not write (with --dynamic-activations no Quark scheme matches)"},
+    {scheme_id::amdfp4, imp, k_e5m3_why, v::unsupported, opt_none, k_amdfp4_vllm},
+    {scheme_id::amdfp4_g32, imp, k_e5m3_why, v::unsupported, opt_none, k_amdfp4_vllm},
+    {scheme_id::amdfp4_global16, opt_none, k_global_why, v::unsupported, opt_none, k_global_vllm,
+     false},
+    {scheme_id::amdfp4_global32, opt_none, k_global_why, v::unsupported, opt_none, k_global_vllm,
+     false},
 }};
 
 }  // namespace
@@ -85,6 +115,10 @@ uint8_t loader_options_of(bool dynamic_activations, output_layout layout) noexce
 std::string loader_warning(const quant_scheme& s, uint8_t options) {
   if (s.custom) return {};
   const loader_row r = loader_support(s.id);
+  if (!r.hf_runs)
+    return std::string(s.name()) +
+           ": this output does not run in transformers + amd-quark with any option (" +
+           std::string(r.hf_why) + ")";
   const uint8_t missing = static_cast<uint8_t>(r.hf_options & ~options);
   if (missing == 0) return {};
   std::string w = std::string(s.name()) +

@@ -39,6 +39,8 @@ struct loader_row {
   vllm_status vllm = vllm_status::not_checked;
   uint8_t vllm_options = opt_none;
   std::string_view vllm_note;  // which vLLM scheme class, or why not
+  // false: no option makes transformers + amd-quark compute it; hf_why names where Quark fails.
+  bool hf_runs = true;
 };
 
 // The row of a built-in scheme (a row with vllm_status::not_checked and no options for an id
@@ -51,7 +53,8 @@ struct loader_row {
 [[nodiscard]] uint8_t loader_options_of(bool dynamic_activations, output_layout layout) noexcept;
 
 // One line when the output of `s` with the run's `options` will not run correctly in
-// transformers + amd-quark (the reason and the options that fix it), "" when it will or when
+// transformers + amd-quark (the reason and the options that fix it, or that none does), "" when
+// it will or when
 // nothing is known (custom specs: not checked). vLLM notes are added when vLLM could run it
 // with other options.
 [[nodiscard]] std::string loader_warning(const quant_scheme& s, uint8_t options);
