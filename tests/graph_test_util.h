@@ -6,7 +6,6 @@
 
 #include <condition_variable>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -203,19 +202,7 @@ struct graph_fixture {
   }
 };
 
-inline std::string read_all(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
-// Every regular file under `dir` (relative path -> bytes), the journal excluded.
-inline std::map<std::string, std::string> tree(const fs::path& dir) {
-  std::map<std::string, std::string> m;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file() && e.path().filename() != ".shardquant-journal")
-      m[fs::relative(e.path(), dir).string()] = read_all(e.path());
-  return m;
-}
+using sq_test::tree;
 
 // The shards a plain CPU graph run of `scheme` writes (made once per scheme and process).
 inline const std::map<std::string, std::string>& reference_shards(scheme_id scheme) {
