@@ -1,6 +1,5 @@
-// quantize_checkpoint: options -> output folder locked and judged -> plan and geometry -> token
-// pool, I/O engine, compute backends -> journal -> graph -> output folder finalized -> report.
-// Each step is one function below; run_locked only strings them together.
+// quantize_checkpoint: options -> plan -> token pool, I/O engine, compute backends (one per
+// device, pipeline/run/backends.h) -> graph -> output directory finalized -> report.
 #include "pipeline/api.h"
 
 #include <sys/resource.h>
@@ -116,50 +115,6 @@ std::optional<worker_id> worker_of(const quantize_options& o) {
   return worker_id{o.worker_index, o.worker_count};
 }
 
-// Every warning goes to the report, to options.on_warning and (unless quiet) to stderr.
-class warning_sink {
- public:
-  warning_sink(const quantize_options& o, bool talk) : o_(o), talk_(talk) {}
-  void operator()(const std::string& w) {
-    std::lock_guard lock(mutex_);  // finalize may warn from its side-file copies
-    all_.push_back(w);
-    if (o_.on_warning) o_.on_warning(w);
-    if (talk_) std::fprintf(stderr, "warning: %s\n", w.c_str());
-  }
-  [[nodiscard]] std::vector<std::string> all() const {
-    std::lock_guard lock(mutex_);
-    return all_;
-  }
-
- private:
-  const quantize_options& o_;
-  bool talk_;
-  mutable std::mutex mutex_;
-  std::vector<std::string> all_;
-};
-
-// The plan and the one geometry decision (the same the dry run shows), and the fingerprint of
-// what the shards are made from, taken before planning moves the source.
-struct planned_run {
-  plan p;
-  run_geometry geo;
-  std::string sources_key;
-};
-
-planned_run plan_run(const quantize_options& o, const plan_options& po, warning_sink& warn) {
-  std::vector<std::string> early;  // the source's warnings, reported before the plan's
-  source_checkpoint src = open_source_checkpoint(
-      o.input, [&](std::string w) { early.push_back(w); }, o.strict_side_files);
-  std::string key = source_fingerprint(src);
-  plan p = make_plan(std::move(src), po);
-  // Budget, tokens, row splits and amax passes.
-  run_geometry geo = decide_geometry(p, o.memory_budget);
-  if (geo.zstd) set_zstd_read_limits(*geo.zstd);
-  for (const auto& w : early) warn(w);
-  for (const auto& w : p.warnings) warn(w);
-  return {std::move(p), std::move(geo), std::move(key)};
-}
-
 void print_budget(const run_geometry& geo, bool chosen) {
   std::fprintf(
       stderr, "memory budget %s: %llu buffers of %s%s%s\n", human_bytes(geo.budget).c_str(),
@@ -175,156 +130,38 @@ std::unique_ptr<async_io> make_io(io_engine_kind k) {
       k == io_engine_kind::uring ? io_engine_type::uring : io_engine_type::pread, depth);
 }
 
-// The resume journal's view of the run: what each shard is made from (its journal key) and
-// what a finished shard records.
-class shard_ledger {
- public:
-  shard_ledger(const quantize_options& o, const plan& p, const std::string& sources_key,
-               resume_journal& journal)
-      : o_(o),
-        p_(p),
-        sources_key_(sources_key),
-        options_key_(shard_key(options_text(o, p.options), "")),
-        journal_(journal) {}
-
-  [[nodiscard]] const std::string& options_key() const noexcept { return options_key_; }
-
-  // A compressed shard's size is known only once written: the journal's record of it stands in
-  // (the file's size and checksum are still checked against that record).
-  [[nodiscard]] shard_inputs inputs_of(uint32_t s) const {
-    const auto& layout = p_.shards[s].layout;
-    uint64_t size = layout.file_size();
-    if (!o_.compress.empty()) {
-      const auto recorded = journal_.inputs_of(published_name(s));
-      size = recorded ? recorded->size : 0;
-    }
-    return shard_inputs{shard_key(layout.header_bytes(), ""), sources_key_, options_key_, size};
-  }
-
-  // Why shard `s` must be made again; empty when its published file can be kept.
-  [[nodiscard]] std::string why_redo(uint32_t s) const {
-    return journal_.why_redo(published_name(s), inputs_of(s));
-  }
-
-  // Records a committed shard; returns its published size.
-  uint64_t record(const shard_state& s) {
-    shard_inputs in = inputs_of(s.index);
-    in.size = s.writer->published_size();
-    // The checksum taken while writing covers the plain bytes; a compressed shard is summed as
-    // published (read back once, from the page cache).
-    const uint64_t sum =
-        o_.compress.empty() ? s.writer->checksum() : checksum_file(s.writer->published_path());
-    journal_.record(published_shard_name(s.relative_path, o_), in, sum);
-    return in.size;
-  }
-
- private:
-  [[nodiscard]] std::string published_name(uint32_t s) const {
-    return published_shard_name(p_.shards[s].relative_path, o_);
-  }
-
-  const quantize_options& o_;
-  const plan& p_;
-  const std::string& sources_key_;
-  std::string options_key_;
-  resume_journal& journal_;
-};
-
-// The shards this run makes (a worker's own, less those --resume keeps), in plan order.
-std::vector<uint32_t> shards_to_make(const quantize_options& o, const plan& p,
-                                     const std::vector<uint32_t>& owner,
-                                     const std::optional<worker_id>& worker,
-                                     const shard_ledger& ledger, bool talk, uint64_t& kept) {
-  std::vector<uint32_t> out;
-  for (uint32_t s = 0; s < p.shards.size(); ++s) {
-    if (worker && owner[s] != worker->index) continue;
-    if (o.existing == existing_output::resume) {
-      const std::string why = ledger.why_redo(s);
-      if (why.empty()) {
-        ++kept;
-        continue;
-      }
-      if (talk && why != resume_journal::not_recorded)
-        std::fprintf(stderr, "resume: redoing %s: %s\n",
-                     escaped_name(p.shards[s].relative_path).c_str(), why.c_str());
-    }
-    out.push_back(s);
-  }
-  return out;
-}
-
-// What the graph's counters and the run's parts say, in the report's fields.
-struct run_outcome {
-  const graph_counters& counters;
-  uint64_t file_bytes = 0;
-  double wall = 0;
-};
-
-run_report worker_report(const quantize_options& o, const std::vector<int>& devices,
-                         const worker_id& worker, const run_outcome& r, run_report rep, bool talk) {
-  rep.output_dir = o.output.string();
-  rep.bytes_in = r.counters.bytes_done.load();
-  rep.bytes_out = r.file_bytes;
-  rep.shards_written = r.counters.shards_done.load();
-  rep.device = devices.empty() ? "cpu" : o.device;
-  if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
-  if (talk)
-    std::fprintf(stderr,
-                 "worker %s: %llu shard(s) written, %llu kept; run `shardquant finalize` "
-                 "once every worker is done\n",
-                 worker.label().c_str(), (unsigned long long)rep.shards_written,
-                 (unsigned long long)rep.shards_skipped);
-  return rep;
-}
-
-run_report full_report(const quantize_options& o, const plan_options& po,
-                       const std::vector<int>& devices, unsigned streams, const planned_run& pr,
-                       const finalize_inputs& fin, const run_outcome& r,
-                       const compute_backend& backend, const token_pool& pool, const async_io& io,
-                       std::vector<std::string> warnings, run_report rep) {
-  const plan& p = pr.p;
-  const run_geometry& geo = pr.geo;
-  rep.output_dir = o.output.string();
-  rep.tensors_out = fin.weight_map.size();
-  rep.bytes_in = r.counters.bytes_done.load();
-  rep.bytes_out = r.file_bytes;
-  rep.wall_seconds = r.wall;
-  rep.gb_per_s = r.wall > 0 ? double(rep.bytes_in) / r.wall / 1e9 : 0;
-  rep.busy.read = r.counters.read_ns.load() / 1e9;
-  rep.busy.quantize = r.counters.compute_ns.load() / 1e9;
-  rep.busy.write = r.counters.write_ns.load() / 1e9;
-  rep.peak_rss_bytes = peak_rss_bytes();
-  rep.peak_device_bytes = backend.peak_device_bytes();
-  rep.memory_budget = geo.budget;
-  rep.token_bytes = geo.tokens.token_bytes;
-  rep.tokens = geo.tokens.count;
-  rep.peak_live_tokens = pool.peak_live();
-  rep.jobs = r.counters.jobs_done.load();
+// Fills `rep` as it goes, so the report of a run that fails has what was known by then.
+void run_locked(const quantize_options& o, plan_options& po, const std::vector<int>& devices,
+                const backend_seam& seam, bool talk, std::optional<resume_journal>& journal,
+                bool& published, run_report& rep, std::chrono::steady_clock::time_point started) {
+  std::vector<std::string> early_warnings;
+  source_checkpoint src = open_source_checkpoint(
+      o.input, [&](std::string w) { early_warnings.push_back(w); }, o.strict_side_files);
+  // Taken before planning moves the source: the fingerprint of what the shards are made from.
+  const std::string sources_key = source_fingerprint(src);
+  plan p = make_plan(std::move(src), po);
+  fill_plan_facts(rep, p);
+  // Budget, tokens, row splits and amax passes: the same decision the dry run shows.
+  const run_geometry geo = decide_geometry(p, o.memory_budget);
+  if (geo.zstd) set_zstd_read_limits(*geo.zstd);
+  const uint64_t budget = geo.budget;
+  const token_geometry geom = geo.tokens;
+  rep.memory_budget = budget;
+  rep.token_bytes = geom.token_bytes;
+  rep.tokens = geom.count;
   rep.split_tensors = geo.split_tensors;
   rep.amax_tensors = geo.amax_tensors;
-  rep.shards_written = r.counters.shards_done.load();
-  rep.io_engine = io.name();
-  rep.direct_io = !p.source.shards.empty() &&
-                  io_file::open(p.source.shards[0].path, io_file::mode::read, true)->direct();
-  rep.device = devices.empty() ? "cpu" : resolve_device(o.device);
-  rep.streams = streams;
-  rep.layout = std::string(layout_name(po.layout));
-  rep.dynamic_activations = po.dynamic_activations;
-  rep.loader_notes = p.loader_notes;
-  rep.warnings = std::move(warnings);
-  return rep;
-}
-
-// The run inside the output folder's lock: plan, backends, journal, graph, then either a
-// worker's report or finalize and the full report.
-run_report run_locked(const quantize_options& o, plan_options& po, const std::vector<int>& devices,
-                      const backend_seam& seam, bool talk, std::optional<resume_journal>& journal,
-                      bool& published) {
-  warning_sink warn(o, talk);
-  planned_run pr = plan_run(o, po, warn);
-  const plan& p = pr.p;
-  const token_geometry geom = pr.geo.tokens;
-  if (talk) print_budget(pr.geo, o.memory_budget == 0);
+  // Every warning goes to the report, to options.on_warning and (unless quiet) to stderr.
+  std::mutex warnings_mutex;  // finalize may warn from its side-file copies
+  auto warn = [&](const std::string& w) {
+    std::lock_guard lock(warnings_mutex);
+    rep.warnings.push_back(w);
+    if (o.on_warning) o.on_warning(w);
+    if (talk) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  };
+  for (const auto& w : early_warnings) warn(w);
+  for (const auto& w : p.warnings) warn(w);
+  if (talk) print_budget(geo, o.memory_budget == 0);
 
   const unsigned streams = o.streams ? o.streams : (devices.empty() ? 2u : 4u);
   const std::unique_ptr<compute_backend> backend = make_run_backend(devices, streams, geom, seam);
@@ -333,93 +170,142 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
 
   const std::optional<worker_id> worker = worker_of(o);
   std::vector<uint32_t> owner;
-  if (worker) owner = worker_shares(p, *worker, o.existing, o.output);
+  if (worker) {
+    owner = worker_shares(p, *worker, o.existing, o.output);
+    std::vector<bool> mine(owner.size());
+    for (size_t s = 0; s < owner.size(); ++s) mine[s] = owner[s] == worker->index;
+    rep.actions = count_actions(p, mine);
+  }
   journal.emplace(o.output, o.existing == existing_output::resume,
                   worker ? worker_journal_name(*worker) : resume_journal::file_name);
-  shard_ledger ledger(o, p, pr.sources_key, *journal);
+  const std::string options_key = shard_key(options_text(o, p.options), "");
+  // A compressed shard's size is known only once written: the journal's record of it stands in
+  // (the file's size and checksum are still checked against that record).
+  auto inputs_of = [&](uint32_t s) {
+    const auto& layout = p.shards[s].layout;
+    uint64_t size = layout.file_size();
+    if (!o.compress.empty()) {
+      const auto recorded = journal->inputs_of(published_shard_name(p.shards[s].relative_path, o));
+      size = recorded ? recorded->size : 0;
+    }
+    return shard_inputs{shard_key(layout.header_bytes(), ""), sources_key, options_key, size};
+  };
   if (worker) {
     // What finalize checks this share against, and the temporaries a killed run of this worker
     // left (no one else writes its shards: it holds its lock).
-    journal->record(worker_options_entry,
-                    worker_options_inputs(pr.sources_key, ledger.options_key(), *worker), 0);
+    journal->record(worker_options_entry, worker_options_inputs(sources_key, options_key, *worker),
+                    0);
     for (uint32_t s = 0; s < p.shards.size(); ++s)
       if (owner[s] == worker->index) remove_shard_temporaries(o.output / p.shards[s].relative_path);
   }
-
   job_builder builder(p, o.output, geom.token_bytes, true);
-  if (!o.compress.empty()) builder.set_compression(parse_compress_option(o.compress));
-  graph_counters counters;
-  run_report rep;
+  std::optional<zstd_compress_options> compress;
+  if (!o.compress.empty()) compress = parse_compress_option(o.compress);
+  builder.set_compression(compress);
   graph_run run;
   run.p = &p;
   run.builder = &builder;
   run.pool = &pool;
   run.io = io.get();
   run.backend = backend.get();
+  graph_counters counters;
   run.counters = &counters;
-  run.cancel = o.cancel.get();
-  run.shards = shards_to_make(o, p, owner, worker, ledger, talk, rep.shards_skipped);
   uint64_t bytes_total = 0;
-  for (uint32_t s : run.shards) bytes_total += builder.shard_input_bytes(s);
+  for (uint32_t s = 0; s < p.shards.size(); ++s) {
+    if (worker && owner[s] != worker->index) continue;
+    if (o.existing == existing_output::resume) {
+      const std::string why =
+          journal->why_redo(published_shard_name(p.shards[s].relative_path, o), inputs_of(s));
+      if (why.empty()) {
+        ++rep.shards_skipped;
+        continue;
+      }
+      if (talk && why != resume_journal::not_recorded)
+        std::fprintf(stderr, "resume: redoing %s: %s\n",
+                     escaped_name(p.shards[s].relative_path).c_str(), why.c_str());
+    }
+    run.shards.push_back(s);
+    bytes_total += builder.shard_input_bytes(s);
+  }
   if (o.on_shard_start)
     run.on_shard_started = [&](const shard_state& s) { o.on_shard_start(s.relative_path); };
-  run_outcome outcome{counters};
-  std::mutex outcome_mutex;
+  run.cancel = o.cancel.get();
+  uint64_t file_bytes = 0;
+  std::mutex file_bytes_mutex;
   run.on_shard_committed = [&](const shard_state& s) {
-    const uint64_t size = ledger.record(s);
-    std::lock_guard lock(outcome_mutex);
+    shard_inputs in = inputs_of(s.index);
+    in.size = s.writer->published_size();
+    // The checksum taken while writing covers the plain bytes; a compressed shard is summed as
+    // published (read back once, from the page cache).
+    const uint64_t sum =
+        o.compress.empty() ? s.writer->checksum() : checksum_file(s.writer->published_path());
+    journal->record(published_shard_name(s.relative_path, o), in, sum);
+    std::lock_guard lock(file_bytes_mutex);
     published = true;
-    outcome.file_bytes += size;
+    file_bytes += in.size;
   };
 
   if (run.cancel && run.cancel->load()) throw cancelled_error("the run was cancelled");
   const auto t0 = std::chrono::steady_clock::now();
-  {
+  rep.timings.plan = std::chrono::duration<double>(t0 - started).count();
+  rep.device = devices.empty() ? "cpu" : resolve_device(o.device);
+  rep.streams = streams;
+  rep.io_engine = io->name();
+  // Also when the graph fails: what was read and published by then (the failed run's report).
+  auto record_counters = [&] {
+    rep.bytes_in = counters.bytes_done.load();
+    rep.bytes_out = file_bytes;
+    rep.shards_written = counters.shards_done.load();
+    rep.jobs = counters.jobs_done.load();
+    rep.timings.graph =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  try {
     progress_reporter progress(counters, bytes_total, run.shards.size(), talk, o.on_progress);
     run_graph(run);
     progress.finish();
+  } catch (...) {
+    record_counters();
+    throw;
   }
-  // finalize (another process, once every worker is done) writes the rest
-  if (worker) return worker_report(o, devices, *worker, outcome, std::move(rep), talk);
+  record_counters();
+  const auto t1 = std::chrono::steady_clock::now();
 
+  if (worker) {  // finalize (another process, once every worker is done) writes the rest
+    if (talk)
+      std::fprintf(stderr,
+                   "worker %s: %llu shard(s) written, %llu kept; run `shardquant finalize` "
+                   "once every worker is done\n",
+                   worker->label().c_str(), (unsigned long long)rep.shards_written,
+                   (unsigned long long)rep.shards_skipped);
+    return;
+  }
   finalize_inputs fin = finalize_inputs_of(p, o);
   fin.warn = [&](std::string w) { warn(w); };
   published = true;  // side files, index and config.json from here on
-  finalize_output(fin);
-  outcome.wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  rep = full_report(o, po, devices, streams, pr, fin, outcome, *backend, pool, *io, warn.all(),
-                    std::move(rep));
-  if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
+  rep.side_files = finalize_output(fin);
+  const auto t2 = std::chrono::steady_clock::now();
+  rep.timings.finalize = std::chrono::duration<double>(t2 - t1).count();
+  const double wall = std::chrono::duration<double>(t2 - t0).count();
+
+  rep.tensors_out = fin.weight_map.size();
+  rep.wall_seconds = wall;
+  rep.gb_per_s = wall > 0 ? double(rep.bytes_in) / wall / 1e9 : 0;
+  rep.busy.read = counters.read_ns.load() / 1e9;
+  rep.busy.quantize = counters.compute_ns.load() / 1e9;
+  rep.busy.write = counters.write_ns.load() / 1e9;
+  rep.peak_rss_bytes = peak_rss_bytes();
+  rep.peak_device_bytes = backend->peak_device_bytes();
+  rep.peak_live_tokens = pool.peak_live();
+  rep.direct_io = !p.source.shards.empty() &&
+                  io_file::open(p.source.shards[0].path, io_file::mode::read, true)->direct();
   if (talk) std::fputs(report_text(rep).c_str(), stderr);
-  return rep;
 }
 
-// Refuses a folder that holds anything but what a run killed before it published anything
-// leaves (the lock file, an empty journal; its temporaries are removed first), unless
-// --overwrite or --resume. A worker shares the folder: it cannot judge the others' temporaries
-// (their PIDs live on other hosts) and removes those of its own shards once planned.
-void prepare_output(const quantize_options& o, bool worker, bool talk) {
-  if (worker) return;
-  const stale_removal stale = remove_stale_temporaries(o.output);
-  if (talk && stale.files)
-    std::fprintf(stderr, "removed %llu temporary file(s) of earlier killed runs (%s)\n",
-                 static_cast<unsigned long long>(stale.files), human_bytes(stale.bytes).c_str());
-  std::vector<std::string> leftovers{dir_lock::output_lock_name};
-  std::error_code ec;
-  if (std::filesystem::file_size(o.output / resume_journal::file_name, ec) == 0 && !ec)
-    leftovers.emplace_back(resume_journal::file_name);
-  check_output_empty(o.output,
-                     o.existing == existing_output::fail ? output_mode::fresh : output_mode::resume,
-                     leftovers);
-}
-
-}  // namespace
-
-run_report quantize_checkpoint(const quantize_options& o) {
-  return quantize_checkpoint(o, backend_seam{});
-}
-
-run_report quantize_checkpoint(const quantize_options& o, const backend_seam& seam) {
+// Options checked, output folder created and locked, then run_locked; whatever happens, the
+// folder is left clean (see clean_up).
+void run_checkpoint(const quantize_options& o, const backend_seam& seam, run_report& rep,
+                    std::chrono::steady_clock::time_point started) {
   if (o.input.empty() || o.output.empty()) throw usage_error("input and output are required");
   plan_options po = plan_options_of(o);
   // A worker shares the folder with the other workers: its own lock, its own journal, no
@@ -457,15 +343,71 @@ run_report quantize_checkpoint(const quantize_options& o, const backend_seam& se
     if (nothing && !worker) remove_created_output_dirs(o.output, created_root);
   };
   try {
-    prepare_output(o, worker.has_value(), talk);
-    run_report rep = run_locked(o, po, devices, seam, talk, journal, published);
+    // A worker cannot judge the others' temporaries (their PIDs live on other hosts); it removes
+    // those of its own shards once planned (run_locked).
+    const stale_removal stale = worker ? stale_removal{} : remove_stale_temporaries(o.output);
+    if (talk && stale.files)
+      std::fprintf(stderr, "removed %llu temporary file(s) of earlier killed runs (%s)\n",
+                   static_cast<unsigned long long>(stale.files), human_bytes(stale.bytes).c_str());
+    if (!worker) {
+      // What a run killed before it published anything leaves (its temporaries went above): the
+      // lock file and an empty journal. Such a folder is as good as empty for a plain rerun.
+      std::vector<std::string> leftovers{dir_lock::output_lock_name};
+      std::error_code ec;
+      if (std::filesystem::file_size(o.output / resume_journal::file_name, ec) == 0 && !ec)
+        leftovers.emplace_back(resume_journal::file_name);
+      check_output_empty(
+          o.output, o.existing == existing_output::fail ? output_mode::fresh : output_mode::resume,
+          leftovers);
+    }
+    run_locked(o, po, devices, seam, talk, journal, published, rep, started);
     if (!worker) journal->discard();  // a worker's journal is finalize's to check and remove
     clean_up();
-    return rep;
   } catch (...) {
     clean_up();
     throw;
   }
+}
+
+}  // namespace
+
+// The report is written whatever the outcome (status ok, failed or cancelled), atomically, to a
+// path checked before anything else happens (pipeline/output/report.h).
+run_report quantize_checkpoint(const quantize_options& o) {
+  return quantize_checkpoint(o, backend_seam{});
+}
+
+run_report quantize_checkpoint(const quantize_options& o, const backend_seam& seam) {
+  const auto started = std::chrono::steady_clock::now();
+  check_report_path(o.report_json, o.output);
+  run_report rep;
+  rep.tool_version = SHARDQUANT_VERSION;
+  rep.started_at = utc_now_iso8601();
+  rep.model_dir = o.input.string();
+  rep.output_dir = o.output.string();
+  rep.scheme = o.scheme.empty() ? o.quant_spec : o.scheme;
+  rep.compress = o.compress;
+  if (const auto w = worker_of(o)) rep.worker = w->label();
+  auto seconds = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  };
+  try {
+    run_checkpoint(o, seam, rep, started);
+  } catch (...) {
+    if (!o.report_json.empty()) {
+      rep.error = report_error_of(std::current_exception());
+      rep.status = rep.error.kind == "cancelled" ? "cancelled" : "failed";
+      rep.timings.total = seconds();
+      rep.peak_rss_bytes = peak_rss_bytes();
+      const std::string not_written = write_report_noexcept(o.report_json, rep.to_json());
+      if (!not_written.empty() && !o.quiet && o.progress_to_stderr)
+        std::fprintf(stderr, "warning: %s\n", not_written.c_str());
+    }
+    throw;
+  }
+  rep.timings.total = seconds();
+  if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
+  return rep;
 }
 
 }  // namespace shardquant
