@@ -1,5 +1,5 @@
-// quantize_checkpoint: options -> plan -> token pool, I/O engine, compute backend -> graph ->
-// output directory finalized -> report.
+// quantize_checkpoint: options -> plan -> token pool, I/O engine, compute backends (one per
+// device, pipeline/run/backends.h) -> graph -> output directory finalized -> report.
 #include "pipeline/api.h"
 
 #include <sys/resource.h>
@@ -27,13 +27,13 @@
 #include "pipeline/output/shares.h"
 #include "pipeline/plan/geometry.h"
 #include "pipeline/plan/plan.h"
+#include "pipeline/run/backends.h"
 #include "pipeline/run/graph.h"
 #include "pipeline/run/jobs.h"
 #include "pipeline/run/memory_limits.h"
 #include "pipeline/run/progress.h"
 #include "pipeline/run/token_pool.h"
 #include "pipeline/run_options.h"
-#include "stages/compute_fallback.h"
 
 namespace shardquant {
 
@@ -100,10 +100,18 @@ std::optional<worker_id> worker_of(const quantize_options& o) {
   return worker_id{o.worker_index, o.worker_count};
 }
 
+void print_budget(const run_geometry& geo, bool chosen) {
+  std::fprintf(
+      stderr, "memory budget %s: %llu buffers of %s%s%s\n", human_bytes(geo.budget).c_str(),
+      (unsigned long long)geo.tokens.count, human_bytes(geo.tokens.token_bytes).c_str(),
+      geo.zstd_reserve ? (", " + human_bytes(geo.zstd_reserve) + " for zstd contexts").c_str() : "",
+      chosen ? " (chosen from free memory)" : "");
+}
+
 // Fills `rep` as it goes, so the report of a run that fails has what was known by then.
 void run_locked(const quantize_options& o, plan_options& po, const std::vector<int>& devices,
-                bool talk, std::optional<resume_journal>& journal, bool& published, run_report& rep,
-                std::chrono::steady_clock::time_point started) {
+                const backend_seam& seam, bool talk, std::optional<resume_journal>& journal,
+                bool& published, run_report& rep, std::chrono::steady_clock::time_point started) {
   std::vector<std::string> early_warnings;
   source_checkpoint src = open_source_checkpoint(
       o.input, [&](std::string w) { early_warnings.push_back(w); }, o.strict_side_files);
@@ -131,26 +139,12 @@ void run_locked(const quantize_options& o, plan_options& po, const std::vector<i
   };
   for (const auto& w : early_warnings) warn(w);
   for (const auto& w : p.warnings) warn(w);
-  if (talk) {
-    std::fprintf(stderr, "memory budget %s: %llu buffers of %s%s%s\n", human_bytes(budget).c_str(),
-                 (unsigned long long)geom.count, human_bytes(geom.token_bytes).c_str(),
-                 geo.zstd_reserve
-                     ? (", " + human_bytes(geo.zstd_reserve) + " for zstd contexts").c_str()
-                     : "",
-                 o.memory_budget ? "" : " (chosen from free memory)");
-  }
+  if (talk) print_budget(geo, o.memory_budget == 0);
 
-  std::unique_ptr<compute_backend> backend;
   const unsigned streams = o.streams ? o.streams : (devices.empty() ? 2u : 4u);
-  if (devices.empty())
-    backend = make_cpu_backend(streams);
-  else
-    // Schemes without a CUDA kernel (the table's backends column) run on the CPU path.
-    backend = with_cpu_fallback(make_gpu_backend(devices, streams, geom.token_bytes, geom.count),
-                                backend_cuda);
+  const std::unique_ptr<compute_backend> backend = make_run_backend(devices, streams, geom, seam);
   token_pool pool(geom, devices.empty() ? plain_host_allocator() : pinned_host_allocator());
-
-  std::unique_ptr<async_io> io = make_io_engine(o.io_engine, 64);
+  const std::unique_ptr<async_io> io = make_io_engine(o.io_engine, 64);
 
   const std::optional<worker_id> worker = worker_of(o);
   std::vector<uint32_t> owner;
@@ -288,7 +282,7 @@ void run_locked(const quantize_options& o, plan_options& po, const std::vector<i
 
 // Options checked, output folder created and locked, then run_locked; whatever happens, the
 // folder is left clean (see clean_up).
-void run_checkpoint(const quantize_options& o, run_report& rep,
+void run_checkpoint(const quantize_options& o, const backend_seam& seam, run_report& rep,
                     std::chrono::steady_clock::time_point started) {
   if (o.input.empty() || o.output.empty()) throw usage_error("input and output are required");
   plan_options po = plan_options_of(o);
@@ -344,7 +338,7 @@ void run_checkpoint(const quantize_options& o, run_report& rep,
           o.output, o.existing == existing_output::fail ? output_mode::fresh : output_mode::resume,
           leftovers);
     }
-    run_locked(o, po, devices, talk, journal, published, rep, started);
+    run_locked(o, po, devices, seam, talk, journal, published, rep, started);
     if (!worker) journal->discard();  // a worker's journal is finalize's to check and remove
     clean_up();
   } catch (...) {
@@ -358,6 +352,10 @@ void run_checkpoint(const quantize_options& o, run_report& rep,
 // The report is written whatever the outcome (status ok, failed or cancelled), atomically, to a
 // path checked before anything else happens (pipeline/output/report.h).
 run_report quantize_checkpoint(const quantize_options& o) {
+  return quantize_checkpoint(o, backend_seam{});
+}
+
+run_report quantize_checkpoint(const quantize_options& o, const backend_seam& seam) {
   const auto started = std::chrono::steady_clock::now();
   check_report_path(o.report_json, o.output);
   run_report rep;
@@ -372,7 +370,7 @@ run_report quantize_checkpoint(const quantize_options& o) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   };
   try {
-    run_checkpoint(o, rep, started);
+    run_checkpoint(o, seam, rep, started);
   } catch (...) {
     if (!o.report_json.empty()) {
       rep.error = report_error_of(std::current_exception());

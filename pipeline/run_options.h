@@ -14,6 +14,7 @@
 #include "pipeline/api.h"
 #include "pipeline/output/finalize.h"
 #include "pipeline/plan/plan.h"
+#include "pipeline/run/backends.h"
 
 namespace shardquant {
 
@@ -43,5 +44,9 @@ namespace shardquant {
 
 // Index, config and side-file inputs of a finished run of plan `p` (warn left empty).
 [[nodiscard]] finalize_inputs finalize_inputs_of(const plan& p, const quantize_options& o);
+
+// quantize_checkpoint with the compute backends made through `seam` (tests only: a CPU run spread
+// over several CPU backends, as --device cuda:N,M spreads one over GPUs; pipeline/run/backends.h).
+[[nodiscard]] run_report quantize_checkpoint(const quantize_options& o, const backend_seam& seam);
 
 }  // namespace shardquant

@@ -1,14 +1,13 @@
-// The message that flows through the graph (fgbzip2 style: a struct with a sequence number):
-// one job = one tensor, or one row range / byte range of a large one. Everything a stage needs
-// is in the job as plain data (file ranges, element types, row ranges, output offsets, where in
-// its token each piece lives), so stages never see the plan. Also the shared state of the jobs
-// of one output shard and of one split per-tensor-scheme tensor. No graph code here.
+// The message that flows through the graph (fgbzip2 style, less its sequence number: a job
+// carries its output offsets, so nothing downstream needs an order): one job = one tensor, or one
+// row range / byte range of a large one. Everything a stage needs is in the job as plain data
+// (file ranges, element types, row ranges, output offsets, where in its token each piece lives),
+// so stages never see the plan. Also the shared state of the jobs of one output shard and of one
+// split per-tensor-scheme tensor. No graph code here.
 #pragma once
 
 #include <atomic>
-#include <chrono>
 #include <cstdint>
-#include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,7 +30,6 @@ enum class job_kind : uint8_t {
   amax,      // per-tensor scheme, split tensor: fold this range into the tensor's amax
   quantize,  // quantize rows [row_begin, row_begin + rows)
 };
-[[nodiscard]] const char* job_kind_name(job_kind k) noexcept;
 
 // Bytes to read (io/tensor_source.h: the source, the covering range, strided runs).
 using input_spec = source_range;
@@ -104,6 +102,9 @@ struct tensor_state {
   std::mutex mutex;
   bool amax_ready = false;
   std::vector<job*> parked;
+  // Several device backends (stages/compute_multi.h): the one every job of the tensor runs on,
+  // since a device backend keeps the tensor's amax in its own memory.
+  int backend = -1;
   // GPU backend: the device and workspace the tensor's launches share.
   int device = -1;
   void* device_workspace = nullptr;
@@ -111,7 +112,6 @@ struct tensor_state {
 };
 
 struct job {
-  uint64_t seq = 0;
   job_kind kind = job_kind::copy;
   std::string tensor;  // the (output) tensor name, for messages
   std::string source;  // the source shard path, for messages
@@ -155,10 +155,7 @@ struct job {
   int device = -1;  // GPU backend: the device this job runs on
   int lane = -1;    // GPU backend: the stream slot it holds
 
-  float range_amax = 0;      // amax jobs: the range's amax once computed
-  std::exception_ptr error;  // set by an async completion; rethrown by the next stage
-  std::chrono::steady_clock::time_point t0;
-  double read_seconds = 0, compute_seconds = 0, write_seconds = 0;
+  float range_amax = 0;  // amax jobs: the range's amax once computed
 };
 
 }  // namespace shardquant

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,16 @@ inline void write_text(const fs::path& p, const std::string& text) {
 inline std::string read_text(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Every regular file under `dir` (relative path -> bytes), the resume journal excluded: what two
+// runs that must agree byte for byte are compared by.
+inline std::map<std::string, std::string> tree(const fs::path& dir) {
+  std::map<std::string, std::string> m;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file() && e.path().filename() != ".shardquant-journal")
+      m[fs::relative(e.path(), dir).string()] = read_text(e.path());
+  return m;
 }
 
 // A shard holding U8 tensors of 4 bytes each, filled with the first letter of the name.

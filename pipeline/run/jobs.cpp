@@ -131,8 +131,7 @@ uint64_t job_builder::shard_input_bytes(uint32_t s) const {
   return n;
 }
 
-std::vector<std::unique_ptr<job>> job_builder::make_shard(uint32_t s, shard_state& state,
-                                                          uint64_t& seq) {
+std::vector<std::unique_ptr<job>> job_builder::make_shard(uint32_t s, shard_state& state) {
   const output_shard_plan& sp = plan_.shards[s];
   const std::filesystem::path final_path = output_dir_ / sp.relative_path;
   create_directories_inside(output_dir_, std::filesystem::path(sp.relative_path).parent_path());
@@ -156,7 +155,7 @@ std::vector<std::unique_ptr<job>> job_builder::make_shard(uint32_t s, shard_stat
     for (const auto& part : plan_.items[it].parts)
       if (part.output_shard == s) {
         state.input_bytes += part.input_bytes;
-        add_part_jobs(plan_.items[it], part, state, jobs, seq);
+        add_part_jobs(plan_.items[it], part, state, jobs);
       }
   state.jobs_left = jobs.size();
   return jobs;
@@ -172,12 +171,11 @@ uint64_t generated_bytes_per_job(uint64_t token_bytes) {
 // The I8 input_rotation buffer of an online rotation: no input, a token's worth of bytes a job.
 void add_generated_rotation_jobs(const plan_part& part, std::shared_ptr<tensor_source> file,
                                  uint64_t token_bytes, shard_state& state,
-                                 std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
+                                 std::vector<std::unique_ptr<job>>& out) {
   const planned_output& o = part.outputs.at(0);
   const uint64_t per = generated_bytes_per_job(token_bytes);
   for (uint64_t b0 = 0; b0 < o.bytes; b0 += per) {
     auto j = std::make_unique<job>();
-    j->seq = seq++;
     j->kind = job_kind::copy;
     j->tensor = part.name;
     j->source = "(generated)";
@@ -494,22 +492,21 @@ part_cut cut_part(const plan& p, const plan_item& item, const plan_part& part,
 }
 
 void job_builder::add_part_jobs(const plan_item& item, const plan_part& part, shard_state& state,
-                                std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
+                                std::vector<std::unique_ptr<job>>& out) {
   if (moves_nothing(part)) return;
   if (part.generated_rotation) {
-    add_generated_rotation_jobs(part, source_file(item.source.shard), token_bytes_, state, out,
-                                seq);
+    add_generated_rotation_jobs(part, source_file(item.source.shard), token_bytes_, state, out);
     return;
   }
   if (is_flat(item, part))
-    add_flat_jobs(item, part, state, out, seq);
+    add_flat_jobs(item, part, state, out);
   else
-    add_row_jobs(item, part, state, out, seq);
+    add_row_jobs(item, part, state, out);
 }
 
 // Copies and casts of a whole contiguous tensor: byte / element ranges.
 void job_builder::add_flat_jobs(const plan_item& item, const plan_part& part, shard_state& state,
-                                std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
+                                std::vector<std::unique_ptr<job>>& out) {
   const source_ref& src = item.source;
   const planned_output& o = part.outputs.at(0);
   const bool cast = part.action == tensor_action::cast;
@@ -523,7 +520,6 @@ void job_builder::add_flat_jobs(const plan_item& item, const plan_part& part, sh
   for (uint64_t e0 = 0; e0 < n_elems || (n_elems == 0 && e0 == 0); e0 += per) {
     const uint64_t e1 = std::min(n_elems, e0 + per);
     auto j = std::make_unique<job>();
-    j->seq = seq++;
     j->kind = cast ? job_kind::cast : job_kind::copy;
     j->tensor = part.name;
     j->source = file->path();
@@ -555,34 +551,46 @@ void job_builder::add_flat_jobs(const plan_item& item, const plan_part& part, sh
   }
 }
 
-// Quantized tensors, recovered tensors and strided converter slices: row ranges, cut by the
-// same rule (cut_of) the run geometry reports.
-void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, shard_state& state,
-                               std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
-  const row_job_maker m(
-      plan_, item, part, [this](uint32_t shard) { return source_file(shard); }, &state);
-  const part_cut c = cut_of(m, token_bytes_);
-  const uint64_t rows = m.rows(), per = c.per_job;
-  std::shared_ptr<tensor_state> ts;
-  if (c.amax_jobs) {
-    ts = std::make_shared<tensor_state>();
-    ts->name = part.name;
-    ts->amax_jobs_left = c.amax_jobs;
-    ts->quantize_jobs_left = c.main_jobs;
-    for (uint64_t r0 = 0; r0 < rows; r0 += per) {
-      auto j = m.make(job_kind::amax, r0, std::min(rows, r0 + per));
-      j->seq = seq++;
-      j->tensor_shared = ts;
-      out.push_back(std::move(j));
-    }
-  }
+namespace {
+
+// The state the jobs of a split tensor share when its scheme needs the whole tensor's amax
+// (its amax jobs fold into it, its quantize jobs wait on it); null for every other part.
+std::shared_ptr<tensor_state> shared_amax_state(const std::string& name, const part_cut& c) {
+  if (!c.amax_jobs) return nullptr;
+  auto ts = std::make_shared<tensor_state>();
+  ts->name = name;
+  ts->amax_jobs_left = c.amax_jobs;
+  ts->quantize_jobs_left = c.main_jobs;
+  return ts;
+}
+
+// One `kind` job per range of `per` rows, in row order; a tensor without rows still gets one
+// job (its outputs, e.g. a scale, must be written).
+void add_range_jobs(const row_job_maker& m, job_kind kind, uint64_t per,
+                    const std::shared_ptr<tensor_state>& ts,
+                    std::vector<std::unique_ptr<job>>& out) {
+  const uint64_t rows = m.rows();
   for (uint64_t r0 = 0; r0 < rows || (rows == 0 && r0 == 0); r0 += per) {
-    auto j = m.make(m.main_kind(), r0, std::min(rows, r0 + per));
-    j->seq = seq++;
+    auto j = m.make(kind, r0, std::min(rows, r0 + per));
     j->tensor_shared = ts;
     out.push_back(std::move(j));
     if (rows == 0) break;
   }
+}
+
+}  // namespace
+
+// Quantized tensors, recovered tensors and strided converter slices: row ranges, cut by the
+// same rule (cut_of) the run geometry reports; a split tensor whose scheme needs its amax gets
+// its amax jobs first (the graph's amax gate holds its quantize jobs until they are done).
+void job_builder::add_row_jobs(const plan_item& item, const plan_part& part, shard_state& state,
+                               std::vector<std::unique_ptr<job>>& out) {
+  const row_job_maker m(
+      plan_, item, part, [this](uint32_t shard) { return source_file(shard); }, &state);
+  const part_cut c = cut_of(m, token_bytes_);
+  const std::shared_ptr<tensor_state> ts = shared_amax_state(part.name, c);
+  if (ts) add_range_jobs(m, job_kind::amax, c.per_job, ts, out);
+  add_range_jobs(m, m.main_kind(), c.per_job, ts, out);
 }
 
 }  // namespace shardquant

@@ -37,10 +37,9 @@ class job_builder {
               bool direct_io);
 
   // Creates output shard `s` (temporary file with its header) and every job writing it, in
-  // plan order, with sequence numbers from `seq`. Throws input_error for a tensor whose single
+  // plan order. Throws input_error for a tensor whose single
   // row (or row group) does not fit one token, naming it and the budget needed.
-  [[nodiscard]] std::vector<std::unique_ptr<job>> make_shard(uint32_t s, shard_state& state,
-                                                             uint64_t& seq);
+  [[nodiscard]] std::vector<std::unique_ptr<job>> make_shard(uint32_t s, shard_state& state);
 
   // Output shards are published compressed (io/zstd_writer.h).
   void set_compression(std::optional<zstd_compress_options> c) { compress_ = c; }
@@ -51,11 +50,11 @@ class job_builder {
  private:
   std::shared_ptr<tensor_source> source_file(uint32_t shard);
   void add_part_jobs(const plan_item& item, const plan_part& part, shard_state& state,
-                     std::vector<std::unique_ptr<job>>& out, uint64_t& seq);
+                     std::vector<std::unique_ptr<job>>& out);
   void add_flat_jobs(const plan_item& item, const plan_part& part, shard_state& state,
-                     std::vector<std::unique_ptr<job>>& out, uint64_t& seq);
+                     std::vector<std::unique_ptr<job>>& out);
   void add_row_jobs(const plan_item& item, const plan_part& part, shard_state& state,
-                    std::vector<std::unique_ptr<job>>& out, uint64_t& seq);
+                    std::vector<std::unique_ptr<job>>& out);
 
   const plan& plan_;
   std::filesystem::path output_dir_;
