@@ -104,6 +104,7 @@ finalize_inputs finalize_inputs_of(const plan& p, const quantize_options& o) {
     }
   }
   fin.strict_side_files = o.strict_side_files;
+  fin.skip_side_files = o.skip_side_files;
   return fin;
 }
 
@@ -297,6 +298,8 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
   rep.dynamic_activations = po.dynamic_activations;
   rep.loader_notes = p.loader_notes;
   rep.warnings = warnings;
+  for (const auto& f : p.side_files)
+    if (!f.skipped_by.empty()) rep.side_files_skipped.push_back(f.rel_path);
   if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
   if (talk) std::fputs(report_text(rep).c_str(), stderr);
   return rep;

@@ -41,6 +41,7 @@ plan_options plan_options_of(const quantize_options& o) {
   po.rotation = o.rotation;
   po.rotation_config_file = o.rotation_config;
   po.dynamic_activations = o.dynamic_activations;
+  po.skip_side_files = o.skip_side_files;
   const auto layout = parse_layout(o.layout);
   if (!layout)
     throw usage_error("unknown layout '" + o.layout + "'; known: quark-f2f, quark-importer");

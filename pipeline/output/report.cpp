@@ -45,6 +45,7 @@ std::string run_report::to_json() const {
   j["dynamic_activations"] = dynamic_activations;
   j["loader_notes"] = loader_notes;
   j["warnings"] = warnings;
+  j["side_files_skipped"] = side_files_skipped;
   return j.dump(2) + "\n";
 }
 

@@ -142,3 +142,17 @@ def test_inspect_and_schemes(model):
     names = [s["name"] for s in sq.schemes()]
     assert "mxfp4" in names and "fp8" in names
     assert sq.__version__
+
+
+def test_skip_side_files_leaves_them_out_and_the_report_lists_them(model, tmp_path):
+    # make-checkpoint writes original/params.json beside the shards.
+    assert (model / "original" / "params.json").is_file()
+    warnings = []
+    r = sq.quantize(model, tmp_path / "out", "fp8", device="cpu", exclude=["lm_hed"],
+                    skip_side_files=["original/*"], on_warning=warnings.append)
+    assert r.side_files_skipped == ["original/params.json"]
+    assert not (tmp_path / "out" / "original").exists()
+    assert (tmp_path / "out" / "tokenizer.json").is_file()
+    assert any("'lm_hed'" in w for w in warnings)
+    with pytest.raises(sq.UsageError):
+        sq.plan(model, "fp8", device="cpu", skip_side_files=["*.safetensors"])
