@@ -1,7 +1,8 @@
 // The `shardquant` command line: subcommands inspect, make-checkpoint, quantize, finalize,
-// verify, schemes, templates. Owns argument parsing (CLI11) and the text the commands print; the
-// work itself is done by plan, make_checkpoint, inspect and the pipeline API. No catch of library
-// errors here: main() has the one catch that maps them to exit codes.
+// verify, schemes, templates, help, completion (cli/completion.h; the --json views of schemes and
+// templates are cli/catalog_json.h). Owns argument parsing (CLI11) and the text the commands print;
+// the work itself is done by plan, make_checkpoint, inspect and the pipeline API. No catch of
+// library errors here: main() has the one catch that maps them to exit codes.
 #pragma once
 
 #include <cstdint>
