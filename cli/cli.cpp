@@ -26,6 +26,7 @@
 #include "pipeline/api.h"
 #include "pipeline/inspect.h"
 #include "pipeline/output/decompress.h"
+#include "pipeline/output/report.h"
 #include "pipeline/output/share_finalize.h"
 #include "pipeline/output/shares.h"
 #include "pipeline/output/verify.h"
@@ -333,14 +334,27 @@ int run_finalize(const quantize_args& a, std::ostream& out) {
   return 0;
 }
 
-// --dry-run: plan_checkpoint (the run's own geometry), printed; --report gets the plan JSON with
-// the geometry fields the run's report has too.
+// --dry-run: plan_checkpoint (the run's own geometry), printed; --report gets the plan report
+// (the run report's schema, pipeline/output/REPORT.md) followed by the plan's tensor lists.
 int run_dry(const quantize_args& a, std::ostream& out, std::ostream& err,
             const std::optional<worker_id>& worker) {
+  // The report as the run writes it (pipeline/output/report.h): path checked first, a failed
+  // plan's report says so.
+  check_report_path(a.report, {});
   quantize_options o = to_quantize_options(a);
   apply_log_level(a, o, err);
   o.on_warning = nullptr;  // printed below, once
-  const plan_report r = plan_checkpoint(o);
+  plan_report r;
+  try {
+    r = plan_checkpoint(o);
+  } catch (...) {
+    if (!a.report.empty()) {
+      const std::string not_written = write_report_noexcept(
+          a.report, failed_plan_report(o, std::current_exception()).to_json());
+      if (!not_written.empty()) err << "warning: " << not_written << "\n";
+    }
+    throw;
+  }
   if (level_of(a) >= log_level::warn)
     for (const auto& w : r.warnings) err << "warning: " << w << "\n";
   out << "memory budget " << format_size(r.memory_budget)
@@ -356,10 +370,10 @@ int run_dry(const quantize_args& a, std::ostream& out, std::ostream& err,
       if (owner[s] == worker->index) out << " " << p.shards[s].relative_path;
     out << "\n";
   }
-  if (!a.report.empty()) {
-    nlohmann::ordered_json j = plan_json(*r.detail);
-    const nlohmann::ordered_json geometry = nlohmann::ordered_json::parse(r.to_json());
-    for (const auto& [k, v] : geometry.items())
+  if (!a.report.empty()) {  // the plan report's fields, then the plan's tensor lists
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(r.to_json());
+    const nlohmann::ordered_json tensors = plan_json(*r.detail);  // (outlives the loop)
+    for (const auto& [k, v] : tensors.items())
       if (!j.contains(k)) j[k] = v;
     write_file_atomic(a.report, j.dump(2) + "\n");
   }

@@ -582,6 +582,7 @@ side_copy_stats copy_side_files(const fs::path& source, const fs::path& output,
       copy_one_file(e, output / e.rel);
       ++stats.files;
       stats.bytes += e.size;
+      stats.copied.emplace_back(e.rel, e.size);
     }
   }
   return stats;

@@ -117,6 +117,7 @@ struct side_copy_stats {
   uint64_t directories = 0;
   uint64_t skipped_files = 0;
   uint64_t skipped_bytes = 0;
+  std::vector<std::pair<std::string, uint64_t>> copied;  // (relative path, bytes), copy order
 };
 using side_file_filter = std::function<bool(const std::string& rel)>;
 side_copy_stats copy_side_files(const std::filesystem::path& source,

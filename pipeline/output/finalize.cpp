@@ -17,15 +17,17 @@ void prepare_output(const std::filesystem::path& source, const std::filesystem::
   prepare_output_dir(source, output, m);
 }
 
-void finalize_output(const finalize_inputs& in) {
+std::vector<side_file> finalize_output(const finalize_inputs& in) {
   const warning_fn warn = in.warn ? warning_fn(in.warn) : warning_fn([](std::string) {});
   std::vector<glob_pattern> skip;
   for (const auto& g : in.skip_side_files) skip.emplace_back(g);
   const side_file_filter skipped = [&](const std::string& rel) {
     return std::any_of(skip.begin(), skip.end(), [&](const auto& g) { return g.matches(rel); });
   };
-  (void)copy_side_files(in.source, in.output, warn, in.strict_side_files,
-                        skip.empty() ? side_file_filter() : skipped);
+  side_copy_stats copied = copy_side_files(in.source, in.output, warn, in.strict_side_files,
+                                           skip.empty() ? side_file_filter() : skipped);
+  std::vector<side_file> side;
+  for (auto& [rel, bytes] : copied.copied) side.push_back({std::move(rel), bytes});
   std::set<std::string> named;
   for (const auto& [tensor, rel] : in.weight_map) named.insert(rel);
   std::error_code ec;
@@ -42,6 +44,7 @@ void finalize_output(const finalize_inputs& in) {
          "it is not needed");
   write_index_json(in.output, in.weight_map, in.total_size);
   write_config_json(in.output, in.config_text, in.quantization_config, in.config_path);
+  return side;
 }
 
 }  // namespace shardquant

@@ -888,7 +888,7 @@ class planner {
                             ": shards are quantized, never skipped; narrow the glob");
     }
     for (const auto& [rel, bytes] : p_.source.side_files) {
-      side_file f{rel, bytes, {}};
+      planned_side_file f{rel, bytes, {}};
       for (size_t i = 0; i < skip.size() && f.skipped_by.empty(); ++i)
         if (skip[i].matches(rel)) f.skipped_by = p_.options.skip_side_files[i];
       p_.side_files.push_back(std::move(f));

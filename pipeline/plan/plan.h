@@ -209,7 +209,7 @@ struct model_facts {
 
 // A side file of the source (io/checkpoint.h is_side_file): copied beside the shards unless a
 // --skip-side-files glob matches it.
-struct side_file {
+struct planned_side_file {
   std::string rel_path;  // relative to the model folder, '/'-separated
   uint64_t bytes = 0;
   std::string skipped_by;  // the glob that matched; "" = copied
@@ -232,7 +232,7 @@ struct plan {
   std::vector<std::string> exclude_resolved;  // §6.4, sorted, unique (kept modules removed)
   std::vector<kept_module> kept;              // §8, sorted by module name
   std::vector<std::string> warnings;          // also: user --exclude globs that match no module
-  std::vector<side_file> side_files;          // sorted by rel_path
+  std::vector<planned_side_file> side_files;  // sorted by rel_path
   // Schemes of this run whose output will not run correctly in transformers / vLLM with the
   // chosen options, one line each (pipeline/plan/loader_support.h); also in `warnings`.
   std::vector<std::string> loader_notes;
