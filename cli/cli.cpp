@@ -1,6 +1,7 @@
 // Command-line parsing and the commands' text output (CLI11 2.1.2).
 #include "cli/cli.h"
 
+#include <tbb/global_control.h>
 #include <CLI/CLI.hpp>
 
 #include <signal.h>
@@ -12,8 +13,11 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <ostream>
 
+#include "cli/catalog_json.h"
+#include "cli/completion.h"
 #include "io/checkpoint.h"
 #include "io/error.h"
 #include "io/file.h"
@@ -31,6 +35,7 @@
 #include "pipeline/plan/plan_rotation.h"
 #include "pipeline/plan/templates.h"
 #include "pipeline/run/memory_limits.h"
+#include "pipeline/run/progress.h"
 #include "synthetic/make_checkpoint.h"
 
 namespace shardquant {
@@ -136,7 +141,17 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
                "quark-f2f (Quark's file-to-file bytes) | quark-importer (what transformers + "
                "amd-quark and vLLM read for int4/uint4/int8/int4_fp8; CPU device only)")
       ->default_val("quark-f2f");
-  q.add_flag("--quiet", a.quiet, "no progress output");
+  q.add_option("--skip-side-files", a.skip_side_files,
+               "GLOB (repeatable): side files whose path relative to the model folder matches are "
+               "not copied, e.g. 'original/*' (Python fnmatch: * also matches '/'); a shard "
+               "matching is an error");
+  q.add_option("--threads", a.threads,
+               "N: at most N threads of CPU work (oneTBB); default all cores");
+  q.add_option("--log-level", a.log_level,
+               "error | warn | info | debug: what goes to stderr (README \"Command line\"); "
+               "warnings reach --report at every level")
+      ->default_val("info");
+  q.add_flag("--quiet", a.quiet, "no progress output (the same as --log-level error)");
   q.add_option("--report", a.report, "write a JSON report to FILE (with --dry-run: the plan)");
   q.add_option("--worker", a.worker,
                "I/N: write only share I (0 to N-1) of N, balanced by bytes, for `finalize` to "
@@ -179,6 +194,26 @@ void finish_quantize_args(CLI::App& q, quantize_args& a, const std::vector<std::
   if (!parse_layout(a.layout))
     throw usage_error("--layout takes quark-f2f or quark-importer, got '" + a.layout + "'");
   if (!a.dry_run && a.output_dir.empty()) throw usage_error("--output-dir is required");
+  (void)parse_log_level(a.log_level);
+  if (q.count("--threads") > 0 && a.threads == 0)
+    throw usage_error("--threads takes a positive count (leave it out for all cores)");
+  for (auto& g : a.skip_side_files)
+    if (g.empty()) throw usage_error("--skip-side-files takes a non-empty GLOB");
+}
+
+// A .safetensors file given where the checkpoint folder belongs: say what to pass instead.
+void check_model_dir(const std::string& option, const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path p(dir);
+  if (!fs::is_regular_file(p, ec)) return;
+  const fs::path folder = fs::absolute(p, ec).parent_path();
+  const bool shard = p.filename().string().ends_with(".safetensors") ||
+                     p.filename().string().ends_with(".safetensors.zst");
+  throw usage_error(option + " " + dir + " is " +
+                    (shard ? "a single shard file" : "a file, not a folder") +
+                    "; give the checkpoint folder that holds it and its config.json: " + option +
+                    " " + folder.string());
 }
 
 // SIGINT/SIGTERM during `quantize`: the first one asks the run to stop (the handler only stores
@@ -255,9 +290,47 @@ quantize_options to_quantize_options(const quantize_args& a) {
                            : existing_output::fail;
   o.quiet = a.quiet;
   o.report_json = a.report;
+  o.skip_side_files = a.skip_side_files;
   // Converter files are expanded to specs here, so the API sees one form.
   for (const auto& c : to_plan_options(a).converters) o.converters.push_back(c.to_string());
   return o;
+}
+
+// --quiet is --log-level error.
+log_level level_of(const quantize_args& a) {
+  return a.quiet ? log_level::error : parse_log_level(a.log_level);
+}
+
+// --threads N for the life of one command (oneTBB's process-wide limit).
+std::optional<tbb::global_control> thread_limit(unsigned threads) {
+  std::optional<tbb::global_control> g;
+  if (threads) g.emplace(tbb::global_control::max_allowed_parallelism, threads);
+  return g;
+}
+
+// --log-level: below info the pipeline prints nothing itself (o.quiet) and warnings are printed
+// here; debug adds the settings and each shard as it starts. Lines from graph threads are
+// serialized.
+void apply_log_level(const quantize_args& a, quantize_options& o, std::ostream& err) {
+  static std::mutex err_mutex;
+  const log_level lv = level_of(a);
+  o.quiet = lv < log_level::info;
+  if (lv == log_level::warn)
+    o.on_warning = [&err](const std::string& w) {
+      std::lock_guard lock(err_mutex);
+      err << "warning: " << w << "\n";
+    };
+  if (lv == log_level::debug) {
+    err << "debug: threads "
+        << tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism)
+        << " (oneTBB), device " << o.device << ", io engine " << io_engine_name(o.io_engine)
+        << ", memory budget "
+        << (o.memory_budget ? format_size(o.memory_budget) : std::string("auto")) << "\n";
+    o.on_shard_start = [&err](const std::string& shard) {
+      std::lock_guard lock(err_mutex);
+      err << "debug: shard " << shard << " started\n";
+    };
+  }
 }
 
 int run_finalize(const quantize_args& a, std::ostream& out) {
@@ -266,7 +339,7 @@ int run_finalize(const quantize_args& a, std::ostream& out) {
   quantize_options o = to_quantize_options(a);
   o.worker_count = a.workers;
   const finalize_report r = finalize_shares(o);
-  if (!a.quiet)
+  if (level_of(a) >= log_level::info)
     for (const auto& line : r.log) out << line << "\n";
   return 0;
 }
@@ -278,7 +351,9 @@ int run_dry(const quantize_args& a, std::ostream& out, std::ostream& err,
   // The report as the run writes it (pipeline/output/report.h): path checked first, a failed
   // plan's report says so.
   check_report_path(a.report, {});
-  const quantize_options o = to_quantize_options(a);
+  quantize_options o = to_quantize_options(a);
+  apply_log_level(a, o, err);
+  o.on_warning = nullptr;  // printed below, once
   plan_report r;
   try {
     r = plan_checkpoint(o);
@@ -290,7 +365,8 @@ int run_dry(const quantize_args& a, std::ostream& out, std::ostream& err,
     }
     throw;
   }
-  for (const auto& w : r.warnings) err << "warning: " << w << "\n";
+  if (level_of(a) >= log_level::warn)
+    for (const auto& w : r.warnings) err << "warning: " << w << "\n";
   out << "memory budget " << format_size(r.memory_budget)
       << (r.budget_chosen ? " (chosen from free memory and the checkpoint size)" : "") << ": "
       << r.tokens << " buffers of " << format_size(r.token_bytes) << "; " << r.jobs
@@ -322,6 +398,7 @@ int run_quantize(const quantize_args& a, std::ostream& out, std::ostream& err) {
     throw usage_error("--workers goes with --worker auto (or with finalize)");
   if (a.dry_run) return run_dry(a, out, err, worker);
   quantize_options o = to_quantize_options(a);
+  apply_log_level(a, o, err);
   if (worker) {
     o.worker_index = worker->index;
     o.worker_count = worker->count;
@@ -467,20 +544,17 @@ uint64_t parse_memory_budget(const std::string& s) {
   return b;
 }
 
+log_level parse_log_level(const std::string& s) {
+  if (s == "error") return log_level::error;
+  if (s == "warn") return log_level::warn;
+  if (s == "info") return log_level::info;
+  if (s == "debug") return log_level::debug;
+  throw usage_error("--log-level takes error, warn, info or debug, got '" + s + "'");
+}
+
+// The run's own formatter, so the dry run and the run print sizes alike.
 std::string format_size(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  if (u == 0)
-    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(b));
-  else
-    std::snprintf(buf, sizeof buf, "%.2f %s", v, units[u]);
-  return buf;
+  return human_bytes(static_cast<double>(b));
 }
 
 quantize_args parse_quantize_args(const std::vector<std::string>& args) {
@@ -608,6 +682,15 @@ void print_plan(const plan& p, std::ostream& out) {
       for (const auto& pt : it.parts)
         if (pt.amax_pass) out << "    " << pt.name << "\n";
   }
+  uint64_t side_bytes = 0, skipped = 0;
+  for (const auto& f : p.side_files) (f.skipped_by.empty() ? side_bytes : skipped) += f.bytes;
+  out << "side files: " << p.side_files.size() << " (" << format_size(side_bytes) << " copied"
+      << (skipped ? ", " + format_size(skipped) + " skipped" : std::string()) << ")\n";
+  for (const auto& f : p.side_files)
+    out << "  " << (f.skipped_by.empty() ? "copy " : "skip ") << f.rel_path << "  "
+        << format_size(f.bytes)
+        << (f.skipped_by.empty() ? std::string() : "  (--skip-side-files " + f.skipped_by + ")")
+        << "\n";
   out << "exclude (exported):";
   if (p.exclude_resolved.empty()) out << " (none)";
   for (const auto& m : p.exclude_resolved) out << " " << m;
@@ -666,6 +749,12 @@ nlohmann::ordered_json plan_json(const plan& p) {
   for (const auto& c : p.consumed) cons.push_back({{"name", c.source.name}, {"reason", c.reason}});
   r["consumed"] = cons;
   r["exclude"] = p.exclude_resolved;
+  json side = json::array();
+  for (const auto& f : p.side_files)
+    side.push_back({{"path", f.rel_path},
+                    {"bytes", f.bytes},
+                    {"skipped_by", f.skipped_by.empty() ? json() : json(f.skipped_by)}});
+  r["side_files"] = side;
   return r;
 }
 
@@ -773,9 +862,32 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   add_quantize_options(*fc, fa, f_exclude, f_layer, f_presharded, f_budget);
 
   CLI::App* sc = app.add_subcommand("schemes", "list the quantization schemes");
+  bool schemes_json = false;
+  sc->add_flag("--json", schemes_json,
+               "machine-readable: {schemes: [{name, description, group_size, backends, aliases, "
+               "transformers: {options, why}, vllm: {status, options, note}}], refused: [{name, "
+               "reason}]}");
   CLI::App* tc = app.add_subcommand("templates",
                                     "list model types with their default excludes "
                                     "and converters");
+  bool templates_json = false;
+  tc->add_flag("--json", templates_json,
+               "machine-readable: {templates: [{model_type, exclude, converters}]}");
+
+  // help [SUBCOMMAND]: the same text as --help
+  std::string help_topic;
+  CLI::App* hc = app.add_subcommand("help", "print this help, or a subcommand's (help quantize)");
+  hc->add_option("SUBCOMMAND", help_topic, "the subcommand to describe");
+  // completion bash|zsh
+  std::string completion_shell;
+  CLI::App* cc = app.add_subcommand(
+      "completion",
+      "print a shell completion script: source <(shardquant completion bash) (or zsh)");
+  cc->add_option("SHELL", completion_shell, "bash | zsh")
+      ->required()
+      ->check(CLI::IsMember({"bash", "zsh"}));
+  unsigned v_threads = 0;
+  vc->add_option("--threads", v_threads, "N: at most N threads of CPU work (oneTBB)");
 
   try {
     app.parse(argc, argv);
@@ -791,6 +903,27 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     return k_exit_usage;
   }
 
+  if (hc->parsed()) {
+    // Parsed again as `[SUBCOMMAND] --help`, so the text is --help's own.
+    std::vector<const char*> args{argc > 0 ? argv[0] : "shardquant"};
+    if (!help_topic.empty()) {
+      bool known = false;
+      for (const CLI::App* s : app.get_subcommands([](const CLI::App*) { return true; }))
+        known = known || s->get_name() == help_topic;
+      if (!known) {
+        err << "shardquant: no subcommand '" << help_topic
+            << "'; run 'shardquant help' for the list\n";
+        return k_exit_usage;
+      }
+      args.push_back(help_topic.c_str());
+    }
+    args.push_back("--help");
+    return run_cli(static_cast<int>(args.size()), args.data(), out, err);
+  }
+  if (cc->parsed()) {
+    out << (completion_shell == "zsh" ? zsh_completion_script(app) : bash_completion_script(app));
+    return 0;
+  }
   if (ins->parsed()) {
     print_inspect(inspect_path, inspect_json, out);
     return 0;
@@ -816,9 +949,15 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   }
   if (qc->parsed()) {
     finish_quantize_args(*qc, qa, q_exclude, q_layer, q_presharded, q_budget);
+    check_model_dir("--model-dir", qa.model_dir);
+    const auto threads = thread_limit(qa.threads);
     return run_quantize(qa, out, err);
   }
   if (vc->parsed()) {
+    check_model_dir("--model-dir", vo.input.string());
+    if (vc->count("--threads") > 0 && v_threads == 0)
+      throw usage_error("--threads takes a positive count (leave it out for all cores)");
+    const auto threads = thread_limit(v_threads);
     if (!v_budget.empty()) vo.memory_budget = parse_size(v_budget);
     const verify_report r = verify_checkpoint(vo);
     out << (v_json ? r.to_json() : r.to_text());
@@ -827,14 +966,22 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   if (fc->parsed()) {
     finish_quantize_args(*fc, fa, f_exclude, f_layer, f_presharded, f_budget);
     if (fa.output_dir.empty()) throw usage_error("finalize: --output-dir is required");
+    check_model_dir("--model-dir", fa.model_dir);
+    const auto threads = thread_limit(fa.threads);
     return run_finalize(fa, out);
   }
   if (sc->parsed()) {
-    print_schemes(out);
+    if (schemes_json)
+      print_schemes_json(out);
+    else
+      print_schemes(out);
     return 0;
   }
   if (tc->parsed()) {
-    print_templates(out);
+    if (templates_json)
+      print_templates_json(out);
+    else
+      print_templates(out);
     return 0;
   }
   return k_exit_usage;

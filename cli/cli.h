@@ -1,7 +1,8 @@
 // The `shardquant` command line: subcommands inspect, make-checkpoint, quantize, finalize,
-// verify, schemes, templates. Owns argument parsing (CLI11) and the text the commands print; the
-// work itself is done by plan, make_checkpoint, inspect and the pipeline API. No catch of library
-// errors here: main() has the one catch that maps them to exit codes.
+// verify, schemes, templates, help, completion (cli/completion.h; the --json views of schemes and
+// templates are cli/catalog_json.h). Owns argument parsing (CLI11) and the text the commands print;
+// the work itself is done by plan, make_checkpoint, inspect and the pipeline API. No catch of
+// library errors here: main() has the one catch that maps them to exit codes.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +23,7 @@ inline constexpr int k_exit_usage = 2;
 // "2G", "500M", "64K", "1024", "1.5G": binary (1024-based) multiples K, M, G, T (an optional
 // trailing "B" or "iB" is accepted). Throws usage_error.
 [[nodiscard]] uint64_t parse_size(const std::string& s);
-[[nodiscard]] std::string format_size(uint64_t bytes);  // "1.50 GiB"
+[[nodiscard]] std::string format_size(uint64_t bytes);  // "1.5 GiB" (human_bytes)
 // --memory-budget: "auto" -> 0 (automatic); a size as parse_size. An empty value and sizes that
 // are (or round to) zero bytes are usage errors. Not checked against memory here (the API does).
 [[nodiscard]] uint64_t parse_memory_budget(const std::string& s);
@@ -53,7 +54,15 @@ struct quantize_args {
   std::optional<double> min_kv_scale;             // --min-kv-scale (not exported, as Quark)
   std::string worker;    // --worker I/N | auto: one share of a run split over machines
   uint32_t workers = 0;  // --workers N: the count for --worker auto (Kubernetes) or finalize
+  std::vector<std::string> skip_side_files;  // --skip-side-files GLOB (repeatable)
+  unsigned threads = 0;                      // --threads N: oneTBB parallelism; 0 = all cores
+  std::string log_level = "info";            // --log-level error|warn|info|debug
 };
+
+// --log-level: what reaches stderr (warnings reach the report at every level).
+enum class log_level : uint8_t { error, warn, info, debug };
+// "error" | "warn" | "info" | "debug"; throws usage_error otherwise.
+[[nodiscard]] log_level parse_log_level(const std::string& s);
 
 // Parses `argv` (argv[0] = program) and runs the chosen command, writing to out/err.
 // Returns the exit code; throws input_error / io_error / usage_error for main's catch.

@@ -338,9 +338,12 @@ source_checkpoint open_source_checkpoint(const fs::path& dir, const warning_fn& 
 
   tree_walker walker(warn_fn, links);
   std::vector<std::string> found;  // every *.safetensors(.zst) file, relative, sorted
-  for (const auto& e : walker.walk(dir))
+  for (const auto& e : walker.walk(dir)) {
     if (!e.is_dir && (ends_with(e.rel, ".safetensors") || is_zstd_shard_name(e.rel)))
       found.push_back(e.rel);
+    else if (!e.is_dir && is_side_file(e.rel))
+      ck.side_files.emplace_back(e.rel, e.size);
+  }
   std::sort(found.begin(), found.end());
   // A shard present both plain and compressed is read plain; the twin is ignored.
   std::erase_if(found, [&](const std::string& rel) {
@@ -525,7 +528,8 @@ bool is_side_file(std::string_view rel) {
 }
 
 side_copy_stats copy_side_files(const fs::path& source, const fs::path& output,
-                                const warning_fn& warn, bool strict_links) {
+                                const warning_fn& warn, bool strict_links,
+                                const side_file_filter& skip) {
   side_copy_stats stats;
   const link_policy links(source, strict_links);
   tree_walker walker(warn, links);
@@ -534,13 +538,48 @@ side_copy_stats copy_side_files(const fs::path& source, const fs::path& output,
     fs::create_directories(output, ec);  // the output root is the caller's choice
     if (ec) throw io_error(output.string(), "create directory", ec.value());
   }
-  for (const auto& e : walker.walk(source)) {
-    const fs::path dest = output / e.rel;
+  const std::vector<tree_entry> entries = walker.walk(source);
+  // What to leave out: entries the filter names and everything under a skipped folder (the walk
+  // lists a folder before its contents).
+  std::vector<bool> left_out(entries.size(), false);
+  std::vector<std::string> skipped_dirs;
+  for (size_t i = 0; i < entries.size() && skip; ++i) {
+    const std::string& rel = entries[i].rel;
+    for (const auto& d : skipped_dirs)
+      if (rel.size() > d.size() && rel.compare(0, d.size(), d) == 0 && rel[d.size()] == '/')
+        left_out[i] = true;
+    if (!left_out[i] && skip(rel)) left_out[i] = true;
+    if (left_out[i] && entries[i].is_dir) skipped_dirs.push_back(rel);
+  }
+  // A folder is created when it is kept and holds something kept, or held nothing at all (an
+  // empty source folder is mirrored). Children come after their folder, so walk backwards.
+  std::set<std::string> has_entries, has_kept;
+  std::vector<bool> create(entries.size(), false);
+  auto parent = [](const std::string& rel) {
+    const size_t slash = rel.rfind('/');
+    return slash == std::string::npos ? std::string() : rel.substr(0, slash);
+  };
+  for (size_t i = entries.size(); i-- > 0;) {
+    const tree_entry& e = entries[i];
+    bool kept = !left_out[i];
+    if (e.is_dir) kept = kept && (!has_entries.count(e.rel) || has_kept.count(e.rel));
+    create[i] = kept;
+    has_entries.insert(parent(e.rel));
+    if (kept) has_kept.insert(parent(e.rel));
+  }
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const tree_entry& e = entries[i];
     if (e.is_dir) {
+      if (!create[i]) continue;
       create_directories_inside(output, e.rel);
       ++stats.directories;
     } else if (is_side_file(e.rel)) {
-      copy_one_file(e, dest);
+      if (left_out[i]) {
+        ++stats.skipped_files;
+        stats.skipped_bytes += e.size;
+        continue;
+      }
+      copy_one_file(e, output / e.rel);
       ++stats.files;
       stats.bytes += e.size;
       stats.copied.emplace_back(e.rel, e.size);

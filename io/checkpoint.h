@@ -51,6 +51,9 @@ struct source_checkpoint {
   std::vector<source_shard> shards;                        // sorted by rel_path, byte-wise
   std::unordered_map<std::string, uint32_t> tensor_shard;  // tensor name -> index into shards
   std::optional<source_quantization> quantization;         // nullopt: unquantized source
+  // Every side file found (is_side_file; links as copy_side_files follows them): (relative
+  // '/'-separated path, bytes), in the walk's order (sorted per folder).
+  std::vector<std::pair<std::string, uint64_t>> side_files;
   dtype model_dtype = dtype::bf16;
 
   [[nodiscard]] const source_shard* shard_of(std::string_view tensor) const;
@@ -105,15 +108,21 @@ void remove_created_output_dirs(const std::filesystem::path& output,
 // directory of the source tree under `output` (never through a symbolic link there). Links in
 // the source follow the rule of open_source_checkpoint (skipped with a warning, or an
 // input_error with `strict_links`).
+// `skip` (may be empty) is asked about every file and folder (relative path): a skipped file
+// is not copied, a skipped folder is not created and nothing under it is copied, and a folder
+// whose every entry is skipped is not created either.
 struct side_copy_stats {
   uint64_t files = 0;
   uint64_t bytes = 0;
   uint64_t directories = 0;
+  uint64_t skipped_files = 0;
+  uint64_t skipped_bytes = 0;
   std::vector<std::pair<std::string, uint64_t>> copied;  // (relative path, bytes), copy order
 };
+using side_file_filter = std::function<bool(const std::string& rel)>;
 side_copy_stats copy_side_files(const std::filesystem::path& source,
                                 const std::filesystem::path& output, const warning_fn& warn,
-                                bool strict_links = false);
+                                bool strict_links = false, const side_file_filter& skip = {});
 // Whether a file at relative path `rel` ('/'-separated) is a side file to copy.
 [[nodiscard]] bool is_side_file(std::string_view rel);
 

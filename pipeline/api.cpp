@@ -89,6 +89,7 @@ finalize_inputs finalize_inputs_of(const plan& p, const quantize_options& o) {
     }
   }
   fin.strict_side_files = o.strict_side_files;
+  fin.skip_side_files = o.skip_side_files;
   return fin;
 }
 
@@ -262,6 +263,8 @@ void run_locked(const quantize_options& o, plan_options& po, const std::vector<i
   fin.warn = [&](std::string w) { warn(w); };
   published = true;  // side files, index and config.json from here on
   rep.side_files = finalize_output(fin);
+  for (const auto& f : p.side_files)
+    if (!f.skipped_by.empty()) rep.side_files_skipped.push_back(f.rel_path);
   const auto t2 = std::chrono::steady_clock::now();
   rep.timings.finalize = std::chrono::duration<double>(t2 - t1).count();
   const double wall = std::chrono::duration<double>(t2 - t0).count();

@@ -43,6 +43,7 @@ plan_options plan_options_of(const quantize_options& o) {
   po.rotation_config_file = o.rotation_config;
   po.kv = {o.kv_cache_scheme, o.attention_scheme, o.min_kv_scale};
   po.dynamic_activations = o.dynamic_activations;
+  po.skip_side_files = o.skip_side_files;
   const auto layout = parse_layout(o.layout);
   if (!layout)
     throw usage_error("unknown layout '" + o.layout + "'; known: quark-f2f, quark-importer");

@@ -97,6 +97,7 @@ struct py_options {
   std::optional<std::vector<std::string>> exclude;
   std::vector<std::pair<std::string, std::string>> layer_schemes;
   std::vector<std::string> converters;
+  std::vector<std::string> skip_side_files;
   uint64_t memory_budget = 0;
   unsigned streams = 0;
   bool overwrite = false, resume = false, keep_excluded_as_original = false;
@@ -112,6 +113,7 @@ quantize_options to_options(const py_options& p) {
   o.excludes = p.exclude;
   o.overrides = p.layer_schemes;
   o.converters = p.converters;
+  o.skip_side_files = p.skip_side_files;
   o.keep_excluded_original = p.keep_excluded_as_original;
   o.device = p.device;
   o.memory_budget = p.memory_budget;
@@ -227,6 +229,7 @@ NB_MODULE(_core, m) {
       .def_rw("exclude", &py_options::exclude)
       .def_rw("layer_schemes", &py_options::layer_schemes)
       .def_rw("converters", &py_options::converters)
+      .def_rw("skip_side_files", &py_options::skip_side_files)
       .def_rw("memory_budget", &py_options::memory_budget)
       .def_rw("streams", &py_options::streams)
       .def_rw("overwrite", &py_options::overwrite)

@@ -113,3 +113,26 @@ TEST_CASE(
                         "out",        "--scheme", "fp8",         "--workers", "4"};
   CHECK_THROWS_AS((void)run_cli(10, lone, out, err), usage_error);
 }
+
+TEST_CASE(
+    "--threads, --log-level and repeated --skip-side-files parse; bad values are usage errors") {
+  const auto a = parse_quantize_args(
+      sv{"--model-dir", "in", "--output-dir", "out", "--scheme", "fp8", "--threads", "3",
+         "--log-level", "debug", "--skip-side-files", "original/*", "--skip-side-files", "*.pth"});
+  CHECK(a.threads == 3);
+  CHECK(a.log_level == "debug");
+  CHECK(a.skip_side_files == sv{"original/*", "*.pth"});
+  const auto d =
+      parse_quantize_args(sv{"--model-dir", "in", "--output-dir", "out", "--scheme", "fp8"});
+  CHECK(d.threads == 0);
+  CHECK(d.log_level == "info");
+  CHECK(d.skip_side_files.empty());
+  CHECK_THROWS_AS((void)parse_quantize_args(sv{"--model-dir", "in", "--output-dir", "out",
+                                               "--scheme", "fp8", "--threads", "0"}),
+                  usage_error);
+  CHECK_THROWS_AS((void)parse_quantize_args(sv{"--model-dir", "in", "--output-dir", "out",
+                                               "--scheme", "fp8", "--log-level", "verbose"}),
+                  usage_error);
+  CHECK(parse_log_level("warn") == log_level::warn);
+  CHECK(parse_log_level("error") < parse_log_level("info"));
+}

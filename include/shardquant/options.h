@@ -57,6 +57,11 @@ struct quantize_options {
   std::string kv_cache_scheme, attention_scheme;
   std::optional<double> min_kv_scale;
   bool strict_side_files = false;
+  // Side files (everything but the shards, the index, config.json and README*.md) whose path
+  // relative to `input` ('/'-separated) matches one of these globs (Python fnmatch: `*` also
+  // matches '/') are not copied, e.g. "original/*"; the plan and the report list them as
+  // skipped. A glob that matches a shard of the checkpoint is a usage_error.
+  std::vector<std::string> skip_side_files;
 
   // Deliberate differences for the loaders (README "Loading the outputs"); the defaults are
   // byte-identical to Quark's file-to-file output.

@@ -116,6 +116,8 @@ struct run_report {
   // Schemes whose output will not run correctly in transformers / vLLM with this run's options,
   // with the options that fix them (README "Loading the outputs"); empty when all will.
   std::vector<std::string> loader_notes;
+  // Side files not copied because a --skip-side-files glob matched (relative paths).
+  std::vector<std::string> side_files_skipped;
   // The JSON object written by --report (pipeline/output/REPORT.md).
   [[nodiscard]] SHARDQUANT_API std::string to_json() const;
 };

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "io/checkpoint.h"
+#include "pipeline/plan/fnmatch.h"
 
 namespace shardquant {
 
@@ -18,7 +19,13 @@ void prepare_output(const std::filesystem::path& source, const std::filesystem::
 
 std::vector<side_file> finalize_output(const finalize_inputs& in) {
   const warning_fn warn = in.warn ? warning_fn(in.warn) : warning_fn([](std::string) {});
-  side_copy_stats copied = copy_side_files(in.source, in.output, warn, in.strict_side_files);
+  std::vector<glob_pattern> skip;
+  for (const auto& g : in.skip_side_files) skip.emplace_back(g);
+  const side_file_filter skipped = [&](const std::string& rel) {
+    return std::any_of(skip.begin(), skip.end(), [&](const auto& g) { return g.matches(rel); });
+  };
+  side_copy_stats copied = copy_side_files(in.source, in.output, warn, in.strict_side_files,
+                                           skip.empty() ? side_file_filter() : skipped);
   std::vector<side_file> side;
   for (auto& [rel, bytes] : copied.copied) side.push_back({std::move(rel), bytes});
   std::set<std::string> named;

@@ -32,7 +32,8 @@ struct finalize_inputs {
   std::vector<std::pair<std::string, std::string>> weight_map;  // tensor -> shard rel path
   uint64_t total_size = 0;
   std::function<void(std::string)> warn;
-  bool strict_side_files = false;  // a refused symbolic link is an error, not a warning
+  bool strict_side_files = false;            // a refused symbolic link is an error, not a warning
+  std::vector<std::string> skip_side_files;  // globs (Python fnmatch) of side files not copied
 };
 // Side files (§3.3), the index (§3.4) and config.json (§6.1), each written atomically. Shards
 // left in the output by an earlier run that the new index does not name are warned about, by

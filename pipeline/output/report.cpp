@@ -259,6 +259,7 @@ std::string run_report::to_json() const {
   json side = json::array();
   for (const auto& f : side_files) side.push_back({{"path", f.path}, {"bytes", f.bytes}});
   j["side_files"] = side;
+  j["side_files_skipped"] = side_files_skipped;
   j["timings"] = {{"plan_seconds", timings.plan},
                   {"graph_seconds", timings.graph},
                   {"finalize_seconds", timings.finalize},

@@ -77,8 +77,8 @@ std::string verify_report::to_text(size_t worst) const {
   o << "verify " << output_dir << ": " << shards << " shard(s), " << quantized.size()
     << " quantized tensor(s) decoded (" << recovered << " from recovered sources), "
     << passed_through << " passed through and " << cast << " cast compared byte for byte; "
-    << fmt_double(static_cast<double>(bytes_read) / 1e6) << " MB read in " << fmt_double(seconds)
-    << " s\n";
+    << fmt_double(static_cast<double>(bytes_read) / double(1 << 20)) << " MiB read in "
+    << fmt_double(seconds) << " s\n";
   for (const scheme_verdict& s : per_scheme)
     o << "  " << s.scheme << ": " << s.tensors << " tensor(s), rel L2 mean "
       << fmt_double(s.mean_rel_l2) << " worst " << fmt_double(s.worst_rel_l2) << ", max |err| "

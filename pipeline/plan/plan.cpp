@@ -126,6 +126,7 @@ class planner {
   }
 
   plan run() {
+    side_files();
     facts();
     index_tensors();
     if (method_ == "fp8") plan_fp8_recovery();
@@ -133,6 +134,7 @@ class planner {
     plan_keep_original();
     for (uint32_t s = 0; s < p_.source.shards.size(); ++s) plan_shard(s);
     resolve_exclude();
+    warn_unmatched_excludes();
     if (!p_.options.rotation.empty() || !p_.options.rotation_config_file.empty())
       plan_rotations(p_);
     layouts();
@@ -883,6 +885,53 @@ class planner {
     pt.outputs.push_back({pt.name, sc.type, sc.shape, sc.bytes, 0});
     item.parts.push_back(std::move(pt));
     p_.items.push_back(std::move(item));
+  }
+
+  // ----- side files: listed with their sizes, --skip-side-files applied (never to a shard) -----
+  void side_files() {
+    std::vector<glob_pattern> skip;
+    for (const auto& g : p_.options.skip_side_files) skip.emplace_back(g);
+    for (const auto& sh : p_.source.shards) {
+      const std::string file = sh.path.lexically_relative(p_.model_dir).generic_string();
+      for (size_t i = 0; i < skip.size(); ++i)
+        if (skip[i].matches(sh.rel_path) || skip[i].matches(file))
+          throw usage_error("--skip-side-files '" + p_.options.skip_side_files[i] + "' matches " +
+                            file + ", a shard " +
+                            (p_.source.has_index ? "named in model.safetensors.index.json"
+                                                 : "of the checkpoint") +
+                            ": shards are quantized, never skipped; narrow the glob");
+    }
+    for (const auto& [rel, bytes] : p_.source.side_files) {
+      planned_side_file f{rel, bytes, {}};
+      for (size_t i = 0; i < skip.size() && f.skipped_by.empty(); ++i)
+        if (skip[i].matches(rel)) f.skipped_by = p_.options.skip_side_files[i];
+      p_.side_files.push_back(std::move(f));
+    }
+  }
+
+  // A user --exclude glob that matches no module of the checkpoint (source names and converter
+  // outputs) is most likely a typo: `--exclude lm_hed` would quantize lm_head silently.
+  // Template lists are not checked (they cover every variant of the model type).
+  void warn_unmatched_excludes() {
+    if (p_.facts.exclude_from_template) return;
+    std::set<std::string> modules;
+    for (const auto& sh : p_.source.shards)
+      for (const auto& e : sh.header.tensors) modules.insert(module_of(e.name));
+    for (const auto& it : p_.items)
+      for (const auto& pt : it.parts) modules.insert(module_of(pt.name));
+    std::string example = modules.empty() ? std::string("?") : *modules.begin();
+    for (const auto& it : p_.items)
+      for (const auto& pt : it.parts)
+        if (pt.scheme && example == *modules.begin()) example = module_of(pt.name);
+    for (size_t i = 0; i < exclude_.size(); ++i) {
+      const bool hit = std::any_of(modules.begin(), modules.end(),
+                                   [&](const std::string& m) { return exclude_[i].matches(m); });
+      if (!hit)
+        p_.warnings.push_back("exclude pattern '" + p_.facts.exclude_globs[i] +
+                              "' matches no module of the checkpoint, so it excludes nothing "
+                              "(a typo? module names look like '" +
+                              example + "')");
+    }
   }
 
   // ----- §6.4 -----

@@ -67,6 +67,8 @@ struct plan_options {
   // byte-identical to Quark's file-to-file output.
   bool dynamic_activations = false;  // static input specs exported as dynamic
   output_layout layout = output_layout::quark_f2f;
+  // Side files not to copy (globs on the path relative to the model folder, Python fnmatch).
+  std::vector<std::string> skip_side_files;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -209,6 +211,14 @@ struct model_facts {
   bool exclude_from_template = false;
 };
 
+// A side file of the source (io/checkpoint.h is_side_file): copied beside the shards unless a
+// --skip-side-files glob matches it.
+struct planned_side_file {
+  std::string rel_path;  // relative to the model folder, '/'-separated
+  uint64_t bytes = 0;
+  std::string skipped_by;  // the glob that matched; "" = copied
+};
+
 // FP8 keep-original entry for the exported config (§8.2).
 struct kept_module {
   std::string module;  // exact module name
@@ -225,7 +235,8 @@ struct plan {
   std::vector<output_shard_plan> shards;      // 1:1 with source.shards, same order
   std::vector<std::string> exclude_resolved;  // §6.4, sorted, unique (kept modules removed)
   std::vector<kept_module> kept;              // §8, sorted by module name
-  std::vector<std::string> warnings;
+  std::vector<std::string> warnings;          // also: user --exclude globs that match no module
+  std::vector<planned_side_file> side_files;  // sorted by rel_path
   // Schemes of this run whose output will not run correctly in transformers / vLLM with the
   // chosen options, one line each (pipeline/plan/loader_support.h); also in `warnings`.
   std::vector<std::string> loader_notes;

@@ -1,7 +1,8 @@
 // Progress while the graph runs: a sampler thread reads the graph's counters about 4 times a
 // second, hands a progress_sample to the caller's callback, and draws on stderr: a one-line bar
-// (bytes done, GB/s, ETA) when stderr is a terminal, a plain line every 5 seconds otherwise,
-// nothing with quiet. No graph code.
+// (bytes done, GB/s, ETA) that fits the terminal's width when stderr is a terminal, a plain line
+// every 5 seconds otherwise, nothing with quiet. Sizes in binary units, rates in GB/s (10^9
+// bytes per second, as the report's gb_per_s; README "Units"). No graph code.
 #pragma once
 
 #include <atomic>
@@ -9,6 +10,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "pipeline/api.h"
@@ -41,7 +43,17 @@ class progress_reporter {
   std::thread thread_;
 };
 
-// "12.3 GB" style.
+// Binary units, the program's one convention for sizes (1 KiB = 1024 bytes, as --memory-budget
+// and --size read them): "512 B", "1.5 KiB", "12.3 GiB".
 [[nodiscard]] std::string human_bytes(double bytes);
+
+// The width of the terminal on `fd` (TIOCGWINSZ), else the COLUMNS environment variable, else 80.
+[[nodiscard]] int terminal_columns(int fd);
+
+// The terminal bar's visible text for `s`, at most `columns - 1` characters (the last column
+// stays empty: writing it makes some terminals wrap). Fields are dropped, least useful first
+// (shard count, rate, byte counts, ETA, then the bar itself), when the width is short; the
+// caller adds "\r" before it and the erase-to-end sequence after it.
+[[nodiscard]] std::string progress_bar_text(const progress_sample& s, int columns, bool final_line);
 
 }  // namespace shardquant

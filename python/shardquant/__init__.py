@@ -82,7 +82,8 @@ def _options(model_dir: PathLike, output_dir: Optional[PathLike], scheme: Option
              layer_schemes: Union[None, Mapping[str, str], Sequence[Tuple[str, str]]],
              converters: Optional[Sequence[str]], device: str, memory_budget: Optional[int],
              streams: Optional[int], io_engine: str, overwrite: bool, resume: bool,
-             keep_excluded_as_original: bool, report: Optional[PathLike]) -> "_core._Options":
+             keep_excluded_as_original: bool, report: Optional[PathLike],
+             skip_side_files: Optional[Sequence[str]] = None) -> "_core._Options":
     o = _core._Options()
     o.model_dir = os.fspath(model_dir)
     o.output_dir = os.fspath(output_dir) if output_dir is not None else ""
@@ -93,6 +94,7 @@ def _options(model_dir: PathLike, output_dir: Optional[PathLike], scheme: Option
         layer_schemes = list(layer_schemes.items())
     o.layer_schemes = [(str(g), str(s)) for g, s in (layer_schemes or [])]
     o.converters = list(converters or [])
+    o.skip_side_files = [str(g) for g in (skip_side_files or [])]
     o.device = device
     o.memory_budget = int(memory_budget or 0)
     o.streams = int(streams or 0)
@@ -112,11 +114,13 @@ def quantize(model_dir: PathLike, output_dir: PathLike, scheme: Optional[str] = 
              on_warning: Optional[Callable[[str], Any]] = None, cancel: Optional[CancelToken] = None,
              overwrite: bool = False, resume: bool = False, streams: Optional[int] = None,
              io_engine: str = "auto", keep_excluded_as_original: bool = False,
-             report: Optional[PathLike] = None) -> Report:
+             report: Optional[PathLike] = None,
+             skip_side_files: Optional[Sequence[str]] = None) -> Report:
     """Quantize the checkpoint in `model_dir` into `output_dir` with `scheme` (see schemes()).
 
     exclude: module globs left unquantized (None: the model type's template list; []: none).
     layer_schemes: {glob: scheme} (first match wins). memory_budget: bytes (None: automatic).
+    skip_side_files: globs of side files not to copy, relative to model_dir (e.g. ["original/*"]).
     progress: called with a Progress about 4 times a second (from another thread, with the GIL).
     cancel: a CancelToken; cancel() from any thread stops the run, which raises Cancelled.
     report: a path for the JSON report (checked before the run starts; written atomically, also
@@ -126,7 +130,8 @@ def quantize(model_dir: PathLike, output_dir: PathLike, scheme: Optional[str] = 
                  layer_schemes=layer_schemes, converters=converters, device=device,
                  memory_budget=memory_budget, streams=streams, io_engine=io_engine,
                  overwrite=overwrite, resume=resume,
-                 keep_excluded_as_original=keep_excluded_as_original, report=report)
+                 keep_excluded_as_original=keep_excluded_as_original, report=report,
+                 skip_side_files=skip_side_files)
     cb = None if progress is None else (lambda d: progress(Progress(**d)))
     return Report(json.loads(_core._quantize(o, cb, on_warning, cancel)))
 
@@ -135,12 +140,14 @@ def plan(model_dir: PathLike, scheme: Optional[str] = None, *, quant_spec: Optio
          exclude: Optional[Sequence[str]] = None,
          layer_schemes: Union[None, Mapping[str, str], Sequence[Tuple[str, str]]] = None,
          converters: Optional[Sequence[str]] = None, device: str = "auto",
-         memory_budget: Optional[int] = None, keep_excluded_as_original: bool = False) -> Plan:
+         memory_budget: Optional[int] = None, keep_excluded_as_original: bool = False,
+         skip_side_files: Optional[Sequence[str]] = None) -> Plan:
     """What quantize() with the same arguments would do (headers only; nothing written)."""
     o = _options(model_dir, None, scheme, quant_spec=quant_spec, exclude=exclude,
                  layer_schemes=layer_schemes, converters=converters, device=device,
                  memory_budget=memory_budget, streams=None, io_engine="auto", overwrite=False,
-                 resume=False, keep_excluded_as_original=keep_excluded_as_original, report=None)
+                 resume=False, keep_excluded_as_original=keep_excluded_as_original, report=None,
+                 skip_side_files=skip_side_files)
     return Plan(json.loads(_core._plan(o)))
 
 

@@ -22,6 +22,7 @@ class _Options:
     exclude: Optional[List[str]]
     layer_schemes: List[Tuple[str, str]]
     converters: List[str]
+    skip_side_files: List[str]
     memory_budget: int
     streams: int
     overwrite: bool

@@ -146,6 +146,20 @@ def test_inspect_and_schemes(model):
     assert sq.__version__
 
 
+def test_skip_side_files_leaves_them_out_and_the_report_lists_them(model, tmp_path):
+    # make-checkpoint writes original/params.json beside the shards.
+    assert (model / "original" / "params.json").is_file()
+    warnings = []
+    r = sq.quantize(model, tmp_path / "out", "fp8", device="cpu", exclude=["lm_hed"],
+                    skip_side_files=["original/*"], on_warning=warnings.append)
+    assert r.side_files_skipped == ["original/params.json"]
+    assert not (tmp_path / "out" / "original").exists()
+    assert (tmp_path / "out" / "tokenizer.json").is_file()
+    assert any("'lm_hed'" in w for w in warnings)
+    with pytest.raises(sq.UsageError):
+        sq.plan(model, "fp8", device="cpu", skip_side_files=["*.safetensors"])
+
+
 def test_the_report_has_its_schema_and_a_failed_run_still_writes_one(model, tmp_path):
     r = sq.quantize(model, tmp_path / "out", "mxfp4", device="cpu", report=tmp_path / "r.json")
     assert r.schema_version == 1 and r.kind == "run" and r.status == "ok" and r.error is None
