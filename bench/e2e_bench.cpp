@@ -35,6 +35,7 @@
 #include "pipeline/api.h"
 #include "pipeline/plan/plan.h"
 #include "pipeline/run/token_pool.h"
+#include "pipeline/run_options.h"
 
 using namespace shardquant;
 namespace fs = std::filesystem;
@@ -173,11 +174,7 @@ int main(int argc, char** argv) {
     floor_result fl;
     std::string engine_used;
     if (!skip_floor) {
-      auto io = ek == io_engine_kind::automatic
-                    ? async_io::make(true, 64)
-                    : async_io::make_exact(ek == io_engine_kind::uring ? io_engine_type::uring
-                                                                       : io_engine_type::pread,
-                                           64);
+      auto io = make_io_engine(ek, 64);
       engine_used = io->name();
       fl = io_floor(inputs, out_total, fs::path(output) / ".e2e_bench_floor.tmp", *io, g);
       std::printf(

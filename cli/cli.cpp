@@ -22,6 +22,7 @@
 #include "pipeline/api.h"
 #include "pipeline/inspect.h"
 #include "pipeline/output/decompress.h"
+#include "pipeline/output/report.h"
 #include "pipeline/output/share_finalize.h"
 #include "pipeline/output/shares.h"
 #include "pipeline/output/verify.h"
@@ -95,9 +96,16 @@ void add_quantize_options(CLI::App& q, quantize_args& a, std::vector<std::string
   q.add_option("--io-engine", a.io_engine, "auto | uring | pread")->default_val("auto");
   q.add_option("--rotation", a.rotation,
                "Hadamard rotations before quantization: a subset of r1,r2,r4 (online R1, R2, R4 "
-               "with the model type's built-in config, as Quark 0.13; CPU backend)");
+               "with the model type's built-in config, as Quark 0.13; rotated on the CPU path)");
   q.add_option("--rotation-config", a.rotation_config,
                "a JSON file with Quark's RotationConfig fields (instead of --rotation)");
+  q.add_option("--kv-cache-scheme,--kv_cache_scheme", a.kv_cache_scheme,
+               "fp8: Quark's kv_cache_scheme (config only: static FP8 k/v outputs, no k_scale / "
+               "v_scale tensors since nothing is calibrated)");
+  q.add_option("--attention-scheme,--attention_scheme", a.attention_scheme,
+               "fp8: Quark's attention_scheme (config only: softmax and q output specs)");
+  q.add_option("--min-kv-scale,--min_kv_scale", a.min_kv_scale,
+               "Quark's min_kv_scale (accepted; its file-to-file export ignores it)");
   q.add_option("--compress", a.compress,
                "zstd[:LEVEL]: write each shard as NAME.safetensors.zst (seekable, level 3 "
                "by default)");
@@ -218,6 +226,9 @@ quantize_options to_quantize_options(const quantize_args& a) {
   o.no_template_converters = a.no_template_converters;
   o.rotation = a.rotation;
   o.rotation_config = a.rotation_config;
+  o.kv_cache_scheme = a.kv_cache_scheme;
+  o.attention_scheme = a.attention_scheme;
+  o.min_kv_scale = a.min_kv_scale;
   o.strict_side_files = a.strict_side_files;
   o.dynamic_activations = a.dynamic_activations;
   o.layout = a.layout;
@@ -248,11 +259,25 @@ int run_finalize(const quantize_args& a, std::ostream& out) {
   return 0;
 }
 
-// --dry-run: plan_checkpoint (the run's own geometry), printed; --report gets the plan JSON with
-// the geometry fields the run's report has too.
+// --dry-run: plan_checkpoint (the run's own geometry), printed; --report gets the plan report
+// (the run report's schema, pipeline/output/REPORT.md) followed by the plan's tensor lists.
 int run_dry(const quantize_args& a, std::ostream& out, std::ostream& err,
             const std::optional<worker_id>& worker) {
-  const plan_report r = plan_checkpoint(to_quantize_options(a));
+  // The report as the run writes it (pipeline/output/report.h): path checked first, a failed
+  // plan's report says so.
+  check_report_path(a.report, {});
+  const quantize_options o = to_quantize_options(a);
+  plan_report r;
+  try {
+    r = plan_checkpoint(o);
+  } catch (...) {
+    if (!a.report.empty()) {
+      const std::string not_written = write_report_noexcept(
+          a.report, failed_plan_report(o, std::current_exception()).to_json());
+      if (!not_written.empty()) err << "warning: " << not_written << "\n";
+    }
+    throw;
+  }
   for (const auto& w : r.warnings) err << "warning: " << w << "\n";
   out << "memory budget " << format_size(r.memory_budget)
       << (r.budget_chosen ? " (chosen from free memory and the checkpoint size)" : "") << ": "
@@ -267,10 +292,10 @@ int run_dry(const quantize_args& a, std::ostream& out, std::ostream& err,
       if (owner[s] == worker->index) out << " " << p.shards[s].relative_path;
     out << "\n";
   }
-  if (!a.report.empty()) {
-    nlohmann::ordered_json j = plan_json(*r.detail);
-    const nlohmann::ordered_json geometry = nlohmann::ordered_json::parse(r.to_json());
-    for (const auto& [k, v] : geometry.items())
+  if (!a.report.empty()) {  // the plan report's fields, then the plan's tensor lists
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(r.to_json());
+    const nlohmann::ordered_json tensors = plan_json(*r.detail);  // (outlives the loop)
+    for (const auto& [k, v] : tensors.items())
       if (!j.contains(k)) j[k] = v;
     write_file_atomic(a.report, j.dump(2) + "\n");
   }
@@ -478,6 +503,7 @@ plan_options to_plan_options(const quantize_args& a) {
   o.presharded = a.presharded;
   o.rotation = a.rotation;
   o.rotation_config_file = a.rotation_config;
+  o.kv = {a.kv_cache_scheme, a.attention_scheme, a.min_kv_scale};
   o.dynamic_activations = a.dynamic_activations;
   o.layout = parse_layout(a.layout).value_or(output_layout::quark_f2f);
   return o;

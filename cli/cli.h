@@ -47,10 +47,12 @@ struct quantize_args {
   std::string layout = "quark-f2f";  // "quark-f2f" | "quark-importer"
   bool ignored_file2file = false, ignored_skip_evaluation = false;  // Quark flags, no effect
   std::string report;
-  std::string rotation;         // --rotation r1,r2,r4
-  std::string rotation_config;  // --rotation-config FILE.json
-  std::string worker;           // --worker I/N | auto: one share of a run split over machines
-  uint32_t workers = 0;         // --workers N: the count for --worker auto (Kubernetes) or finalize
+  std::string rotation;                           // --rotation r1,r2,r4
+  std::string rotation_config;                    // --rotation-config FILE.json
+  std::string kv_cache_scheme, attention_scheme;  // --kv-cache-scheme / --attention-scheme fp8
+  std::optional<double> min_kv_scale;             // --min-kv-scale (not exported, as Quark)
+  std::string worker;    // --worker I/N | auto: one share of a run split over machines
+  uint32_t workers = 0;  // --workers N: the count for --worker auto (Kubernetes) or finalize
 };
 
 // Parses `argv` (argv[0] = program) and runs the chosen command, writing to out/err.

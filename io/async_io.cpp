@@ -1,9 +1,9 @@
-// The two async I/O engines (io_uring and a pread/pwrite thread pool) and the request
-// splitting they share. Owns file descriptors and engine threads; no tensor knowledge.
+// What the async I/O engines share: io_file, request splitting, the copy threads of memory-backed
+// files, the engine choice over io/io_engine.h's table. The engines themselves are one file each
+// (io/uring_engine.cpp, io/pread_engine.cpp). Owns file descriptors; no tensor knowledge.
 #include "io/async_io.h"
 
 #include <fcntl.h>
-#include <liburing.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "io/async_io_internal.h"
 #include "io/error.h"
 
 namespace shardquant {
@@ -106,26 +107,13 @@ io_file::~io_file() {
 // ---------------------------------------------------------------------------------------------
 // request splitting shared by both engines
 
-struct async_io::request {
-  std::shared_ptr<io_file> file;
-  io_callback done;
-  std::atomic<uint64_t> pending{0};
-  std::mutex error_mutex;
-  std::exception_ptr error;
-
-  void fail(std::exception_ptr e) {
-    std::lock_guard lock(error_mutex);
-    if (!error) error = std::move(e);
-  }
-  // Called when one piece finishes for good; the last one runs the callback.
-  void piece_finished() {
-    if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1) done(error);
-  }
-};
-
 void async_io::split_and_submit(const std::shared_ptr<request>& r, int fd, bool is_write,
                                 uint64_t offset, uint64_t length, std::byte* data,
                                 uint64_t min_length) {
+  std::atomic<uint64_t>& path = r->file->memory_backed()     ? copied_bytes_
+                                : fd == r->file->direct_fd() ? direct_bytes_
+                                                             : buffered_bytes_;
+  path.fetch_add(length, std::memory_order_relaxed);
   for (uint64_t pos = 0; pos < length; pos += max_piece) {
     const uint64_t n = std::min(max_piece, length - pos);
     const uint64_t need = min_length > pos ? std::min(n, min_length - pos) : 0;
@@ -221,79 +209,7 @@ void async_io::complete(piece& p, int64_t result) {
   dispatch(std::move(p));
 }
 
-// ---------------------------------------------------------------------------------------------
-// Threads that run blocking piece transfers: the pread engine's workers, and the copy threads of
-// memory-backed files (see io_file::memory_backed()).
-
-class async_io::piece_workers {
- public:
-  // run(p) does the transfer and returns bytes or -errno; complete() is called with it.
-  piece_workers(async_io& owner, unsigned threads, std::function<int64_t(const piece&)> run)
-      : owner_(owner), run_(std::move(run)) {
-    for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { work(); });
-  }
-  ~piece_workers() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    ready_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  piece_workers(const piece_workers&) = delete;
-  piece_workers& operator=(const piece_workers&) = delete;
-
-  void submit(piece p) {
-    {
-      std::lock_guard lock(mutex_);
-      queue_.push_back(std::move(p));
-    }
-    ready_.notify_one();
-  }
-  // Waits until no piece is queued or running; true if it had to wait.
-  bool drain() {
-    std::unique_lock lock(mutex_);
-    if (queue_.empty() && busy_ == 0) return false;
-    idle_.wait(lock, [this] { return queue_.empty() && busy_ == 0; });
-    return true;
-  }
-
- private:
-  void work() {
-    for (;;) {
-      piece p;
-      {
-        std::unique_lock lock(mutex_);
-        ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        p = std::move(queue_.front());
-        queue_.pop_front();
-        ++busy_;
-      }
-      owner_.complete(p, run_(p));
-      {
-        std::lock_guard lock(mutex_);
-        --busy_;
-        if (queue_.empty() && busy_ == 0) idle_.notify_all();
-      }
-    }
-  }
-
-  async_io& owner_;
-  std::function<int64_t(const piece&)> run_;
-  std::mutex mutex_;
-  std::condition_variable ready_, idle_;
-  std::deque<piece> queue_;
-  unsigned busy_ = 0;
-  bool stopping_ = false;
-  std::vector<std::thread> threads_;
-};
-
 namespace {
-
-int64_t result_of(ssize_t n) {
-  return n < 0 ? -static_cast<int64_t>(errno) : static_cast<int64_t>(n);
-}
 
 #ifdef MADV_POPULATE_WRITE
 constexpr int k_populate_write = MADV_POPULATE_WRITE;
@@ -320,7 +236,7 @@ int64_t mapped_write(int fd, const io_file& f, uint64_t offset, uint64_t length,
       if (ok) return static_cast<int64_t>(length);
     }
   }
-  return result_of(::pwrite(fd, data, length, static_cast<off_t>(offset)));
+  return io_result_of(::pwrite(fd, data, length, static_cast<off_t>(offset)));
 }
 
 }  // namespace
@@ -347,9 +263,9 @@ async_io::piece_workers& async_io::copier() {
     copier_ = std::make_unique<piece_workers>(*this, n, [mapped](const piece& p) {
       const int fd = p.req->file->buffered_fd();
       if (!p.is_write)
-        return result_of(::pread(fd, p.data, p.length, static_cast<off_t>(p.offset)));
+        return io_result_of(::pread(fd, p.data, p.length, static_cast<off_t>(p.offset)));
       if (mapped) return mapped_write(fd, *p.req->file, p.offset, p.length, p.data);
-      return result_of(::pwrite(fd, p.data, p.length, static_cast<off_t>(p.offset)));
+      return io_result_of(::pwrite(fd, p.data, p.length, static_cast<off_t>(p.offset)));
     });
   });
   return *copier_;
@@ -372,159 +288,30 @@ void async_io::drain() {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// io_uring engine: submissions under a mutex, one completion thread. Pieces beyond the queue
-// depth wait in a deque and are submitted as completions free slots.
-
-namespace {
-
-class uring_engine final : public async_io {
- public:
-  explicit uring_engine(unsigned depth) : depth_(depth) {
-    const int rc = io_uring_queue_init(depth * 2, &ring_, 0);
-    if (rc < 0) throw io_error("io_uring", "io_uring_queue_init", -rc);
-    reaper_ = std::thread([this] { reap(); });
-  }
-  ~uring_engine() override {
-    drain();
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-      // A NOP wakes the reaper out of io_uring_wait_cqe.
-      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-      io_uring_prep_nop(sqe);
-      io_uring_sqe_set_data(sqe, nullptr);
-      io_uring_submit(&ring_);
-    }
-    reaper_.join();
-    io_uring_queue_exit(&ring_);
-  }
-  io_engine_type type() const noexcept override { return io_engine_type::uring; }
-
-  void drain_engine() override {
-    std::unique_lock lock(mutex_);
-    idle_.wait(lock, [this] { return in_flight_ == 0 && waiting_.empty() && in_callback_ == 0; });
-  }
-
- protected:
-  void submit(piece p) override {
-    std::lock_guard lock(mutex_);
-    if (in_flight_ >= depth_) {
-      waiting_.push_back(std::move(p));
-      return;
-    }
-    push_locked(std::move(p));
-    io_uring_submit(&ring_);
-  }
-
- private:
-  void push_locked(piece p) {
-    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-    auto* heap = new piece(std::move(p));
-    if (heap->is_write)
-      io_uring_prep_write(sqe, heap->fd, heap->data, static_cast<unsigned>(heap->length),
-                          heap->offset);
-    else
-      io_uring_prep_read(sqe, heap->fd, heap->data, static_cast<unsigned>(heap->length),
-                         heap->offset);
-    // Buffered requests that would complete inline during submit (page-cache copies) go to the
-    // kernel's io-wq workers on machines with cores to spare, so large copies run in parallel
-    // rather than one by one in the submitting thread. On 2 cores inline copies measured faster
-    // (tmpfs floor 1.9 vs 1.1-1.3 GB/s input), hence the core count. (tmpfs files never get
-    // here: the copy threads of async_io::copier().)
-    const bool inline_copy = heap->fd != heap->req->file->direct_fd();
-    if (punt_copies_ && inline_copy && heap->length >= (uint64_t{64} << 10))
-      sqe->flags |= IOSQE_ASYNC;
-    io_uring_sqe_set_data(sqe, heap);
-    ++in_flight_;
-  }
-
-  void reap() {
-    for (;;) {
-      io_uring_cqe* cqe = nullptr;
-      const int rc = io_uring_wait_cqe(&ring_, &cqe);
-      if (rc == -EINTR) continue;
-      if (rc < 0) std::terminate();  // the ring itself is broken: nothing sane is left to do
-      auto* p = static_cast<piece*>(io_uring_cqe_get_data(cqe));
-      const int64_t res = cqe->res;
-      io_uring_cqe_seen(&ring_, cqe);
-      if (p == nullptr) {
-        std::lock_guard lock(mutex_);
-        if (stopping_) return;
-        continue;
-      }
-      {
-        std::lock_guard lock(mutex_);
-        --in_flight_;
-        ++in_callback_;
-        bool pushed = false;
-        while (in_flight_ < depth_ && !waiting_.empty()) {
-          push_locked(std::move(waiting_.front()));
-          waiting_.pop_front();
-          pushed = true;
-        }
-        if (pushed) io_uring_submit(&ring_);
-      }
-      std::unique_ptr<piece> owned(p);
-      complete(*owned, res);
-      {
-        std::lock_guard lock(mutex_);
-        --in_callback_;
-        if (in_flight_ == 0 && waiting_.empty() && in_callback_ == 0) idle_.notify_all();
-      }
-    }
-  }
-
-  io_uring ring_{};
-  unsigned depth_;
-  const bool punt_copies_ = std::thread::hardware_concurrency() >= 8;
-  std::mutex mutex_;
-  std::condition_variable idle_;
-  std::deque<piece> waiting_;
-  unsigned in_flight_ = 0;
-  unsigned in_callback_ = 0;
-  bool stopping_ = false;
-  std::thread reaper_;
-};
-
-// pread/pwrite engine: a few threads run blocking system calls from a queue.
-class pread_engine final : public async_io {
- public:
-  explicit pread_engine(unsigned threads)
-      : workers_(*this, threads, [](const piece& p) {
-          return result_of(p.is_write
-                               ? ::pwrite(p.fd, p.data, p.length, static_cast<off_t>(p.offset))
-                               : ::pread(p.fd, p.data, p.length, static_cast<off_t>(p.offset)));
-        }) {}
-  ~pread_engine() override { drain(); }
-  io_engine_type type() const noexcept override { return io_engine_type::pread; }
-  void drain_engine() override { (void)workers_.drain(); }
-
- protected:
-  void submit(piece p) override { workers_.submit(std::move(p)); }
-
- private:
-  piece_workers workers_;
-};
-
-}  // namespace
-
 std::unique_ptr<async_io> async_io::make_exact(io_engine_type t, unsigned queue_depth) {
-  if (queue_depth == 0) queue_depth = 1;
-  if (t == io_engine_type::uring) return std::make_unique<uring_engine>(queue_depth);
-  // Blocking calls need threads to overlap; a handful keeps a disk queue busy.
-  return std::make_unique<pread_engine>(std::min(queue_depth, 8u));
+  return io_engine_row_of(t).make(queue_depth);
 }
 
-std::unique_ptr<async_io> async_io::make(bool prefer_uring, unsigned queue_depth) {
-  if (prefer_uring) {
+std::unique_ptr<async_io> async_io::make_automatic(unsigned queue_depth) {
+  std::string skipped;
+  const auto rows = io_engines();
+  for (size_t i = 0; i < rows.size(); ++i) {
     try {
-      return make_exact(io_engine_type::uring, queue_depth);
-    } catch (const io_error&) {
-      // io_uring refused (seccomp in containers, old kernel): the pread pool does the same job.
+      std::unique_ptr<async_io> io = rows[i].make(queue_depth);
+      io->fallback_reason_ = skipped;
+      return io;
+    } catch (const io_error& e) {
+      // Refused here (io_uring under a container's seccomp profile, an old kernel): the next
+      // engine does the same job. The last engine's failure is the caller's.
+      if (i + 1 == rows.size()) throw;
+      skipped += (skipped.empty() ? "" : "; ") + std::string(rows[i].name) + ": " + e.what();
     }
   }
-  return make_exact(io_engine_type::pread, queue_depth);
+  throw std::logic_error("no I/O engine in io_engines()");
+}
+
+io_path_bytes async_io::path_bytes() const noexcept {
+  return {direct_bytes_.load(), buffered_bytes_.load(), copied_bytes_.load()};
 }
 
 }  // namespace shardquant

@@ -1,13 +1,15 @@
 // Asynchronous file I/O for the pipeline: large reads and writes at given offsets, several in
 // flight, completion reported through a callback on the engine's own thread (the graph's
 // async_node gateway puts the job back into the graph from there, so no graph worker blocks).
-// Two engines: io_uring (liburing) and a plain pread/pwrite thread pool, chosen at run time.
+// The engines (io_uring, a pread/pwrite thread pool) are listed in io/io_engine.h, one io/ file
+// each; this file holds what they share.
 // Files are opened with O_DIRECT where the file system allows it; a refused O_DIRECT (EINVAL on
 // tmpfs) falls back to buffered I/O for that file. Files on a memory file system (tmpfs) bypass
 // both engines: their I/O is a memory copy, run on a pool of copy threads (see memory_backed()).
 // Knows nothing about safetensors or tensors.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -16,6 +18,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+
+#include "io/io_engine.h"
 
 namespace shardquant {
 
@@ -98,25 +102,33 @@ class io_file {
 // (io_error naming the path; a short read past the end of the file is an io_error too).
 using io_callback = std::function<void(std::exception_ptr)>;
 
-enum class io_engine_type : uint8_t { uring, pread };
+// Bytes handed to each path so far (a piece counts where it was first sent): the O_DIRECT
+// descriptor, the buffered descriptor, and the copy threads of memory-backed files. Says which
+// path requests really took (tests, benchmarks).
+struct io_path_bytes {
+  uint64_t direct = 0;
+  uint64_t buffered = 0;
+  uint64_t copied = 0;
+};
 
 class async_io {
  public:
   virtual ~async_io();
 
-  // io_uring when `prefer_uring` and io_uring_queue_init succeeds, else the pread pool.
-  // `queue_depth`: requests the engine keeps in flight at once (pieces of at most
-  // `max_piece` bytes each).
-  [[nodiscard]] static std::unique_ptr<async_io> make(bool prefer_uring, unsigned queue_depth = 32);
-  // Exactly the engine asked for; throws io_error when io_uring cannot be set up.
+  // The first engine of io_engines() that can be set up here (io_uring, else the pread pool);
+  // fallback_reason() then says why the engines before it were skipped. `queue_depth`: requests
+  // the engine keeps in flight at once (pieces of at most `max_piece` bytes each).
+  [[nodiscard]] static std::unique_ptr<async_io> make_automatic(unsigned queue_depth = 32);
+  // Exactly the engine asked for; throws io_error when it cannot be set up.
   [[nodiscard]] static std::unique_ptr<async_io> make_exact(io_engine_type t,
                                                             unsigned queue_depth = 32);
 
   [[nodiscard]] virtual io_engine_type type() const noexcept = 0;
   async_io();
-  [[nodiscard]] const char* name() const noexcept {
-    return type() == io_engine_type::uring ? "uring" : "pread";
-  }
+  [[nodiscard]] const char* name() const noexcept { return io_engine_type_name(type()); }
+  // Empty unless make_automatic() skipped an engine: then "uring: <why it failed>".
+  [[nodiscard]] const std::string& fallback_reason() const noexcept { return fallback_reason_; }
+  [[nodiscard]] io_path_bytes path_bytes() const noexcept;
 
   // Reads the aligned superset `e = aligned_read_extent(offset, length)` into `buffer`
   // (`buffer` aligned to io_alignment, capacity >= e.span()); the wanted bytes then start at
@@ -166,6 +178,9 @@ class async_io {
 
   void split_and_submit(const std::shared_ptr<request>& r, int fd, bool is_write, uint64_t offset,
                         uint64_t length, std::byte* data, uint64_t min_length);
+
+  std::string fallback_reason_;
+  std::atomic<uint64_t> direct_bytes_{0}, buffered_bytes_{0}, copied_bytes_{0};
 };
 
 }  // namespace shardquant

@@ -543,6 +543,7 @@ side_copy_stats copy_side_files(const fs::path& source, const fs::path& output,
       copy_one_file(e, dest);
       ++stats.files;
       stats.bytes += e.size;
+      stats.copied.emplace_back(e.rel, e.size);
     }
   }
   return stats;

@@ -109,6 +109,7 @@ struct side_copy_stats {
   uint64_t files = 0;
   uint64_t bytes = 0;
   uint64_t directories = 0;
+  std::vector<std::pair<std::string, uint64_t>> copied;  // (relative path, bytes), copy order
 };
 side_copy_stats copy_side_files(const std::filesystem::path& source,
                                 const std::filesystem::path& output, const warning_fn& warn,

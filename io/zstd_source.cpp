@@ -590,6 +590,33 @@ void zstd_source::read_now(uint64_t offset, uint64_t length, std::byte* dest, bo
   f.get();
 }
 
+namespace {
+
+class zstd_tensor_source final : public tensor_source {
+ public:
+  explicit zstd_tensor_source(std::shared_ptr<zstd_source> z) : z_(std::move(z)) {}
+  const std::string& path() const noexcept override { return z_->path(); }
+  std::string_view kind() const noexcept override { return "zstd"; }
+  void read(async_io&, uint64_t offset, uint64_t length, std::byte* area, bool companion,
+            const std::string& tensor, io_callback done) override {
+    z_->read(offset, length, area + read_skip(offset), companion, tensor, std::move(done));
+  }
+  void read_now(uint64_t offset, uint64_t length, std::byte* dest,
+                const std::string& tensor) override {
+    z_->read_now(offset, length, dest, false, tensor);
+  }
+
+ private:
+  std::shared_ptr<zstd_source> z_;
+};
+
+}  // namespace
+
+std::shared_ptr<tensor_source> open_zstd_tensor_source(const std::filesystem::path& file,
+                                                       const source_open_options& o) {
+  return std::make_shared<zstd_tensor_source>(zstd_source::open(file, false, o.plain_size));
+}
+
 void drain_zstd_reads() {
   auto& r = reg();
   std::unique_lock lock(r.mutex);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "io/safetensors.h"
+#include "io/tensor_source.h"
 
 namespace shardquant {
 
@@ -115,6 +116,12 @@ class zstd_source {
   explicit zstd_source(std::shared_ptr<state> s) : s_(std::move(s)) {}
   std::shared_ptr<state> s_;
 };
+
+// The zstd kind of the source seam (io/tensor_source.h): a zstd_source whose reads decompress
+// into a token's read area at read_skip(offset), where a plain read would put the bytes, so a
+// job's layout does not depend on the kind. O_DIRECT does not apply (`o.direct` is ignored).
+[[nodiscard]] std::shared_ptr<tensor_source> open_zstd_tensor_source(
+    const std::filesystem::path& file, const source_open_options& o);
 
 // Blocks until every read submitted to any zstd_source so far has completed and its callback
 // returned (the graph's drain after a failure).

@@ -19,12 +19,14 @@
 #include "kernels/int_quant.h"
 #include "kernels/mx.h"
 #include "kernels/numeric.h"
+#include "kernels/quantize_detail.h"
 
 namespace shardquant {
 
 namespace {
 
 using code = quant_status::code;
+using detail::mx_format_of;
 
 struct geom {
   uint64_t out = 0, row_begin = 0, rows = 0, inner = 0, last = 0;
@@ -51,17 +53,6 @@ uint32_t u32_at(const void* p, uint64_t i) {
 }
 uint8_t u8_at(const void* p, uint64_t i) {
   return static_cast<const uint8_t*>(p)[i];
-}
-
-mx_format format_of(mx_element e) {
-  switch (e) {
-    case mx_element::fp6_e2m3:
-      return mx_fp6_e2m3();
-    case mx_element::fp6_e3m2:
-      return mx_fp6_e3m2();
-    default:
-      return mx_fp4_e2m1();
-  }
 }
 
 // Nibble of a word holding element e (0..7) of its 8: the inverse of nibble_source().
@@ -170,7 +161,7 @@ quant_status visit(const weight_format& f, const geom& g, const void* weight, co
       return {};
     }
     case scheme_family::mx: {
-      const mx_format mf = format_of(f.element);
+      const mx_format mf = mx_format_of(f.element);
       const uint64_t in = g.last;
       const uint64_t blocks = ceil_div(in, k_mx_block);
       const uint64_t line_bytes = mx_packed_bytes(in, mf);
@@ -313,7 +304,7 @@ element_bound bound_of(const weight_format& f, src_kind kind, float x, const ele
       break;
     }
     case scheme_family::mx: {
-      const mx_format mf = format_of(f.element);
+      const mx_format mf = mx_format_of(f.element);
       const double mx = f32_from_bits(mf.max_bits);
       auto at = [&](float divisor) {
         element_bound r;
@@ -505,7 +496,7 @@ element_location locate_element(const weight_scheme& s, std::span<const uint64_t
       loc.scale_byte = 4 * r;
       break;
     case scheme_family::mx: {
-      const mx_format mf = format_of(f.element);
+      const mx_format mf = mx_format_of(f.element);
       const uint64_t l = flat / last, c = flat % last;
       loc.weight_byte = l * mx_packed_bytes(last, mf) + (mf.code_bits == 4 ? c / 2 : 3 * (c / 4));
       loc.scale_byte = l * ceil_div(last, k_mx_block) + c / k_mx_block;

@@ -38,6 +38,8 @@ namespace {
 
 using detail::ceil_div;
 using detail::error;
+using detail::put_f32;
+using detail::put_src_scale;
 using detail::view_geometry;
 using code = quant_status::code;
 
@@ -680,10 +682,6 @@ uint64_t row_grain(uint64_t row_elems, uint64_t mult) {
   return ceil_div(g, mult) * mult;
 }
 
-void put_f32(void* p, uint64_t i, float x) {
-  std::memcpy(static_cast<char*>(p) + 4 * i, &x, 4);
-}
-
 // ---- per-family fast paths
 // ------------------------------------------------------------------------- Each returns ok or an
 // error; a non-finite input found anywhere makes the caller rescan for the first bad element, so
@@ -980,12 +978,7 @@ void fp4_scaled_rows(const source_view& v, uint64_t r0, uint64_t r1, uint64_t in
         divisor = bs.divisor;
       } else {
         const float s = amdfp4_scale<D>(f32_from_bits(m));
-        if constexpr (D == src_kind::f32) {
-          put_f32(o.scale, si, s);
-        } else {
-          const uint16_t h = D == src_kind::bf16 ? to_bf16_rne(s) : to_f16_rne(s);
-          std::memcpy(static_cast<char*>(o.scale) + 2 * si, &h, 2);
-        }
+        put_src_scale<D>(o.scale, si, s);
         divisor = fp4_nonzero(s);
       }
       fp4_encode_elements(x, n, divisor, packed + r * (in / 2) + first / 2);

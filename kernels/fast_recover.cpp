@@ -62,9 +62,7 @@ bool row_has_nan(fp8_kind k, const uint8_t* q, uint64_t n) {
 
 quant_status recover_fp8_block(const fp8_block_source& s, float* out) {
   if (!check_fp8_block(s).empty()) return {code::bad_argument, 0};
-  const uint64_t end = s.row_end == k_all_rows ? s.rows : s.row_end;
-  const uint64_t cr = s.chunk_rows ? s.chunk_rows : s.rows;
-  const fp8_block_geometry g{s.block_rows, s.block_cols, cr, cdiv(cr, s.block_rows), s.scale_cols};
+  const auto [end, g] = fp8_block_span_of(s);
   if (s.scale_type == scale_kind::e8m0) {
     const uint8_t* b = static_cast<const uint8_t*>(s.scale);
     const uint8_t* hit = std::find(b, b + s.scale_rows * s.scale_cols, uint8_t{0xFF});

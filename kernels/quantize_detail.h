@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 
+#include "kernels/mx.h"
 #include "kernels/numeric.h"
 #include "kernels/quantize.h"
 
@@ -50,6 +52,36 @@ decltype(auto) dispatch_kind(src_kind k, F&& f) {
 
 inline uint64_t ceil_div(uint64_t a, uint64_t b) {
   return (a + b - 1) / b;
+}
+
+// Output stores shared by the reference, the fast quantizers and the dequantizer.
+inline void put_f32(void* p, uint64_t i, float x) {
+  std::memcpy(static_cast<char*>(p) + 4 * i, &x, 4);
+}
+inline void put_i32(void* p, uint64_t i, int32_t x) {
+  std::memcpy(static_cast<char*>(p) + 4 * i, &x, 4);
+}
+// A scale value exact in the source dtype D, stored as a D element (bf16/f16 bits or f32).
+template <src_kind D>
+void put_src_scale(void* p, uint64_t i, float s) {
+  if constexpr (D == src_kind::f32) {
+    put_f32(p, i, s);
+  } else {
+    const uint16_t h = D == src_kind::bf16 ? to_bf16_rne(s) : to_f16_rne(s);
+    std::memcpy(static_cast<char*>(p) + 2 * i, &h, 2);
+  }
+}
+
+// The MX element format of a scheme's element kind (FP4 E2M1 for every non-FP6 kind).
+inline mx_format mx_format_of(mx_element e) {
+  switch (e) {
+    case mx_element::fp6_e2m3:
+      return mx_fp6_e2m3();
+    case mx_element::fp6_e3m2:
+      return mx_fp6_e3m2();
+    default:
+      return mx_fp4_e2m1();
+  }
 }
 
 }  // namespace shardquant::detail

@@ -40,6 +40,12 @@ std::optional<fp8_kind> fp8_kind_of(dtype d) noexcept {
   return std::nullopt;
 }
 
+fp8_block_span fp8_block_span_of(const fp8_block_source& s) {
+  const uint64_t end = s.row_end == k_all_rows ? s.rows : s.row_end;
+  const uint64_t cr = s.chunk_rows ? s.chunk_rows : s.rows;
+  return {end, {s.block_rows, s.block_cols, cr, cdiv(cr, s.block_rows), s.scale_cols}};
+}
+
 std::string check_fp8_block(const fp8_block_source& s) {
   if (s.rows == 0 || s.cols == 0) return "FP8 weight has a 0 dimension";
   if (s.block_rows == 0 || s.block_cols == 0) return "weight_block_size has a 0 entry";

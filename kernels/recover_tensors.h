@@ -43,6 +43,13 @@ struct fp8_block_source {
 // sizes > 0, a valid row range); "" when fine, else a sentence naming the mismatch.
 [[nodiscard]] std::string check_fp8_block(const fp8_block_source& s);
 
+// The end of a view's row range and its scale-row geometry, one rule for both recoverers.
+struct fp8_block_span {
+  uint64_t end;  // one past the view's last row
+  fp8_block_geometry geo;
+};
+[[nodiscard]] fp8_block_span fp8_block_span_of(const fp8_block_source& s);
+
 // out[(r - row_begin) * C + c] = RN32(fp8(W[r][c]) * S[k*nb + (r mod cr) div bh][c div bw]).
 // Errors: bad_argument (check_fp8_block fails), bad_scale (an e8m0 byte 0xFF; index = flat scale
 // index), non_finite_input (an FP8 NaN code; index = flat element index in the whole weight).
@@ -52,6 +59,23 @@ struct fp8_block_source {
 // ---------------------------------------------------------------------
 
 enum class ct_strategy : uint8_t { tensor, channel, group, block };
+
+// Index into the flat scale (or zero-point) tensor for element (o, j) with group index gj; S is the
+// host's ct_source or the CUDA kernel's ct_params (same field names), so both use one rule.
+template <class S>
+SQ_HD uint64_t ct_scale_index(const S& s, uint64_t o, uint64_t j, uint64_t gj) {
+  switch (s.strategy) {
+    case ct_strategy::tensor:
+      return 0;
+    case ct_strategy::channel:
+      return o;
+    case ct_strategy::group:
+      return o * s.groups + gj;
+    case ct_strategy::block:
+      return (o / s.block_rows) * ((s.cols + s.block_cols - 1) / s.block_cols) + j / s.block_cols;
+  }
+  return 0;
+}
 enum class ct_layout : uint8_t {
   pack_quantized,   // weight_packed I32 [out, ceil(in*b/32)], b = 4 or 8
   int_quantized,    // weight I8 [out, in] (naive-quantized / int-quantized with type int)

@@ -20,6 +20,10 @@ namespace {
 
 using detail::ceil_div;
 using detail::error;
+using detail::mx_format_of;
+using detail::put_f32;
+using detail::put_i32;
+using detail::put_src_scale;
 using detail::view_geometry;
 using code = quant_status::code;
 
@@ -36,12 +40,6 @@ uint64_t first_non_finite(const source_view& v, const view_geometry& g) {
   return k_all_rows;
 }
 
-void put_f32(void* p, uint64_t i, float x) {
-  std::memcpy(static_cast<char*>(p) + 4 * i, &x, 4);
-}
-void put_i32(void* p, uint64_t i, int32_t x) {
-  std::memcpy(static_cast<char*>(p) + 4 * i, &x, 4);
-}
 void put_u32(void* p, uint64_t i, uint32_t x) {
   std::memcpy(static_cast<char*>(p) + 4 * i, &x, 4);
 }
@@ -223,12 +221,7 @@ quant_status fp4_scaled(const weight_format& f, const source_view& v, const view
       } else {
         // The E5M3 value is stored in D (exact there) and divides the elements (EPS if 0).
         const float s = amdfp4_scale<D>(amax);
-        if constexpr (D == src_kind::f32) {
-          put_f32(o.scale, si, s);
-        } else {
-          const uint16_t h = D == src_kind::bf16 ? to_bf16_rne(s) : to_f16_rne(s);
-          std::memcpy(static_cast<char*>(o.scale) + 2 * si, &h, 2);
-        }
+        put_src_scale<D>(o.scale, si, s);
         divisor = fp4_nonzero(s);
       }
       fp4_encode_elements(x, n, divisor,
@@ -280,17 +273,6 @@ quant_status stage1_values(const weight_format& f, const source_view& v, const v
   }
 }
 
-mx_format format_of(mx_element e) {
-  switch (e) {
-    case mx_element::fp6_e2m3:
-      return mx_fp6_e2m3();
-    case mx_element::fp6_e3m2:
-      return mx_fp6_e3m2();
-    default:
-      return mx_fp4_e2m1();
-  }
-}
-
 // One single-stage format on a finite view; `order` is the int4/uint4 nibble order (sequential
 // for single-stage schemes, [0,2,4,6,1,3,5,7] for the second stage of a pair).
 template <src_kind D>
@@ -319,7 +301,7 @@ quant_status run_single(const weight_format& f, const source_view& v, const view
       return {};
     }
     case scheme_family::mx:
-      return mx<D>(v, g, o, format_of(f.element));
+      return mx<D>(v, g, o, mx_format_of(f.element));
     case scheme_family::nvfp4:
     case scheme_family::amdfp4:
     case scheme_family::amdfp4_global:

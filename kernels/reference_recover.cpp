@@ -20,28 +20,11 @@ int32_t load_i32(const void* p, uint64_t i) {
   return x;
 }
 
-// Index into the flat scale tensor for element (o, j) with group index gj.
-uint64_t ct_scale_index(const ct_source& s, uint64_t o, uint64_t j, uint64_t gj) {
-  switch (s.strategy) {
-    case ct_strategy::tensor:
-      return 0;
-    case ct_strategy::channel:
-      return o;
-    case ct_strategy::group:
-      return o * s.groups + gj;
-    case ct_strategy::block:
-      return (o / s.block_rows) * cdiv(s.cols, s.block_cols) + j / s.block_cols;
-  }
-  return 0;
-}
-
 }  // namespace
 
 quant_status recover_fp8_block(const fp8_block_source& s, float* out) {
   if (!check_fp8_block(s).empty()) return {code::bad_argument, 0};
-  const uint64_t end = s.row_end == k_all_rows ? s.rows : s.row_end;
-  const uint64_t cr = s.chunk_rows ? s.chunk_rows : s.rows;
-  const fp8_block_geometry g{s.block_rows, s.block_cols, cr, cdiv(cr, s.block_rows), s.scale_cols};
+  const auto [end, g] = fp8_block_span_of(s);
   if (s.scale_type == scale_kind::e8m0)
     for (uint64_t i = 0; i < s.scale_rows * s.scale_cols; ++i)
       if (static_cast<const uint8_t*>(s.scale)[i] == 0xFF) return {code::bad_scale, i};

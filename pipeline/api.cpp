@@ -37,24 +37,6 @@
 
 namespace shardquant {
 
-io_engine_kind parse_io_engine(const std::string& s) {
-  if (s == "auto") return io_engine_kind::automatic;
-  if (s == "uring") return io_engine_kind::uring;
-  if (s == "pread") return io_engine_kind::pread;
-  throw usage_error("--io-engine must be auto, uring or pread, not '" + s + "'");
-}
-
-const char* io_engine_name(io_engine_kind k) noexcept {
-  switch (k) {
-    case io_engine_kind::uring:
-      return "uring";
-    case io_engine_kind::pread:
-      return "pread";
-    default:
-      return "auto";
-  }
-}
-
 uint64_t default_memory_budget() {
   // Half of what is free, counting the container's headroom (cgroup v2 memory.max) too.
   const uint64_t avail = read_memory_limits().free();
@@ -78,6 +60,9 @@ std::string options_text(const quantize_options& o, const plan_options& po) {
   s += o.no_template_converters ? "notemplate;" : "";
   if (!o.rotation.empty()) s += "rot=" + o.rotation + ";";
   if (!o.rotation_config.empty()) s += "rotfile=" + o.rotation_config.string() + ";";
+  // kv / q entries may change a module's scheme (pipeline/plan/kv_cache_config.h).
+  if (!o.kv_cache_scheme.empty()) s += "kv=" + o.kv_cache_scheme + ";";
+  if (!o.attention_scheme.empty()) s += "attn=" + o.attention_scheme + ";";
   // Only when set, so the keys of default runs stay what they were.
   s += o.dynamic_activations ? "dyn;" : "";
   s += o.layout != "quark-f2f" ? "layout=" + o.layout + ";" : "";
@@ -115,25 +100,32 @@ std::optional<worker_id> worker_of(const quantize_options& o) {
   return worker_id{o.worker_index, o.worker_count};
 }
 
-run_report run_locked(const quantize_options& o, plan_options& po, const std::vector<int>& devices,
-                      bool talk, std::optional<resume_journal>& journal, bool& published) {
+// Fills `rep` as it goes, so the report of a run that fails has what was known by then.
+void run_locked(const quantize_options& o, plan_options& po, const std::vector<int>& devices,
+                bool talk, std::optional<resume_journal>& journal, bool& published, run_report& rep,
+                std::chrono::steady_clock::time_point started) {
   std::vector<std::string> early_warnings;
   source_checkpoint src = open_source_checkpoint(
       o.input, [&](std::string w) { early_warnings.push_back(w); }, o.strict_side_files);
   // Taken before planning moves the source: the fingerprint of what the shards are made from.
   const std::string sources_key = source_fingerprint(src);
   plan p = make_plan(std::move(src), po);
+  fill_plan_facts(rep, p);
   // Budget, tokens, row splits and amax passes: the same decision the dry run shows.
   const run_geometry geo = decide_geometry(p, o.memory_budget);
   if (geo.zstd) set_zstd_read_limits(*geo.zstd);
   const uint64_t budget = geo.budget;
   const token_geometry geom = geo.tokens;
+  rep.memory_budget = budget;
+  rep.token_bytes = geom.token_bytes;
+  rep.tokens = geom.count;
+  rep.split_tensors = geo.split_tensors;
+  rep.amax_tensors = geo.amax_tensors;
   // Every warning goes to the report, to options.on_warning and (unless quiet) to stderr.
-  std::vector<std::string> warnings;
   std::mutex warnings_mutex;  // finalize may warn from its side-file copies
   auto warn = [&](const std::string& w) {
     std::lock_guard lock(warnings_mutex);
-    warnings.push_back(w);
+    rep.warnings.push_back(w);
     if (o.on_warning) o.on_warning(w);
     if (talk) std::fprintf(stderr, "warning: %s\n", w.c_str());
   };
@@ -158,18 +150,16 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
                                 backend_cuda);
   token_pool pool(geom, devices.empty() ? plain_host_allocator() : pinned_host_allocator());
 
-  std::unique_ptr<async_io> io;
-  const unsigned depth = 64;
-  if (o.io_engine == io_engine_kind::automatic)
-    io = async_io::make(true, depth);
-  else
-    io = async_io::make_exact(
-        o.io_engine == io_engine_kind::uring ? io_engine_type::uring : io_engine_type::pread,
-        depth);
+  std::unique_ptr<async_io> io = make_io_engine(o.io_engine, 64);
 
   const std::optional<worker_id> worker = worker_of(o);
   std::vector<uint32_t> owner;
-  if (worker) owner = worker_shares(p, *worker, o.existing, o.output);
+  if (worker) {
+    owner = worker_shares(p, *worker, o.existing, o.output);
+    std::vector<bool> mine(owner.size());
+    for (size_t s = 0; s < owner.size(); ++s) mine[s] = owner[s] == worker->index;
+    rep.actions = count_actions(p, mine);
+  }
   journal.emplace(o.output, o.existing == existing_output::resume,
                   worker ? worker_journal_name(*worker) : resume_journal::file_name);
   const std::string options_key = shard_key(options_text(o, p.options), "");
@@ -204,7 +194,6 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
   run.backend = backend.get();
   graph_counters counters;
   run.counters = &counters;
-  run_report rep;
   uint64_t bytes_total = 0;
   for (uint32_t s = 0; s < p.shards.size(); ++s) {
     if (worker && owner[s] != worker->index) continue;
@@ -242,37 +231,48 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
 
   if (run.cancel && run.cancel->load()) throw cancelled_error("the run was cancelled");
   const auto t0 = std::chrono::steady_clock::now();
-  {
-    progress_reporter progress(counters, bytes_total, run.shards.size(), talk, o.on_progress);
-    run_graph(run);
-    progress.finish();
-  }
-
-  if (worker) {  // finalize (another process, once every worker is done) writes the rest
-    rep.output_dir = o.output.string();
+  rep.timings.plan = std::chrono::duration<double>(t0 - started).count();
+  rep.device = devices.empty() ? "cpu" : resolve_device(o.device);
+  rep.streams = streams;
+  rep.io_engine = io->name();
+  // Also when the graph fails: what was read and published by then (the failed run's report).
+  auto record_counters = [&] {
     rep.bytes_in = counters.bytes_done.load();
     rep.bytes_out = file_bytes;
     rep.shards_written = counters.shards_done.load();
-    rep.device = devices.empty() ? "cpu" : o.device;
-    if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
+    rep.jobs = counters.jobs_done.load();
+    rep.timings.graph =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  try {
+    progress_reporter progress(counters, bytes_total, run.shards.size(), talk, o.on_progress);
+    run_graph(run);
+    progress.finish();
+  } catch (...) {
+    record_counters();
+    throw;
+  }
+  record_counters();
+  const auto t1 = std::chrono::steady_clock::now();
+
+  if (worker) {  // finalize (another process, once every worker is done) writes the rest
     if (talk)
       std::fprintf(stderr,
                    "worker %s: %llu shard(s) written, %llu kept; run `shardquant finalize` "
                    "once every worker is done\n",
                    worker->label().c_str(), (unsigned long long)rep.shards_written,
                    (unsigned long long)rep.shards_skipped);
-    return rep;
+    return;
   }
   finalize_inputs fin = finalize_inputs_of(p, o);
   fin.warn = [&](std::string w) { warn(w); };
   published = true;  // side files, index and config.json from here on
-  finalize_output(fin);
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  rep.side_files = finalize_output(fin);
+  const auto t2 = std::chrono::steady_clock::now();
+  rep.timings.finalize = std::chrono::duration<double>(t2 - t1).count();
+  const double wall = std::chrono::duration<double>(t2 - t0).count();
 
-  rep.output_dir = o.output.string();
   rep.tensors_out = fin.weight_map.size();
-  rep.bytes_in = counters.bytes_done.load();
-  rep.bytes_out = file_bytes;
   rep.wall_seconds = wall;
   rep.gb_per_s = wall > 0 ? double(rep.bytes_in) / wall / 1e9 : 0;
   rep.busy.read = counters.read_ns.load() / 1e9;
@@ -280,31 +280,16 @@ run_report run_locked(const quantize_options& o, plan_options& po, const std::ve
   rep.busy.write = counters.write_ns.load() / 1e9;
   rep.peak_rss_bytes = peak_rss_bytes();
   rep.peak_device_bytes = backend->peak_device_bytes();
-  rep.memory_budget = budget;
-  rep.token_bytes = geom.token_bytes;
-  rep.tokens = geom.count;
   rep.peak_live_tokens = pool.peak_live();
-  rep.jobs = counters.jobs_done.load();
-  rep.split_tensors = geo.split_tensors;
-  rep.amax_tensors = geo.amax_tensors;
-  rep.shards_written = counters.shards_done.load();
-  rep.io_engine = io->name();
   rep.direct_io = !p.source.shards.empty() &&
                   io_file::open(p.source.shards[0].path, io_file::mode::read, true)->direct();
-  rep.device = devices.empty() ? "cpu" : resolve_device(o.device);
-  rep.streams = streams;
-  rep.layout = std::string(layout_name(po.layout));
-  rep.dynamic_activations = po.dynamic_activations;
-  rep.loader_notes = p.loader_notes;
-  rep.warnings = warnings;
-  if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
   if (talk) std::fputs(report_text(rep).c_str(), stderr);
-  return rep;
 }
 
-}  // namespace
-
-run_report quantize_checkpoint(const quantize_options& o) {
+// Options checked, output folder created and locked, then run_locked; whatever happens, the
+// folder is left clean (see clean_up).
+void run_checkpoint(const quantize_options& o, run_report& rep,
+                    std::chrono::steady_clock::time_point started) {
   if (o.input.empty() || o.output.empty()) throw usage_error("input and output are required");
   plan_options po = plan_options_of(o);
   // A worker shares the folder with the other workers: its own lock, its own journal, no
@@ -359,14 +344,50 @@ run_report quantize_checkpoint(const quantize_options& o) {
           o.output, o.existing == existing_output::fail ? output_mode::fresh : output_mode::resume,
           leftovers);
     }
-    run_report rep = run_locked(o, po, devices, talk, journal, published);
+    run_locked(o, po, devices, talk, journal, published, rep, started);
     if (!worker) journal->discard();  // a worker's journal is finalize's to check and remove
     clean_up();
-    return rep;
   } catch (...) {
     clean_up();
     throw;
   }
+}
+
+}  // namespace
+
+// The report is written whatever the outcome (status ok, failed or cancelled), atomically, to a
+// path checked before anything else happens (pipeline/output/report.h).
+run_report quantize_checkpoint(const quantize_options& o) {
+  const auto started = std::chrono::steady_clock::now();
+  check_report_path(o.report_json, o.output);
+  run_report rep;
+  rep.tool_version = SHARDQUANT_VERSION;
+  rep.started_at = utc_now_iso8601();
+  rep.model_dir = o.input.string();
+  rep.output_dir = o.output.string();
+  rep.scheme = o.scheme.empty() ? o.quant_spec : o.scheme;
+  rep.compress = o.compress;
+  if (const auto w = worker_of(o)) rep.worker = w->label();
+  auto seconds = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  };
+  try {
+    run_checkpoint(o, rep, started);
+  } catch (...) {
+    if (!o.report_json.empty()) {
+      rep.error = report_error_of(std::current_exception());
+      rep.status = rep.error.kind == "cancelled" ? "cancelled" : "failed";
+      rep.timings.total = seconds();
+      rep.peak_rss_bytes = peak_rss_bytes();
+      const std::string not_written = write_report_noexcept(o.report_json, rep.to_json());
+      if (!not_written.empty() && !o.quiet && o.progress_to_stderr)
+        std::fprintf(stderr, "warning: %s\n", not_written.c_str());
+    }
+    throw;
+  }
+  rep.timings.total = seconds();
+  if (!o.report_json.empty()) write_file_atomic(o.report_json, rep.to_json());
+  return rep;
 }
 
 }  // namespace shardquant

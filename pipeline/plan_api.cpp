@@ -1,13 +1,13 @@
 // plan_checkpoint: the dry run through the public API. Options are read as quantize_checkpoint
 // reads them (run_options.h) and the geometry is the run's own (geometry.h); nothing here opens
-// the output folder or reads tensor data.
+// the output folder or reads tensor data. Its JSON form is the report's
+// (pipeline/output/report.cpp).
 #include <memory>
-
-#include <nlohmann/json.hpp>
 
 #include "io/checkpoint.h"
 #include "io/error.h"
 #include "pipeline/api.h"
+#include "pipeline/output/report.h"
 #include "pipeline/plan/geometry.h"
 #include "pipeline/plan/plan.h"
 #include "pipeline/run/memory_limits.h"
@@ -29,9 +29,20 @@ plan_report plan_checkpoint(const quantize_options& o) {
   for (const auto& w : p->warnings) r.warnings.push_back(w);
   if (o.on_warning)
     for (const auto& w : r.warnings) o.on_warning(w);
-  r.model_dir = p->model_dir.string();
-  r.model_type = p->facts.model_type;
-  r.scheme = std::string(p->options.scheme.name());
+  // The facts the run's report has too, taken the same way (pipeline/output/report.h).
+  run_report facts;
+  fill_plan_facts(facts, *p);
+  r.model_dir = facts.model_dir;
+  r.output_dir = o.output.string();
+  r.model_type = facts.model_type;
+  r.scheme = facts.scheme;
+  r.quant_spec = facts.quant_spec;
+  r.layer_schemes = facts.layer_schemes;
+  r.layout = facts.layout;
+  r.dynamic_activations = facts.dynamic_activations;
+  r.actions = facts.actions;
+  r.per_scheme = facts.per_scheme;
+  r.loader_notes = facts.loader_notes;
   r.device = resolve_device(o.device);
   r.shards = p->shards.size();
   for (const auto& sh : p->shards) r.tensors_out += sh.layout.tensors().size();
@@ -48,29 +59,6 @@ plan_report plan_checkpoint(const quantize_options& o) {
   r.exclude = p->exclude_resolved;
   r.detail = std::move(p);
   return r;
-}
-
-std::string plan_report::to_json() const {
-  nlohmann::ordered_json j;
-  j["model_dir"] = model_dir;
-  j["model_type"] = model_type;
-  j["scheme"] = scheme;
-  j["device"] = device;
-  j["shards"] = shards;
-  j["tensors_out"] = tensors_out;
-  j["quantized"] = quantized;
-  j["bytes_in"] = bytes_in;
-  j["bytes_out"] = bytes_out;
-  j["memory_budget"] = memory_budget;
-  j["budget_chosen"] = budget_chosen;
-  j["token_bytes"] = token_bytes;
-  j["tokens"] = tokens;
-  j["jobs"] = jobs;
-  j["split_tensors"] = split_tensors;
-  j["amax_tensors"] = amax_tensors;
-  j["exclude"] = exclude;
-  j["warnings"] = warnings;
-  return j.dump(2) + "\n";
 }
 
 }  // namespace shardquant

@@ -1,6 +1,7 @@
 // Options -> plan options and device numbers.
 #include "pipeline/run_options.h"
 
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -23,6 +24,7 @@ plan_options plan_options_of(const quantize_options& o) {
   po.presharded = o.presharded;
   po.rotation = o.rotation;
   po.rotation_config_file = o.rotation_config;
+  po.kv = {o.kv_cache_scheme, o.attention_scheme, o.min_kv_scale};
   po.dynamic_activations = o.dynamic_activations;
   const auto layout = parse_layout(o.layout);
   if (!layout)
@@ -61,6 +63,42 @@ std::vector<int> parse_devices(const std::string& device) {
   }
   if (out.empty()) throw usage_error("--device cuda: needs at least one device number");
   return out;
+}
+
+// ---- the I/O engine: public io_engine_kind <-> io/io_engine.h ----
+
+namespace {
+
+// io_engine_kind is `automatic` followed by io_engine_type's engines in the same order; the
+// asserts catch an engine added on one side only.
+constexpr std::optional<io_engine_type> engine_type_of(io_engine_kind k) noexcept {
+  if (k == io_engine_kind::automatic) return std::nullopt;
+  return static_cast<io_engine_type>(static_cast<uint8_t>(k) - 1);
+}
+constexpr io_engine_kind engine_kind_of(io_engine_type t) noexcept {
+  return static_cast<io_engine_kind>(static_cast<uint8_t>(t) + 1);
+}
+static_assert(engine_type_of(io_engine_kind::uring) == io_engine_type::uring);
+static_assert(engine_type_of(io_engine_kind::pread) == io_engine_type::pread);
+static_assert(static_cast<size_t>(io_engine_kind::pread) == io_engine_count,
+              "io_engine_kind must list automatic, then every io_engine_type in its order");
+
+}  // namespace
+
+io_engine_kind parse_io_engine(const std::string& s) {
+  if (s == "auto") return io_engine_kind::automatic;
+  if (const auto t = find_io_engine(s)) return engine_kind_of(*t);
+  throw usage_error("--io-engine must be auto, " + io_engine_names() + ", not '" + s + "'");
+}
+
+const char* io_engine_name(io_engine_kind k) noexcept {
+  const auto t = engine_type_of(k);
+  return t ? io_engine_type_name(*t) : "auto";
+}
+
+std::unique_ptr<async_io> make_io_engine(io_engine_kind k, unsigned queue_depth) {
+  const auto t = engine_type_of(k);
+  return t ? async_io::make_exact(*t, queue_depth) : async_io::make_automatic(queue_depth);
 }
 
 }  // namespace shardquant

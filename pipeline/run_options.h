@@ -6,9 +6,11 @@
 // way. No I/O beyond reading spec files; no graph.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "io/async_io.h"
 #include "pipeline/api.h"
 #include "pipeline/output/finalize.h"
 #include "pipeline/plan/plan.h"
@@ -33,6 +35,12 @@ namespace shardquant {
 // when the run compresses its output (io/zstd_writer.h).
 [[nodiscard]] std::string published_shard_name(const std::string& relative_path,
                                                const quantize_options& o);
+// The I/O engine of a run (io/io_engine.h's table; the public io_engine_kind maps onto it here
+// and nowhere else): `automatic` is the first engine that can be set up on this machine (its
+// fallback_reason() says why others were skipped), another kind exactly that engine (io_error
+// when it cannot be set up).
+[[nodiscard]] std::unique_ptr<async_io> make_io_engine(io_engine_kind k, unsigned queue_depth);
+
 // Index, config and side-file inputs of a finished run of plan `p` (warn left empty).
 [[nodiscard]] finalize_inputs finalize_inputs_of(const plan& p, const quantize_options& o);
 

@@ -152,22 +152,19 @@ fp8_block_source fp8_block_source_of(const job& j, const void* weight, const voi
 }
 
 void arrange_input(job& j) {
+  // Each read landed read_skip(offset) bytes into its area (io/tensor_source.h).
   const input_spec& in = j.input;
-  const uint64_t skip = aligned_read_extent(in.offset, in.length).skip;
   if (in.runs > 1) {
-    for (uint64_t i = 0; i < in.runs; ++i)
-      std::memcpy(at(j, j.gather_pos + i * in.run_bytes), at(j, skip + i * in.stride),
-                  in.run_bytes);
+    in.gather(at(j, 0), at(j, j.gather_pos));
     j.data_pos = j.gather_pos;
   } else {
-    j.data_pos = skip;
+    j.data_pos = in.skip();
   }
-  auto skip_of = [](const input_spec& s) { return aligned_read_extent(s.offset, s.length).skip; };
-  if (j.fp8_block.enabled) j.scale_data_pos = j.scale_pos + skip_of(j.fp8_block.scale);
+  if (j.fp8_block.enabled) j.scale_data_pos = j.scale_pos + j.fp8_block.scale.skip();
   if (j.ct.enabled) {
-    j.scale_data_pos = j.scale_pos + skip_of(j.ct.scale);
-    j.zp_data_pos = j.zp_pos + skip_of(j.ct.zero_point);
-    j.gidx_data_pos = j.gidx_pos + skip_of(j.ct.g_idx);
+    j.scale_data_pos = j.scale_pos + j.ct.scale.skip();
+    j.zp_data_pos = j.zp_pos + j.ct.zero_point.skip();
+    j.gidx_data_pos = j.gidx_pos + j.ct.g_idx.skip();
   }
   if (j.kind == job_kind::copy && !j.outputs.empty() && j.outputs[0].token_pos != j.data_pos) {
     std::memmove(at(j, j.outputs[0].token_pos), at(j, j.data_pos), j.outputs[0].bytes);

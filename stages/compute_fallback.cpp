@@ -12,6 +12,10 @@ namespace shardquant {
 
 bool needs_cpu_fallback(const job& j, uint8_t device_bit) noexcept {
   if (j.kind != job_kind::amax && j.kind != job_kind::quantize) return false;
+  // Hadamard rotation (kernels/FORMATS-rotation.md) has no device kernel yet: a rotated tensor's
+  // jobs (all of them carry the steps) rotate and quantize on the CPU path, so its bytes are the
+  // CPU backend's by construction.
+  if (!j.rotations.empty() && device_bit != backend_cpu) return true;
   return !backend_supports(device_bit, j.scheme);
 }
 

@@ -1,6 +1,7 @@
 // The per-scheme backend fallback: a device backend (CUDA) runs only the jobs whose scheme its
 // kernels support (the `backends` column of the scheme table, kernels/schemes.h); the amax and
-// quantize jobs of any other scheme run on the CPU path of the same run, in the calling worker,
+// quantize jobs of any other scheme, and of rotated tensors (--rotation), run on the CPU path of
+// the same run, in the calling worker,
 // exactly as the CPU backend runs them. Depends on stages/compute_backend.h and compute_cpu.h.
 #pragma once
 
@@ -13,7 +14,8 @@
 namespace shardquant {
 
 // Whether job `j` must take the CPU path on a backend with the kernels of `device_bit`
-// (backend_cuda, ...): an amax or quantize job whose scheme that backend lacks.
+// (backend_cuda, ...): an amax or quantize job whose scheme that backend lacks, or that rotates
+// its weight first (no device rotation kernel yet).
 [[nodiscard]] bool needs_cpu_fallback(const job& j, uint8_t device_bit) noexcept;
 
 // The CPU path a fallback job takes (run_cpu_compute; a test may observe it).

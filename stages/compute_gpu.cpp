@@ -90,11 +90,12 @@ class gpu_backend final : public compute_backend {
 
   void run(job& j, compute_done done) override {
     if (!j.rotations.empty()) {
-      // No CUDA rotation kernel yet, and the CPU path cannot share a split tensor's device amax
-      // workspace: refuse rather than quantize an unrotated weight.
-      done(std::make_exception_ptr(std::runtime_error(
-          "'" + j.tensor + "': Hadamard rotation (--rotation) is not implemented on the CUDA " +
-          "backend yet; run with the CPU backend")));
+      // No CUDA rotation kernel yet: the CPU fallback wrapper (stages/compute_fallback.h) takes
+      // every job of a rotated tensor. One reaching the device is a wiring bug; refuse rather than
+      // quantize an unrotated weight.
+      done(std::make_exception_ptr(std::logic_error(
+          "'" + j.tensor + "': a rotated tensor's job reached the CUDA kernels (it must take the " +
+          "CPU path)")));
       return;
     }
     // Work without a kernel stays on the CPU.
@@ -158,12 +159,10 @@ class gpu_backend final : public compute_backend {
     std::byte* host = j.tok->data;
     const uint64_t in_bytes =
         j.fp8_block.enabled ? j.input.wanted_bytes() : j.rows * j.cols * bits(j.in_type) / 8;
-    // A tensor's bytes sit wherever its file offset puts them in the read area (Python's writer
-    // packs tensors back to back, so that can be any byte), but the kernels load 16-byte
-    // vectors: each input goes to the 16-byte boundary at or below its host position. That
-    // stays inside its own read area, whose start is aligned, so nothing else is overwritten.
-    const uint64_t dev_data = j.data_pos & ~uint64_t{15};
-    const uint64_t dev_scale = j.scale_data_pos & ~uint64_t{15};
+    // Each input goes to the 16-byte boundary at or below its host position, inside its own
+    // read area (io/tensor_source.h, device_start), so nothing else is overwritten.
+    const uint64_t dev_data = device_start(j.data_pos);
+    const uint64_t dev_scale = device_start(j.scale_data_pos);
     gpu::copy_to_device(dev + dev_data, host + j.data_pos, in_bytes, l.stream);
     if (j.fp8_block.enabled)
       gpu::copy_to_device(dev + dev_scale, host + j.scale_data_pos, j.fp8_block.scale.length,
@@ -217,13 +216,13 @@ class gpu_backend final : public compute_backend {
         check(fp8 ? gpu::tensor_amax(fv, ws, ws_bytes_, l.stream)
                   : gpu::tensor_amax(v, ws, ws_bytes_, l.stream));
       quant_outputs out;
-      // Outputs sit in the token at their file offset modulo 4096 (for O_DIRECT writes), which
-      // after a 4-byte scale or an odd-sized tensor is any byte; the kernels store vectors, so
-      // they write at the 16-byte boundary below, which still lies past the previous area
-      // (place_for_write starts each output area on a 4096 boundary), and the D2H copy moves
-      // the bytes to their host position.
+      // Outputs sit in the token at their file offset modulo 4096 (write_start, for O_DIRECT
+      // writes), which after a 4-byte scale or an odd-sized tensor is any byte; the kernels
+      // store vectors, so they write at device_start (still past the previous area: each output
+      // area starts on a block boundary), and the D2H copy moves the bytes to their host
+      // position.
       for (const auto& p : j.outputs) {
-        void* d = dev + (p.token_pos & ~uint64_t{15});
+        void* d = dev + device_start(p.token_pos);
         if (p.slot == 0) out.weight = d;
         if (p.slot == 1) out.scale = d;
         if (p.slot == 2) out.extra = d;
@@ -232,7 +231,7 @@ class gpu_backend final : public compute_backend {
       check(fp8 ? gpu::quantize(j.scheme, fv, out, ws, ws_bytes_, l.stream)
                 : gpu::quantize(j.scheme, v, out, ws, ws_bytes_, l.stream));
       for (const auto& p : j.outputs)
-        gpu::copy_to_host(host + p.token_pos, dev + (p.token_pos & ~uint64_t{15}), p.total_bytes(),
+        gpu::copy_to_host(host + p.token_pos, dev + device_start(p.token_pos), p.total_bytes(),
                           l.stream);
     }
     gpu::read_status(ws, l.status.as<gpu::kernel_status>(), l.stream);

@@ -59,16 +59,10 @@ void start_read(async_io& io, job& j, stage_done done) {
     done(e);
   };
   auto c = std::make_shared<countdown>(reads.size(), std::move(named));
-  for (const auto& [spec, pos] : reads) {
-    if (spec->stream) {  // compressed shard: decompressed where the aligned read would put it
-      spec->stream->read(spec->offset, spec->length,
-                         j.tok->data + pos + spec->offset % io_alignment, spec != &j.input,
-                         j.tensor, [c](std::exception_ptr e) { c->arrive(e); });
-      continue;
-    }
-    io.read(spec->file, spec->offset, spec->length, j.tok->data + pos,
-            [c](std::exception_ptr e) { c->arrive(e); });
-  }
+  // Each source kind lands its bytes at read_skip(offset) of the area (io/tensor_source.h).
+  for (const auto& [spec, pos] : reads)
+    spec->source->read(io, spec->offset, spec->length, j.tok->data + pos, spec != &j.input,
+                       j.tensor, [c](std::exception_ptr e) { c->arrive(e); });
 }
 
 void start_write(async_io& io, job& j, stage_done done) {

@@ -1,7 +1,8 @@
-// The read and write node bodies: submit a job's file reads (weight range, block-FP8 scale) and
-// its output writes (every piece at its precomputed offset in the shard's temporary file) to the
-// async I/O engine. Completion comes back through a callback on the engine's thread; the graph
-// turns it into a message (async_node gateway). No math, no graph types.
+// The read and write node bodies: submit a job's reads (weight range, recovery companions) to
+// their sources (io/tensor_source.h: plain shards through the async I/O engine, compressed ones
+// through their stream) and its output writes (every piece at its precomputed offset in the
+// shard's temporary file) to the async I/O engine. Completion comes back through a callback on the
+// engine's thread; the graph turns it into a message (async_node gateway). No math, no graph types.
 #pragma once
 
 #include <exception>

@@ -16,7 +16,7 @@
 
 #include "io/async_io.h"
 #include "io/shard_writer.h"
-#include "io/zstd_source.h"
+#include "io/tensor_source.h"
 #include "kernels/dtype.h"
 #include "kernels/hadamard.h"
 #include "kernels/recover_tensors.h"
@@ -33,21 +33,8 @@ enum class job_kind : uint8_t {
 };
 [[nodiscard]] const char* job_kind_name(job_kind k) noexcept;
 
-// Bytes to read: the covering range [offset, offset + length) of `file`; when runs > 1 the
-// wanted bytes are `runs` runs of `run_bytes`, `stride` apart, starting at `offset` (a strided
-// converter slice), gathered back to back after the read.
-struct input_spec {
-  std::shared_ptr<io_file> file;
-  std::shared_ptr<zstd_source> stream;  // set for a compressed shard: offsets are plain offsets
-  uint64_t offset = 0;
-  uint64_t length = 0;
-  uint64_t runs = 1;
-  uint64_t run_bytes = 0;
-  uint64_t stride = 0;
-  [[nodiscard]] uint64_t wanted_bytes() const noexcept {
-    return runs > 1 ? runs * run_bytes : length;
-  }
-};
+// Bytes to read (io/tensor_source.h: the source, the covering range, strided runs).
+using input_spec = source_range;
 
 // DeepSeek-style block FP8 source (formats.md §7.2.2): the weight rows are F8 codes; the whole
 // scale tensor is read next to them.

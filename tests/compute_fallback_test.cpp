@@ -86,3 +86,18 @@ TEST_CASE("an error on the CPU path reaches the job's completion") {
   CHECK(got);
   CHECK(device_seen.empty());
 }
+
+TEST_CASE("every job of a rotated tensor takes the CPU path on a device backend") {
+  job a = make_job(job_kind::amax, scheme_id::fp8, "w");
+  job q = make_job(job_kind::quantize, scheme_id::mxfp4, "w");
+  for (job* j : {&a, &q}) j->rotations.push_back({rotation_kind::input_full, 64});
+  CHECK(needs_cpu_fallback(a, backend_cuda));
+  CHECK(needs_cpu_fallback(q, backend_cuda));
+  CHECK_FALSE(needs_cpu_fallback(q, backend_cpu));
+  std::vector<std::string> device_seen, cpu_seen;
+  auto b = with_cpu_fallback(std::make_unique<recording_backend>(&device_seen), backend_cuda,
+                             [&](job& j) { cpu_seen.push_back(j.tensor); });
+  b->run(q, [](std::exception_ptr e) { CHECK_FALSE(e); });
+  CHECK(cpu_seen == std::vector<std::string>{"w"});
+  CHECK(device_seen.empty());
+}

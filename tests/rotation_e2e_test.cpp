@@ -16,6 +16,7 @@
 #include "io/safetensors.h"
 #include "kernels/hadamard.h"
 #include "kernels/quantize.h"
+#include "kernels/recover_tensors.h"
 #include "pipeline/api.h"
 #include "synthetic/make_checkpoint.h"
 #include "tensor_bytes_util.h"
@@ -149,4 +150,79 @@ TEST_CASE("a refused rotation configuration names its reason before anything is 
   CHECK_THROWS_WITH_AS((void)quantize_checkpoint(o), doctest::Contains("trainable=True"),
                        usage_error);
   CHECK_FALSE(fs::exists(scratch() / "refused" / "config.json"));
+}
+
+TEST_CASE(
+    "rotation targets of a block-FP8 source are recovered to F32, then rotated, then quantized") {
+  // Quark's recovery returns float32 for dequantized FP8 weights and rotates that tensor
+  // (FORMATS-rotation R.1), so the expected bytes are: recover -> rotate in F32 -> quantize.
+  make_checkpoint_options mo;
+  mo.arch = "llama";
+  mo.size = 100 * MiB;  // hidden 768, intermediate 2048: sizes with a Hadamard matrix
+  mo.type = dtype::f8_e4m3;
+  mo.seed = 5;
+  mo.out = scratch() / "src-fp8";
+  (void)make_checkpoint(mo);
+  quantize_options o = options("mxfp4", scratch() / "fp8src-mxfp4", 64 * MiB);
+  o.input = mo.out;
+  (void)quantize_checkpoint(o);
+  const auto cfg = nlohmann::json::parse(read_all(mo.out / "config.json"));
+  const uint64_t heads = cfg["num_attention_heads"].get<uint64_t>();
+  const uint64_t hidden = cfg["hidden_size"].get<uint64_t>();
+  const uint64_t head_dim =
+      cfg.contains("head_dim") ? cfg["head_dim"].get<uint64_t>() : hidden / heads;
+  const std::string l = "model.layers.1.self_attn.";
+  for (const auto& [weight, steps] : std::map<std::string, std::vector<rotation_step>>{
+           {l + "q_proj.weight", {{rotation_kind::input_full, hidden}}},
+           {l + "o_proj.weight", {{rotation_kind::input_blocked, head_dim}}}}) {
+    INFO(weight);
+    const fs::path src_file = shard_of(mo.out, weight);
+    const safetensors_header h = read_safetensors_header(src_file);
+    const tensor_entry* e = h.find(weight);
+    REQUIRE(e != nullptr);
+    REQUIRE(e->type == dtype::f8_e4m3);
+    const auto w = tensor_bytes(src_file, weight);
+    const fs::path scale_file = shard_of(mo.out, weight + "_scale_inv");
+    const safetensors_header sh = read_safetensors_header(scale_file);
+    const tensor_entry* s = sh.find(weight + "_scale_inv");
+    REQUIRE(s != nullptr);
+    REQUIRE(s->type == dtype::f32);
+    const auto scale = tensor_bytes(scale_file, weight + "_scale_inv");
+    fp8_block_source fb;
+    fb.rows = e->shape[0];
+    fb.cols = e->shape[1];
+    fb.weight = reinterpret_cast<const uint8_t*>(w.data());
+    fb.scale = scale.data();
+    fb.scale_rows = s->shape[0];
+    fb.scale_cols = s->shape[1];
+    std::vector<float> rec(fb.rows * fb.cols);
+    REQUIRE(recover_fp8_block(fb, rec.data()).ok());
+    for (const auto& st : steps) apply_rotation(st, rec.data(), dtype::f32, fb.rows, fb.cols);
+    const auto outs = output_tensors(scheme_id::mxfp4, e->shape);
+    std::vector<std::vector<std::byte>> expect;
+    for (const auto& t : outs) expect.emplace_back(t.byte_size(), std::byte{0xEE});
+    source_view v;
+    v.type = dtype::f32;
+    v.shape = e->shape;
+    v.data = rec.data();
+    quant_outputs qo;
+    qo.weight = expect[0].data();
+    qo.scale = expect[1].data();
+    REQUIRE(quantize(scheme_id::mxfp4, v, qo).ok());
+    const fs::path out_file = shard_of(o.output, weight);
+    for (size_t i = 0; i < outs.size(); ++i)
+      CHECK(tensor_bytes(out_file, weight + outs[i].suffix) == expect[i]);
+  }
+}
+
+TEST_CASE("an excluded R2 target is refused with the reason, before anything is written") {
+  // Quark rotates an excluded o_proj and writes it unquantized; shardquant's copy path does not
+  // rotate, so it refuses instead of writing an unrotated weight next to rotated ones.
+  quantize_options o = options("mxfp4", scratch() / "excluded-r2", 64 * MiB);
+  o.excludes = std::vector<std::string>{"lm_head", "*o_proj"};
+  CHECK_THROWS_WITH_AS((void)quantize_checkpoint(o),
+                       doctest::Contains("self_attn.o_proj.weight' is a rotation target but is "
+                                         "excluded"),
+                       usage_error);
+  CHECK_FALSE(fs::exists(scratch() / "excluded-r2" / "config.json"));
 }

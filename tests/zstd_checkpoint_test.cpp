@@ -4,7 +4,8 @@
 // row ranges and per-tensor schemes that read a tensor twice; `--compress zstd` output restores
 // through `zstd -d` and `shardquant decompress` to the plain run's files; a truncated or corrupt
 // .zst fails with the file named; --resume keeps compressed shards; peak RSS on a compressed
-// source 16x the budget stays under budget + 300 MiB. Needs the `zstd` command.
+// source 16x the budget stays under budget + 64 MiB (compressed output adds a fixed compressor
+// cost). Needs the `zstd` command.
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -296,7 +297,9 @@ TEST_CASE("a truncated or corrupt .zst shard fails with an error naming the file
   }
 }
 
-TEST_CASE("peak RSS on a compressed source 16x the budget stays under budget + 300 MiB") {
+TEST_CASE(
+    "peak RSS on a compressed source 16x the budget stays under budget + 64 MiB, and compressed "
+    "output adds a fixed compressor cost") {
   make_checkpoint_options o;
   o.arch = "llama";
   o.size = 256 * MiB;
@@ -305,17 +308,31 @@ TEST_CASE("peak RSS on a compressed source 16x the budget stays under budget + 3
   o.out = scratch() / "big";
   (void)make_checkpoint(o);
   const fs::path twin = compressed_twin(o.out, "single");
-  const fs::path out = scratch() / "big-out";
-  const fs::path rep = scratch() / "big-report.json";
-  REQUIRE(sh(std::string(SQ_BINARY_PATH) + " quantize --model-dir '" + twin.string() +
-             "' --output-dir '" + out.string() + "' --scheme fp8 --memory-budget 16MiB --quiet " +
-             "--compress zstd --report '" + rep.string() + "'") == 0);
-  const auto j = nlohmann::json::parse(read_all(rep));
-  const uint64_t rss = j["peak_rss_bytes"].get<uint64_t>();
-  MESSAGE("peak RSS " << rss / MiB << " MiB, 16 MiB budget, 256 MiB compressed source, "
-                      << "compressed output");
-  CHECK(rss < budget + 300 * MiB);
-  fs::remove_all(out);
+  // The CPU device: a CUDA runtime maps hundreds of MiB of its own, which says nothing about our
+  // buffers. The source (256 MiB) is 4 times the slack: a run that kept a third of what it
+  // decompressed fails. Measured about 25 MiB here.
+  auto peak_rss = [&](const std::string& extra, const std::string& tag) {
+    const fs::path out = scratch() / ("big-out-" + tag);
+    const fs::path rep = scratch() / ("big-report-" + tag + ".json");
+    REQUIRE(sh(std::string(SQ_BINARY_PATH) + " quantize --model-dir '" + twin.string() +
+               "' --output-dir '" + out.string() +
+               "' --scheme fp8 --device cpu --memory-budget 16MiB --quiet " + extra +
+               " --report '" + rep.string() + "'") == 0);
+    const auto j = nlohmann::json::parse(read_all(rep));
+    fs::remove_all(out);
+    return j["peak_rss_bytes"].get<uint64_t>();
+  };
+  constexpr uint64_t slack = 64 * MiB;
+  static_assert(256 * MiB >= 4 * slack, "the source must dwarf the slack");
+  const uint64_t plain_out = peak_rss("", "plain");
+  MESSAGE("peak RSS " << plain_out / MiB << " MiB, 16 MiB budget, 256 MiB compressed source");
+  CHECK(plain_out < budget + slack);
+  // --compress zstd: zstd's compression contexts (its worker threads' windows and buffers, about
+  // 100 MiB measured) do not depend on the source's size; a compressed run stays within that of
+  // the plain one.
+  const uint64_t zst_out = peak_rss("--compress zstd", "zst");
+  MESSAGE("peak RSS " << zst_out / MiB << " MiB with --compress zstd");
+  CHECK(zst_out < plain_out + 160 * MiB);
   fs::remove_all(twin);
   fs::remove_all(o.out);
 }

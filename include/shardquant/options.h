@@ -19,7 +19,9 @@
 namespace shardquant {
 
 // Which file I/O engine moves the bytes. `automatic` tries io_uring and falls back to pread
-// when io_uring cannot be set up (e.g. a container that forbids it).
+// when io_uring cannot be set up (e.g. a container that forbids it). The library's table of
+// engines and names (io/io_engine.h) is the definition: this enum is `automatic` followed by its
+// engines in its order, which the library checks at compile time.
 enum class io_engine_kind : uint8_t { automatic, uring, pread };
 // Parses "auto" | "uring" | "pread"; throws usage_error otherwise.
 [[nodiscard]] SHARDQUANT_API io_engine_kind parse_io_engine(const std::string& s);
@@ -47,9 +49,13 @@ struct quantize_options {
   // A symbolic link in the source that leads outside the model folder (and its Hugging Face
   // cache repository) or to a folder is an error instead of being skipped with a warning.
   // Hadamard rotation (kernels/FORMATS-rotation.md): "r1,r2,r4" (a subset), or a file with
-  // Quark's RotationConfig fields. CPU backend only for now.
+  // Quark's RotationConfig fields. Rotated tensors run on the CPU path (also with --device cuda).
   std::string rotation;
   std::filesystem::path rotation_config;
+  // Quark get_config's kv_cache_scheme / attention_scheme ("" or "fp8") and min_kv_scale: only
+  // config.json changes (no k/v/q scale tensors: no calibration); min_kv_scale is not exported.
+  std::string kv_cache_scheme, attention_scheme;
+  std::optional<double> min_kv_scale;
   bool strict_side_files = false;
 
   // Deliberate differences for the loaders (README "Loading the outputs"); the defaults are

@@ -202,6 +202,21 @@ __device__ __forceinline__ uint64_t block_scale_col(const fp8_block_params& p, u
   return static_cast<uint32_t>(col) / static_cast<uint32_t>(p.geo.bw);
 }
 
+// Loads n (<= 8) one-byte codes at c into code[] (zeros past n): one 8-byte load when aligned.
+__device__ __forceinline__ void load_codes8(const uint8_t* c, uint32_t n, uint8_t (&code)[8]) {
+  if (n == 8 && (reinterpret_cast<uintptr_t>(c) & 7u) == 0) {
+    const uint2 v = __ldg(reinterpret_cast<const uint2*>(c));
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      code[i] = static_cast<uint8_t>(v.x >> (8 * i));
+      code[4 + i] = static_cast<uint8_t>(v.y >> (8 * i));
+    }
+  } else {
+#pragma unroll
+    for (uint32_t i = 0; i < 8; ++i) code[i] = i < n ? c[i] : uint8_t{0};
+  }
+}
+
 struct fp8_block_loader {
   static constexpr src_kind math = src_kind::f32;
   static constexpr bool needs_row_col = true;
@@ -211,17 +226,7 @@ struct fp8_block_loader {
                                                float (&x)[8]) const {
     const uint8_t* c = p.codes + e;
     uint8_t code[8];
-    if (n == 8 && (reinterpret_cast<uintptr_t>(c) & 7u) == 0) {
-      const uint2 v = __ldg(reinterpret_cast<const uint2*>(c));
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        code[i] = static_cast<uint8_t>(v.x >> (8 * i));
-        code[4 + i] = static_cast<uint8_t>(v.y >> (8 * i));
-      }
-    } else {
-#pragma unroll
-      for (uint32_t i = 0; i < 8; ++i) code[i] = i < n ? c[i] : uint8_t{0};
-    }
+    load_codes8(c, n, code);
     const uint64_t srow = block_scale_row(p, p.row_begin + row) * p.geo.scale_cols;
     const uint64_t scol = block_scale_col(p, col);
     load_result r;

@@ -20,16 +20,6 @@ constexpr const char* k_reason =
 
 }  // namespace
 
-cuda_error::cuda_error(std::string call, std::string file, int line, int code,
-                       std::string code_name, const std::string& message)
-    : std::runtime_error(call + " failed at " + file + ":" + std::to_string(line) + ": " +
-                         code_name + " (" + message + ")"),
-      call_(std::move(call)),
-      file_(std::move(file)),
-      line_(line),
-      code_(code),
-      code_name_(std::move(code_name)) {}
-
 bool built_with_cuda() noexcept {
   return false;
 }

@@ -64,17 +64,7 @@ __global__ void __launch_bounds__(k_block, k_min_blocks)
     const uint64_t e = row * cols + col;
     const uint8_t* c = p.codes + e;
     uint8_t code[8];
-    if (n == 8 && (reinterpret_cast<uintptr_t>(c) & 7u) == 0) {
-      const uint2 v = __ldg(reinterpret_cast<const uint2*>(c));
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        code[i] = static_cast<uint8_t>(v.x >> (8 * i));
-        code[4 + i] = static_cast<uint8_t>(v.y >> (8 * i));
-      }
-    } else {
-#pragma unroll
-      for (uint32_t i = 0; i < 8; ++i) code[i] = i < n ? c[i] : uint8_t{0};
-    }
+    load_codes8(c, n, code);
     const uint64_t srow = block_scale_row(p, p.row_begin + row) * p.geo.scale_cols;
     float x[8];
     uint32_t nan_mask = 0;
@@ -137,19 +127,6 @@ struct ct_params {
   const int32_t* g_idx;
 };
 
-__device__ __forceinline__ uint64_t ct_scale_index(const ct_params& s, uint64_t o, uint64_t j,
-                                                   uint64_t gj) {
-  switch (s.strategy) {
-    case ct_strategy::tensor:
-      return 0;
-    case ct_strategy::channel:
-      return o;
-    case ct_strategy::group:
-      return o * s.groups + gj;
-    default:
-      return (o / s.block_rows) * ((s.cols + s.block_cols - 1) / s.block_cols) + j / s.block_cols;
-  }
-}
 
 __global__ void __launch_bounds__(k_block, k_min_blocks)
     ct_recover_kernel(ct_params p, uint64_t range_rows, float* out, void* ws) {

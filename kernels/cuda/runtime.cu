@@ -30,12 +30,6 @@ void warn_cuda(cudaError_t e, const char* call, const char* file, int line) noex
 
 namespace {
 
-std::string error_text(const std::string& call, const std::string& file, int line,
-                       const std::string& name, const std::string& message) {
-  return call + " failed at " + file + ":" + std::to_string(line) + ": " + name + " (" + message +
-         ")";
-}
-
 // Restores the caller's current device: handles switch to their own device for each call so a
 // TBB worker serving several GPUs needs no set_device() of its own.
 class device_guard {
@@ -62,15 +56,6 @@ cudaStream_t cuda_stream(const stream& s) {
 }
 
 }  // namespace
-
-cuda_error::cuda_error(std::string call, std::string file, int line, int code,
-                       std::string code_name, const std::string& message)
-    : std::runtime_error(error_text(call, file, line, code_name, message)),
-      call_(std::move(call)),
-      file_(std::move(file)),
-      line_(line),
-      code_(code),
-      code_name_(std::move(code_name)) {}
 
 bool built_with_cuda() noexcept {
   return true;

@@ -16,9 +16,11 @@ void prepare_output(const std::filesystem::path& source, const std::filesystem::
   prepare_output_dir(source, output, m);
 }
 
-void finalize_output(const finalize_inputs& in) {
+std::vector<side_file> finalize_output(const finalize_inputs& in) {
   const warning_fn warn = in.warn ? warning_fn(in.warn) : warning_fn([](std::string) {});
-  (void)copy_side_files(in.source, in.output, warn, in.strict_side_files);
+  side_copy_stats copied = copy_side_files(in.source, in.output, warn, in.strict_side_files);
+  std::vector<side_file> side;
+  for (auto& [rel, bytes] : copied.copied) side.push_back({std::move(rel), bytes});
   std::set<std::string> named;
   for (const auto& [tensor, rel] : in.weight_map) named.insert(rel);
   std::error_code ec;
@@ -35,6 +37,7 @@ void finalize_output(const finalize_inputs& in) {
          "it is not needed");
   write_index_json(in.output, in.weight_map, in.total_size);
   write_config_json(in.output, in.config_text, in.quantization_config, in.config_path);
+  return side;
 }
 
 }  // namespace shardquant

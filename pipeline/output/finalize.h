@@ -36,7 +36,8 @@ struct finalize_inputs {
 };
 // Side files (§3.3), the index (§3.4) and config.json (§6.1), each written atomically. Shards
 // left in the output by an earlier run that the new index does not name are warned about, by
-// name, and kept (they may be the user's).
-void finalize_output(const finalize_inputs& in);
+// name, and kept (they may be the user's). Returns the side files copied, with their sizes (for
+// the report).
+std::vector<side_file> finalize_output(const finalize_inputs& in);
 
 }  // namespace shardquant

@@ -194,6 +194,7 @@ class planner {
       f.exclude_from_template = true;
     }
     for (const auto& g : f.exclude_globs) exclude_.emplace_back(g);
+    if (p_.options.kv.any()) kv_attention();
     for (const auto& o : p_.options.layer_schemes)
       overrides_.emplace_back(glob_pattern(o.glob), o.scheme);
     p_.converters = p_.options.converters;
@@ -844,6 +845,19 @@ class planner {
     return pt;
   }
 
+  // Quark's get_config kv / attention steps: its layer_quant_config gains the kv and q entries,
+  // which (first match wins) can change a module's scheme, so they join the overrides here.
+  void kv_attention() {
+    layer_entries in;
+    for (const auto& o : p_.options.layer_schemes) in.emplace_back(o.glob, o.scheme);
+    kv_attention_plan k = plan_kv_attention(p_.options.kv, p_.facts.model_type, in,
+                                            p_.facts.exclude_globs, p_.options.scheme);
+    p_.options.layer_schemes.clear();
+    for (auto& [g, s] : k.layers) p_.options.layer_schemes.push_back({g, s});
+    p_.kv = std::move(k.exp);
+    for (auto& w : k.warnings) p_.warnings.push_back(std::move(w));
+  }
+
   // Schemes whose output will not run correctly in a loader with this run's options.
   void loader_notes() {
     const uint8_t opts = loader_options_of(p_.options.dynamic_activations, p_.options.layout);
@@ -988,6 +1002,7 @@ nlohmann::ordered_json exported_quantization_config(const plan& p) {
   for (const auto& o : p.options.layer_schemes) in.overrides.emplace_back(o.glob, o.scheme);
   for (const auto& k : p.kept) in.kept_modules.push_back(k.module);
   in.exp.dynamic_activations = p.options.dynamic_activations;
+  in.kv = p.kv;
   if (!p.kept.empty())
     in.keep =
         fp8_keep_params_of(p.facts.source_quant_config, (p.model_dir / "config.json").string());

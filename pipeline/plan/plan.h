@@ -31,6 +31,7 @@
 #include "kernels/recover_tensors.h"
 #include "kernels/schemes.h"
 #include "pipeline/plan/converters.h"
+#include "pipeline/plan/kv_cache_config.h"
 #include "pipeline/plan/quant_spec.h"
 #include "pipeline/plan/rotation.h"
 
@@ -59,6 +60,9 @@ struct plan_options {
   // the model type's built-in config) or a RotationConfig JSON file; both empty = no rotation.
   std::string rotation;
   std::filesystem::path rotation_config_file;
+  // get_config's kv_cache_scheme / attention_scheme / min_kv_scale (kv_cache_config.h); the plan
+  // appends the kv / q entries Quark adds to `layer_schemes` (they apply to tensors too).
+  kv_attention_options kv;
   // Deliberate differences for the loaders (README "Loading the outputs"); the defaults are
   // byte-identical to Quark's file-to-file output.
   bool dynamic_activations = false;  // static input specs exported as dynamic
@@ -229,6 +233,7 @@ struct plan {
   // The rotation config as planned (online_config's layer list filled), exported as algo_config.
   std::optional<rotation_config> rotation;
   rotation_plan rotation_targets;
+  kv_attention_export kv;  // the exported kv / attention entries (kv_cache_config.h)
 };
 
 // Builds the whole plan. Throws input_error (file, tensor, offset) or usage_error.

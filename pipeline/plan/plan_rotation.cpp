@@ -78,13 +78,18 @@ void plan_rotations(plan& p) {
                         "or split it (not supported)");
     plan_item& item = p.items[it->second.first];
     plan_part& part = item.parts[it->second.second];
-    if (part.action != tensor_action::quantize) {
+    // A recovered weight (block-FP8 `_scale_inv`, compressed-tensors) is rotated after recovery,
+    // in F32, as Quark rotates the float32 tensor its recovery returns (FORMATS-rotation R.1).
+    if (part.action == tensor_action::keep_original)
+      throw usage_error("rotation: '" + weight +
+                        "' is a rotation target but is kept as original (its FP8 bytes cannot "
+                        "be rotated without re-quantizing them; Quark bypasses recovery for it)");
+    if (part.action != tensor_action::quantize && part.action != tensor_action::recover_quantize)
       throw usage_error(
-          "rotation: '" + weight + "' is a rotation target but is " +
+          "rotation: '" + weight + "' is a rotation target but is excluded (" +
           std::string(action_name(part.action)) +
-          " (rotating recovered, excluded or kept weights is not supported yet: Quark rotates "
-          "recovered weights in the model dtype, and writes excluded ones rotated)");
-    }
+          "): Quark writes it rotated and unquantized; shardquant does not rotate tensors it "
+          "copies or casts yet");
     if (!part.slice.is_whole())
       throw usage_error("rotation: '" + weight + "' comes out of a converter (not supported)");
     part.rotations = steps;

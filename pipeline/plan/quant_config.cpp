@@ -162,6 +162,29 @@ ordered_json apply_export_options(ordered_json layer, const export_options& o) {
   return layer;
 }
 
+namespace {
+
+// get_config's kv_cache_scheme / attention_scheme (FORMATS-rotation.md R.9): the FP8 output spec
+// on the kv / q entries of layer_quant_config, kv_cache_quant_config, softmax_quant_spec.
+void add_kv_attention(j& q, const quant_config_inputs& in) {
+  // FP8E4M3PerTensorSpec(min_max, is_dynamic=False): scale_type None.
+  const j out = tensor_spec_json({.dtype = "fp8_e4m3",
+                                  .qscheme = "per_tensor",
+                                  .symmetric = true,
+                                  .observer_cls = "PerTensorMinMaxObserver"});
+  for (const auto& g : in.kv.fp8_output_globs) q["layer_quant_config"][g]["output_tensors"] = out;
+  j kv = j::object();
+  for (const auto& [g, s] : in.kv.kv_cache) {
+    j l = s ? apply_export_options(layer_config(*s), in.exp) : layer(nullptr, nullptr);
+    l["output_tensors"] = out;
+    kv[g] = std::move(l);
+  }
+  q["kv_cache_quant_config"] = std::move(kv);
+  if (in.kv.softmax_fp8) q["softmax_quant_spec"] = out;
+}
+
+}  // namespace
+
 ordered_json quantization_config(const quant_config_inputs& in) {
   j q = j::object();
   q["global_quant_config"] = apply_export_options(layer_config(in.scheme), in.exp);
@@ -192,6 +215,7 @@ ordered_json quantization_config(const quant_config_inputs& in) {
   exp["weight_format"] = "real_quantized";
   exp["weight_merge_groups"] = nullptr;
   q["export"] = std::move(exp);
+  add_kv_attention(q, in);
   return q;
 }
 

@@ -3,6 +3,7 @@
 // Builds JSON values only; the config.json text is written through io's rewrite helper.
 #pragma once
 
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -52,6 +53,16 @@ struct export_options {
 // `layer` (a §6.2 layer object) with the options applied; unchanged when none applies.
 [[nodiscard]] ordered_json apply_export_options(ordered_json layer, const export_options& o);
 
+// kv_cache_scheme / attention_scheme (FORMATS-rotation.md R.9; resolved by
+// pipeline/plan/kv_cache_config.h): the layer_quant_config keys that get the static FP8
+// `output_tensors` spec, the kv_cache_quant_config entries (nullopt: an excluded k/v layer, whose
+// weight and input_tensors are null there), and softmax_quant_spec.
+struct kv_attention_export {
+  std::vector<std::string> fp8_output_globs;
+  std::vector<std::pair<std::string, std::optional<quant_scheme>>> kv_cache;
+  bool softmax_fp8 = false;
+};
+
 struct quant_config_inputs {
   quant_scheme scheme = scheme_id::mxfp4;
   std::vector<std::string> exclude;                             // resolved module names (§6.4)
@@ -59,7 +70,8 @@ struct quant_config_inputs {
   std::vector<std::string> kept_modules;                        // §8, any order (sorted here)
   fp8_keep_params keep;                                         // used when kept_modules not empty
   std::string version = std::string("shardquant-") + SHARDQUANT_VERSION;
-  export_options exp;  // applied to the global and per-layer objects, not to keep-original ones
+  export_options exp;      // applied to the global and per-layer objects, not to keep-original ones
+  kv_attention_export kv;  // the kv / q entries are in `overrides` already
 };
 
 // The `Q` object of §6.2 with its keys in order.

@@ -229,7 +229,7 @@ void run_graph(graph_run& r) {
   // Cancellation can end the wait while requests are in flight: let them land (their callbacks
   // see `failed` and do nothing), then wait for whatever they spawned.
   r.io->drain();
-  drain_zstd_reads();
+  drain_tensor_sources();
   r.backend->drain();
   g.wait_for_all();
   if (first_error) std::rethrow_exception(first_error);

@@ -17,18 +17,10 @@ namespace shardquant {
 
 namespace {
 
-constexpr uint64_t k_align = io_alignment;
-
 uint64_t numel_of(const std::vector<uint64_t>& shape) {
   uint64_t n = 1;
   for (uint64_t d : shape) n *= d;
   return n;
-}
-
-// A token position for bytes that go to file offset `file_offset`: the same offset modulo the
-// block size, so whole blocks are memory-aligned and can take the O_DIRECT path.
-uint64_t place_for_write(uint64_t cur, uint64_t file_offset) {
-  return align_up(cur, k_align) + file_offset % k_align;
 }
 
 std::string mib(uint64_t b) {
@@ -64,9 +56,10 @@ rows_view make_rows_view(const source_ref& src, const plan_part& part, uint64_t 
   return rv;
 }
 
-input_spec rows_input(const rows_view& rv, std::shared_ptr<io_file> f, uint64_t r0, uint64_t r1) {
+input_spec rows_input(const rows_view& rv, std::shared_ptr<tensor_source> f, uint64_t r0,
+                      uint64_t r1) {
   input_spec in;
-  in.file = std::move(f);
+  in.source = std::move(f);
   if (rv.runs_per_row == 0) {
     in.offset = rv.base + r0 * rv.row_bytes;
     in.length = (r1 - r0) * rv.row_bytes;
@@ -81,31 +74,32 @@ input_spec rows_input(const rows_view& rv, std::shared_ptr<io_file> f, uint64_t 
   return in;
 }
 
-// Read area, gather area and scale area of a job; returns the first free position.
+// Read area, gather area and scale area of a job (the landing rules of io/tensor_source.h);
+// returns the first free position.
 uint64_t layout_inputs(job& j) {
-  uint64_t pos = read_buffer_bound(j.input.length);
+  uint64_t pos = j.input.area_bytes();  // the main read area starts at 0
   if (j.input.runs > 1) {
-    j.gather_pos = align_up(pos, 64);
+    j.gather_pos = scratch_start(pos);
     pos = j.gather_pos + j.input.wanted_bytes();
   }
   if (j.fp8_block.enabled) {
-    j.scale_pos = align_up(pos, k_align);
-    pos = j.scale_pos + read_buffer_bound(j.fp8_block.scale.length);
+    j.scale_pos = read_area_start(pos);
+    pos = j.scale_pos + j.fp8_block.scale.area_bytes();
   }
   if (j.ct.enabled) {
-    j.scale_pos = align_up(pos, k_align);
-    pos = j.scale_pos + read_buffer_bound(j.ct.scale.length);
+    j.scale_pos = read_area_start(pos);
+    pos = j.scale_pos + j.ct.scale.area_bytes();
     if (j.ct.zero_point.length) {
-      j.zp_pos = align_up(pos, k_align);
-      pos = j.zp_pos + read_buffer_bound(j.ct.zero_point.length);
+      j.zp_pos = read_area_start(pos);
+      pos = j.zp_pos + j.ct.zero_point.area_bytes();
     }
     if (j.ct.g_idx.length) {
-      j.gidx_pos = align_up(pos, k_align);
-      pos = j.gidx_pos + read_buffer_bound(j.ct.g_idx.length);
+      j.gidx_pos = read_area_start(pos);
+      pos = j.gidx_pos + j.ct.g_idx.area_bytes();
     }
   }
   if (j.fp8_block.enabled || j.ct.enabled) {  // the recovered F32 rows
-    j.work_pos = align_up(pos, 64);
+    j.work_pos = scratch_start(pos);
     pos = j.work_pos + j.rows * j.cols * 4;
   }
   return pos;
@@ -119,26 +113,13 @@ job_builder::job_builder(const plan& p, std::filesystem::path output_dir, uint64
       output_dir_(std::move(output_dir)),
       token_bytes_(token_bytes),
       direct_(direct_io),
-      sources_(p.source.shards.size()),
-      streams_(p.source.shards.size()) {}
+      sources_(p.source.shards.size()) {}
 
-void job_builder::attach_streams(job& j) {
-  for (input_spec* in :
-       {&j.input, &j.fp8_block.scale, &j.ct.scale, &j.ct.zero_point, &j.ct.g_idx}) {
-    if (!in->file) continue;
-    for (uint32_t s = 0; s < sources_.size(); ++s)
-      if (sources_[s] == in->file && plan_.source.shards[s].compressed) {
-        if (!streams_[s])
-          streams_[s] = zstd_source::open(plan_.source.shards[s].path, false,
-                                          plan_.source.shards[s].header.file_size);
-        in->stream = streams_[s];
-      }
-  }
-}
-
-std::shared_ptr<io_file> job_builder::source_file(uint32_t shard) {
+std::shared_ptr<tensor_source> job_builder::source_file(uint32_t shard) {
   auto& f = sources_.at(shard);
-  if (!f) f = io_file::open(plan_.source.shards[shard].path, io_file::mode::read, direct_);
+  const source_shard& sh = plan_.source.shards[shard];
+  // The kind (plain, zstd) follows the file name (io/tensor_source.h).
+  if (!f) f = open_tensor_source(sh.path, {.direct = direct_, .plain_size = sh.header.file_size});
   return f;
 }
 
@@ -177,7 +158,6 @@ std::vector<std::unique_ptr<job>> job_builder::make_shard(uint32_t s, shard_stat
         state.input_bytes += part.input_bytes;
         add_part_jobs(plan_.items[it], part, state, jobs, seq);
       }
-  for (auto& j : jobs) attach_streams(*j);
   state.jobs_left = jobs.size();
   return jobs;
 }
@@ -186,11 +166,11 @@ namespace {
 
 // Bytes of a generated input_rotation buffer one job writes: a token's worth, whole blocks.
 uint64_t generated_bytes_per_job(uint64_t token_bytes) {
-  return std::max<uint64_t>((token_bytes - 2 * k_align) / k_align * k_align, k_align);
+  return std::max(whole_blocks(token_bytes - alignment_slack(2)), token_area_alignment);
 }
 
 // The I8 input_rotation buffer of an online rotation: no input, a token's worth of bytes a job.
-void add_generated_rotation_jobs(const plan_part& part, std::shared_ptr<io_file> file,
+void add_generated_rotation_jobs(const plan_part& part, std::shared_ptr<tensor_source> file,
                                  uint64_t token_bytes, shard_state& state,
                                  std::vector<std::unique_ptr<job>>& out, uint64_t& seq) {
   const planned_output& o = part.outputs.at(0);
@@ -203,7 +183,7 @@ void add_generated_rotation_jobs(const plan_part& part, std::shared_ptr<io_file>
     j->source = "(generated)";
     j->in_type = dtype::i8;
     j->out_type = dtype::i8;
-    j->input.file = file;
+    j->input.source = file;
     j->input.offset = 0;
     j->input.length = 0;
     j->generated_rotation = part.generated_rotation;
@@ -213,7 +193,7 @@ void add_generated_rotation_jobs(const plan_part& part, std::shared_ptr<io_file>
     w.tensor_offset = b0;
     w.file_offset = o.file_offset + b0;
     w.bytes = std::min(per, o.bytes - b0);
-    w.token_pos = w.file_offset % k_align;
+    w.token_pos = write_start(0, w.file_offset);
     j->output_bytes = w.bytes;
     j->needed = w.token_pos + w.bytes;
     j->outputs.push_back(std::move(w));
@@ -226,9 +206,9 @@ void add_generated_rotation_jobs(const plan_part& part, std::shared_ptr<io_file>
 uint64_t flat_elements_per_job(const plan_part& part, dtype in, dtype out, uint64_t token_bytes) {
   const bool cast = part.action == tensor_action::cast;
   const uint64_t ib = cast ? bits(in) / 8 : 1, ob = cast ? bits(out) / 8 : 1;
-  const uint64_t room = token_bytes > 3 * k_align ? token_bytes - 3 * k_align : 0;
+  const uint64_t room = token_bytes > alignment_slack(3) ? token_bytes - alignment_slack(3) : 0;
   const uint64_t per = cast ? (ib + ob ? room / (ib + ob) : room) : room;
-  return std::max<uint64_t>(per / k_align * k_align, 1);
+  return std::max<uint64_t>(whole_blocks(per), 1);
 }
 
 bool is_flat(const plan_item& item, const plan_part& part) {
@@ -250,7 +230,7 @@ bool moves_nothing(const plan_part& part) {
 class row_job_maker {
  public:
   row_job_maker(const plan& p, const plan_item& item, const plan_part& part,
-                std::function<std::shared_ptr<io_file>(uint32_t)> open, shard_state* state)
+                std::function<std::shared_ptr<tensor_source>(uint32_t)> open, shard_state* state)
       : item_(item), part_(part), open_(std::move(open)), state_(state) {
     const source_ref& src = item.source;
     const recovery_kind rk = item.recovery.kind;
@@ -296,7 +276,7 @@ class row_job_maker {
   // token. The layout of the first range is measured; other ranges differ only in where their
   // output pieces sit inside a block (less than one block each), which the slack covers.
   [[nodiscard]] uint64_t rows_per_job(uint64_t token_bytes) const {
-    const uint64_t slack = k_align * (part_.outputs.size() + 1);
+    const uint64_t slack = alignment_slack(part_.outputs.size() + 1);
     const uint64_t fit = token_bytes > slack ? token_bytes - slack : 0;
     if (make(main_kind_, 0, rows_)->needed <= fit) return rows_;
     const uint64_t one = std::min(rows_, mult_);
@@ -352,7 +332,7 @@ class row_job_maker {
       if (importer_) {
         // The kernel's own outputs of the range (dense), converted by the compute stage.
         for (const output_piece& p : range_layout(ks, shape, r0, r1, nullptr, part.input_type)) {
-          j->kernel_pos.push_back(align_up(pos, 64));
+          j->kernel_pos.push_back(scratch_start(pos));
           pos = j->kernel_pos.back() + p.run_bytes * p.count;
         }
       }
@@ -365,7 +345,7 @@ class row_job_maker {
         const bool per_tensor_scale = o.shape.empty();
         if (per_tensor_scale && r0 != 0) {  // written once, by the first range
           if (importer_) {                  // still produced by the conversion: scratch room
-            j->importer_pos.push_back(align_up(pos, 64));
+            j->importer_pos.push_back(scratch_start(pos));
             pos = j->importer_pos.back() + p.run_bytes * p.count;
           }
           continue;
@@ -384,7 +364,7 @@ class row_job_maker {
           w.segments = 1;
           w.segment_stride = 0;
         }
-        w.token_pos = place_for_write(pos, w.file_offset);
+        w.token_pos = write_start(pos, w.file_offset);
         pos = w.token_pos + w.total_bytes();
         if (importer_) j->importer_pos.push_back(w.token_pos);
         j->output_bytes += w.total_bytes();
@@ -399,7 +379,7 @@ class row_job_maker {
       w.tensor_offset = r0 * orow;
       w.file_offset = o.file_offset + w.tensor_offset;
       w.bytes = (r1 - r0) * orow;
-      w.token_pos = place_for_write(pos, w.file_offset);
+      w.token_pos = write_start(pos, w.file_offset);
       pos = w.token_pos + w.bytes;
       j->output_bytes = w.bytes;
       j->outputs.push_back(std::move(w));
@@ -411,7 +391,7 @@ class row_job_maker {
  private:
   input_spec whole(const source_ref& r) const {
     input_spec in;
-    in.file = open_(r.shard);
+    in.source = open_(r.shard);
     in.offset = r.file_offset;
     in.length = r.bytes;
     return in;
@@ -464,13 +444,13 @@ class row_job_maker {
 
   const plan_item& item_;
   const plan_part& part_;
-  std::function<std::shared_ptr<io_file>(uint32_t)> open_;
+  std::function<std::shared_ptr<tensor_source>(uint32_t)> open_;
   shard_state* state_;
   bool recovered_ = false, quant_ = false, importer_ = false;
   std::string src_path_;
   uint64_t rows_ = 1, cols_ = 0, mult_ = 1;
   rows_view rv_;
-  std::shared_ptr<io_file> file_;
+  std::shared_ptr<tensor_source> file_;
   job_kind main_kind_ = job_kind::copy;
   ct_spec ct_;
   fp8_block_spec fb_;
@@ -509,7 +489,7 @@ part_cut cut_part(const plan& p, const plan_item& item, const plan_part& part,
     return c;
   }
   const row_job_maker m(
-      p, item, part, [](uint32_t) { return std::shared_ptr<io_file>(); }, nullptr);
+      p, item, part, [](uint32_t) { return std::shared_ptr<tensor_source>(); }, nullptr);
   return cut_of(m, token_bytes);
 }
 
@@ -549,7 +529,7 @@ void job_builder::add_flat_jobs(const plan_item& item, const plan_part& part, sh
     j->source = file->path();
     j->in_type = src.type;
     j->out_type = o.type;
-    j->input.file = file;
+    j->input.source = file;
     j->input.offset = src.file_offset + e0 * ib;
     j->input.length = (e1 - e0) * ib;
     j->shard = &state;
@@ -560,12 +540,12 @@ void job_builder::add_flat_jobs(const plan_item& item, const plan_part& part, sh
     w.file_offset = o.file_offset + e0 * ob;
     w.bytes = (e1 - e0) * ob;
     j->output_bytes = w.bytes;
-    uint64_t pos = read_buffer_bound(j->input.length);
+    uint64_t pos = j->input.area_bytes();
     if (cast) {
-      w.token_pos = place_for_write(pos, w.file_offset);
+      w.token_pos = write_start(pos, w.file_offset);
       pos = w.token_pos + w.bytes;
     } else {
-      w.token_pos = w.file_offset % k_align;  // moved in place (arrange_input)
+      w.token_pos = write_start(0, w.file_offset);  // moved in place (arrange_input)
       pos = std::max(pos, w.token_pos + w.bytes);
     }
     j->needed = pos;

@@ -11,7 +11,7 @@
 #include <optional>
 #include <vector>
 
-#include "io/async_io.h"
+#include "io/tensor_source.h"
 #include "pipeline/plan/plan.h"
 #include "stages/job.h"
 
@@ -49,7 +49,7 @@ class job_builder {
   [[nodiscard]] uint64_t shard_input_bytes(uint32_t s) const;
 
  private:
-  std::shared_ptr<io_file> source_file(uint32_t shard);
+  std::shared_ptr<tensor_source> source_file(uint32_t shard);
   void add_part_jobs(const plan_item& item, const plan_part& part, shard_state& state,
                      std::vector<std::unique_ptr<job>>& out, uint64_t& seq);
   void add_flat_jobs(const plan_item& item, const plan_part& part, shard_state& state,
@@ -61,11 +61,8 @@ class job_builder {
   std::filesystem::path output_dir_;
   uint64_t token_bytes_;
   bool direct_;
-  std::vector<std::shared_ptr<io_file>> sources_;
-  std::vector<std::shared_ptr<zstd_source>> streams_;  // compressed source shards
+  std::vector<std::shared_ptr<tensor_source>> sources_;  // opened when first read
   std::optional<zstd_compress_options> compress_;
-  // Gives every input of `j` that lies in a compressed shard its stream.
-  void attach_streams(job& j);
 };
 
 }  // namespace shardquant

@@ -61,13 +61,20 @@ class _Fields:
 
 
 class Report(_Fields):
-    """What a run did: the fields of `--report` (output_dir, bytes_in, bytes_out, wall_seconds,
-    memory_budget, token_bytes, tokens, jobs, split_tensors, amax_tensors, device, warnings...)."""
+    """What a run did: the fields of `--report`, schema `schema_version` (every field is documented
+    in pipeline/output/REPORT.md): status, tool_version, started_at, model_dir, output_dir,
+    model_type, scheme, quant_spec, exclude, actions (tensors per action), per_scheme,
+    tensors_out, bytes_in, bytes_out, side_files, timings, wall_seconds, gb_per_s, memory_budget,
+    token_bytes, tokens, jobs, split_tensors, amax_tensors, device, loader_notes, warnings...
+    A failed or cancelled run raises instead; pass `report=PATH` to keep its report (status
+    "failed" or "cancelled", and the error)."""
 
 
 class Plan(_Fields):
-    """What a run would do: scheme, device, shards, tensors_out, bytes_in, bytes_out,
-    memory_budget, token_bytes, tokens, jobs, split_tensors, amax_tensors, exclude, warnings."""
+    """What a run would do, in the report's schema (kind "plan"): model_type, scheme, device,
+    exclude, actions, per_scheme, shards, tensors_out, quantized, bytes_in, bytes_out,
+    memory_budget, budget_chosen, token_bytes, tokens, jobs, split_tensors, amax_tensors,
+    loader_notes, warnings."""
 
 
 def _options(model_dir: PathLike, output_dir: Optional[PathLike], scheme: Optional[str], *,
@@ -112,6 +119,8 @@ def quantize(model_dir: PathLike, output_dir: PathLike, scheme: Optional[str] = 
     layer_schemes: {glob: scheme} (first match wins). memory_budget: bytes (None: automatic).
     progress: called with a Progress about 4 times a second (from another thread, with the GIL).
     cancel: a CancelToken; cancel() from any thread stops the run, which raises Cancelled.
+    report: a path for the JSON report (checked before the run starts; written atomically, also
+    when the run fails or is cancelled).
     """
     o = _options(model_dir, output_dir, scheme, quant_spec=quant_spec, exclude=exclude,
                  layer_schemes=layer_schemes, converters=converters, device=device,

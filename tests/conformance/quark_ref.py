@@ -14,6 +14,8 @@ Usage:
                [--model-type T] [--exclude GLOB ...] [--no-exclude]
                [--layer-config GLOB=SCHEME ...] [--keep-original] [--no-converters] [--replace]
                [--rotation r1,r2,r4 | --rotation-config FILE.json]
+               [--kv-cache-scheme fp8] [--attention-scheme fp8] [--min-kv-scale X]
+               (get_config's kv_cache_scheme / attention_scheme / min_kv_scale: FORMATS-rotation R.9)
                (rotation: get_config(algorithm="rotation", algo_configs={"rotation": RotationConfig}), the
                config built as shardquant's --rotation / --rotation-config build it:
                kernels/FORMATS-rotation.md)
@@ -24,7 +26,8 @@ Usage:
                int4_fp8 config: exclude list, converters, layer configs)
   quark_ref.py --jobs FILE [--device ...]   (one process for many runs: each line of FILE is
                "MODEL_DIR SCHEME OUTPUT_DIR [--keep-original] [--no-converters] [--no-exclude]
-               [--exclude G]... [--layer-config G=S]... [--rotation R] [--rotation-config F]"; a failed run leaves OUTPUT_DIR/QUARK_ERROR.txt
+               [--exclude G]... [--layer-config G=S]... [--rotation R] [--rotation-config F] [--kv-cache-scheme S]
+               [--attention-scheme S] [--min-kv-scale X]"; a failed run leaves OUTPUT_DIR/QUARK_ERROR.txt
                with the exception and goes on; prints one "JOB ok|error ..." line per run; a SCHEME
                ending in .json is a --spec file)
 """
@@ -63,8 +66,9 @@ def rotation_config(model_type: str, rotation: str | None, rotation_file: str | 
 
 def build_config(model_dir: str, scheme: str, model_type: str | None = None,
                  exclude: list[str] | None = None, layer_config: dict[str, str] | None = None,
-                 rotation: str | None = None, rotation_file: str | None = None):
-    """Returns (QConfig, template) exactly as formats.md §1.2 builds it."""
+                 rotation: str | None = None, rotation_file: str | None = None, kv: dict | None = None):
+    """Returns (QConfig, template) exactly as formats.md §1.2 builds it; `kv` holds get_config's
+    kv_cache_scheme / attention_scheme / min_kv_scale when given."""
     from quark.torch import LLMTemplate
 
     if model_type is None:
@@ -72,12 +76,14 @@ def build_config(model_dir: str, scheme: str, model_type: str | None = None,
             cfg = json.load(f)
         model_type = cfg.get("model_type") or (cfg.get("architectures") or [None])[0]
     template = LLMTemplate.get(model_type)
+    extra = dict(kv or {})
     if rotation or rotation_file:
         rc = rotation_config(model_type, rotation, rotation_file)
         config = template.get_config(scheme=scheme, exclude_layers=exclude, layer_config=layer_config or None,
-                                     algorithm="rotation", algo_configs={"rotation": rc})
+                                     algorithm="rotation", algo_configs={"rotation": rc}, **extra)
     else:
-        config = template.get_config(scheme=scheme, exclude_layers=exclude, layer_config=layer_config or None)
+        config = template.get_config(scheme=scheme, exclude_layers=exclude, layer_config=layer_config or None,
+                                     **extra)
     return config, template
 
 
@@ -158,7 +164,7 @@ def run_quark(model_dir: str, output_dir: str, scheme: str, device: str = "cpu",
               model_type: str | None = None, exclude: list[str] | None = None,
               layer_config: dict[str, str] | None = None, keep_original: bool = False,
               use_converters: bool = True, replace: bool = False, spec: str | None = None,
-              rotation: str | None = None, rotation_file: str | None = None) -> float:
+              rotation: str | None = None, rotation_file: str | None = None, kv: dict | None = None) -> float:
     """Quantizes model_dir into output_dir with Quark F2F; returns the wall time in seconds."""
     from quark.torch import ModelQuantizer
 
@@ -171,7 +177,7 @@ def run_quark(model_dir: str, output_dir: str, scheme: str, device: str = "cpu",
         config, template = build_spec_config(model_dir, spec, model_type, exclude, layer_config)
     else:
         config, template = build_config(model_dir, scheme, model_type, exclude, layer_config, rotation,
-                                        rotation_file)
+                                        rotation_file, kv)
     converters = template.f2f_weight_converters if use_converters else None
     quantizer = ModelQuantizer(config)
     t0 = time.perf_counter()
@@ -195,6 +201,18 @@ def quiet_quark() -> None:
     logging.getLogger("quark").setLevel(logging.WARNING)
 
 
+def kv_options(a) -> dict:
+    """get_config's kv_cache_scheme / attention_scheme / min_kv_scale, only those given."""
+    kv = {}
+    if a.kv_cache_scheme:
+        kv["kv_cache_scheme"] = a.kv_cache_scheme
+    if a.attention_scheme:
+        kv["attention_scheme"] = a.attention_scheme
+    if a.min_kv_scale is not None:
+        kv["min_kv_scale"] = a.min_kv_scale
+    return kv
+
+
 def run_jobs(a, exclude, layer_config) -> int:
     import traceback
 
@@ -209,6 +227,7 @@ def run_jobs(a, exclude, layer_config) -> int:
         # per-line options: --keep-original --no-converters --no-exclude --exclude G --layer-config G=S
         j_exclude, j_layers, j_keep, j_conv = exclude, dict(layer_config), a.keep_original, not a.no_converters
         j_rot, j_rot_file = a.rotation, a.rotation_config
+        j_kv = kv_options(a)
         rest = job[3:]
         while rest:
             opt = rest.pop(0)
@@ -227,11 +246,15 @@ def run_jobs(a, exclude, layer_config) -> int:
                 j_rot = rest.pop(0)
             elif opt == "--rotation-config":
                 j_rot_file = rest.pop(0)
+            elif opt in ("--kv-cache-scheme", "--attention-scheme"):
+                j_kv[opt[2:].replace("-", "_")] = rest.pop(0)
+            elif opt == "--min-kv-scale":
+                j_kv["min_kv_scale"] = float(rest.pop(0))
             else:
                 raise SystemExit(f"quark_ref: unknown job option {opt!r}")
         try:
             elapsed = run_quark(model_dir, out_dir, scheme, a.device, a.model_type, j_exclude, j_layers,
-                                j_keep, j_conv, a.replace, j_spec, j_rot, j_rot_file)
+                                j_keep, j_conv, a.replace, j_spec, j_rot, j_rot_file, j_kv)
             print(f"JOB ok {scheme} {model_dir} -> {out_dir} {elapsed:.2f}s", flush=True)
         except BaseException as e:  # noqa: BLE001 - record Quark's failure as a result
             if isinstance(e, KeyboardInterrupt):
@@ -264,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replace", action="store_true", help="allow Quark to delete a non-empty output dir")
     p.add_argument("--rotation", default=None, help="a subset of r1,r2,r4 (shardquant --rotation)")
     p.add_argument("--rotation-config", default=None, help="RotationConfig JSON (shardquant --rotation-config)")
+    p.add_argument("--kv-cache-scheme", default=None, help="get_config kv_cache_scheme (fp8)")
+    p.add_argument("--attention-scheme", default=None, help="get_config attention_scheme (fp8)")
+    p.add_argument("--min-kv-scale", type=float, default=None, help="get_config min_kv_scale")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
     if not a.verbose:
@@ -287,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (a.model_dir and a.output_dir and (a.scheme or a.spec)):
         p.error("--model-dir, --output-dir and --scheme or --spec are required (or --jobs)")
     elapsed = run_quark(a.model_dir, a.output_dir, a.scheme, a.device, a.model_type, exclude, layer_config,
-                        a.keep_original, not a.no_converters, a.replace, a.spec, a.rotation, a.rotation_config)
+                        a.keep_original, not a.no_converters, a.replace, a.spec, a.rotation, a.rotation_config,
+                        kv_options(a))
     print(f"quark_ref: {a.spec or a.scheme} on {a.device}: {a.model_dir} -> {a.output_dir} in {elapsed:.2f} s")
     return 0
 

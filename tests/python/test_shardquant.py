@@ -1,7 +1,9 @@
 """The shardquant Python package (pip install .): progress callback, cancel from another thread
 and Ctrl-C leave no final-named partial file, errors arrive as their classes, outputs
 byte-identical to the program's."""
+import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -142,3 +144,26 @@ def test_inspect_and_schemes(model):
     names = [s["name"] for s in sq.schemes()]
     assert "mxfp4" in names and "fp8" in names
     assert sq.__version__
+
+
+def test_the_report_has_its_schema_and_a_failed_run_still_writes_one(model, tmp_path):
+    r = sq.quantize(model, tmp_path / "out", "mxfp4", device="cpu", report=tmp_path / "r.json")
+    assert r.schema_version == 1 and r.kind == "run" and r.status == "ok" and r.error is None
+    assert r.tool_version == sq.__version__ and r.scheme == "mxfp4" and r.exclude == ["lm_head"]
+    assert r.actions["quantize"] > 0 and r.timings["total_seconds"] > 0
+    assert json.loads((tmp_path / "r.json").read_text()) == r.data
+    assert sq.plan(model, "mxfp4", device="cpu").actions == r.actions
+
+    bad = tmp_path / "bad"
+    shutil.copytree(model, bad)
+    shard = sorted(bad.glob("*.safetensors"))[0]
+    with open(shard, "r+b") as f:
+        f.write(b"\xff\xff\xff\x0f\0\0\0\0")  # a header length far beyond the file
+    with pytest.raises(sq.InputError):
+        sq.quantize(bad, tmp_path / "out2", "mxfp4", device="cpu", report=tmp_path / "f.json")
+    failed = json.loads((tmp_path / "f.json").read_text())
+    assert failed["status"] == "failed" and failed["error"]["file"] == str(shard)
+
+    with pytest.raises(sq.UsageError, match="does not exist"):
+        sq.quantize(model, tmp_path / "out3", "mxfp4", report=tmp_path / "missing" / "r.json")
+    assert not (tmp_path / "out3").exists()

@@ -8,6 +8,8 @@
 # QUARK_DEVICE=cuda on the GPU machine makes the CUDA references (the later session's job): the
 # Quark outputs stay in $WORK/quark/ for ref_bundle.py. With QUARK_DEVICE=cpu, fp8 on bf16/fp16
 # and int4_wo_128 on fp32 differ where Quark-CPU differs from Quark-CUDA (formats.md Appendix B).
+# JOBS=kv_jobs.txt runs the kv_cache_scheme / attention_scheme / min_kv_scale matrix instead
+# (then rotation/kv_goldens.py $WORK refreshes tests/data/rotation/kv_goldens.json).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CONF="$(dirname "$HERE")"
@@ -16,6 +18,7 @@ SQ_BIN="${SQ_BIN:-build/shardquant}"
 WORK="${WORK:-/tmp/rotation-check}"
 QUARK_DEVICE="${QUARK_DEVICE:-cpu}"
 SQ_DEVICE="${SQ_DEVICE:-cpu}"
+JOBS="${JOBS:-jobs.txt}"
 mkdir -p "$WORK"
 cd "$WORK"
 for arch in llama qwen3_moe; do
@@ -24,12 +27,15 @@ for arch in llama qwen3_moe; do
   done
 done
 rm -rf quark sq && mkdir -p quark sq
-sed "s|@HERE@|$HERE|g" "$HERE/jobs.txt" > jobs.resolved.txt
+sed "s|@HERE@|$HERE|g" "$HERE/$JOBS" > jobs.resolved.txt
 PYTHONPATH="$CONF" "$PYTHON" "$CONF/quark_ref.py" --device "$QUARK_DEVICE" --jobs jobs.resolved.txt 2>&1 | grep -E '^(JOB|quark_ref:)'
+set -f  # the globs of job lines (--exclude *k_proj) go to the programs as written
 pass=0 diff=0 fail=0
 while read -r ck scheme out rest; do
   [ -z "$ck" ] || [ "${ck:0:1}" = "#" ] && continue
   cand="sq/${out#quark/}"
+  rest="${rest//--layer-config/--layer-scheme}"
+  rest="$(echo "$rest" | sed -E 's/--layer-scheme ([^ =]+)=([^ ]+)/--layer-scheme \1 \2/g')"
   # shellcheck disable=SC2086
   if ! "$SQ_BIN" quantize --model-dir "$ck" --output-dir "$cand" --scheme "$scheme" --device "$SQ_DEVICE" $rest --quiet 2>"$cand.err"; then
     echo "FAIL $ck $scheme: shardquant: $(head -c 300 "$cand.err")"; fail=$((fail + 1)); continue
