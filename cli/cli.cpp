@@ -33,6 +33,7 @@
 #include "pipeline/plan/converters.h"
 #include "pipeline/plan/loader_support.h"
 #include "pipeline/plan/plan_rotation.h"
+#include "pipeline/plan/quant_spec.h"
 #include "pipeline/plan/templates.h"
 #include "pipeline/run/memory_limits.h"
 #include "pipeline/run/progress.h"
@@ -45,19 +46,6 @@ std::string shape_str(std::span<const uint64_t> s) {
   std::string r = "[";
   for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
   return r + "]";
-}
-
-// A built-in scheme name, or a quantization spec file ending in ".json"
-// (pipeline/plan/quant_spec.h).
-quant_scheme scheme_or_throw(const std::string& name) {
-  if (is_quant_spec_file(name))
-    return quant_scheme(std::make_shared<const custom_spec>(read_quant_spec(name)));
-  if (auto s = parse_scheme(name)) return *s;
-  if (auto why = unsupported_scheme_reason(name))
-    throw usage_error("scheme '" + name + "' is refused: " + std::string(*why));
-  std::string known;
-  for (const auto& s : all_schemes()) known += (known.empty() ? "" : ", ") + std::string(s.name);
-  throw usage_error("unknown scheme '" + name + "'; known schemes: " + known);
 }
 
 const char* k_size_help = "sizes take K, M, G or T suffixes, binary (1 K = 1024 bytes)";
@@ -455,19 +443,20 @@ void print_schemes(std::ostream& out) {
   out << "custom progressive specs: --quant-spec FILE.json (README \"Custom progressive specs\"):\n"
          "  first stage fp8_e4m3 per_tensor/per_channel or int8 per_tensor, then fp8_e4m3 "
          "per_channel or int4/uint4 per_channel/per_group (32, 64, 128) on its code values\n";
-  for (const auto& a : scheme_aliases()) {
+  for (const auto& s : all_schemes()) {
+    if (s.alias.empty()) continue;
     char line[160];
-    std::snprintf(line, sizeof line, "  %-22s alias of %s\n", std::string(a.alias).c_str(),
-                  std::string(info(a.id).name).c_str());
+    std::snprintf(line, sizeof line, "  %-22s alias of %s\n", std::string(s.alias).c_str(),
+                  std::string(s.name).c_str());
     out << line;
   }
   out << "refused (Quark 0.13 itself fails on them):\n";
-  for (const char* n : {"mx6", "mx9", "bfp16"})
-    if (auto why = unsupported_scheme_reason(n)) {
-      char line[200];
-      std::snprintf(line, sizeof line, "  %-22s %s\n", n, std::string(*why).c_str());
-      out << line;
-    }
+  for (const auto& r : refused_schemes()) {
+    char line[200];
+    std::snprintf(line, sizeof line, "  %-22s %s\n", std::string(r.name).c_str(),
+                  std::string(r.reason).c_str());
+    out << line;
+  }
 }
 
 void print_templates(std::ostream& out) {
@@ -575,9 +564,9 @@ quantize_args parse_quantize_args(const std::vector<std::string>& args) {
 
 plan_options to_plan_options(const quantize_args& a) {
   plan_options o;
-  o.scheme = scheme_or_throw(a.scheme);
+  o.scheme = parse_scheme_arg(a.scheme);
   o.exclude = a.exclude;
-  for (const auto& [g, s] : a.layer_schemes) o.layer_schemes.push_back({g, scheme_or_throw(s)});
+  for (const auto& [g, s] : a.layer_schemes) o.layer_schemes.push_back({g, parse_scheme_arg(s)});
   for (const auto& c : a.converters) {
     if (c.find('=') == std::string::npos && c.ends_with(".json")) {
       for (auto& x : read_converter_file(c)) o.converters.push_back(std::move(x));

@@ -9,75 +9,314 @@ namespace {
 using sf = scheme_family;
 using me = mx_element;
 
+// ---- exported specs (formats.md §6.3; kernels/FORMATS-fp4.md §6 for the scaled-FP4 ones) --------
+
+constexpr exported_spec int4_group_spec(uint32_t g, bool dynamic) {
+  return {.dtype = "int4",
+          .is_dynamic = dynamic,
+          .qscheme = "per_group",
+          .ch_axis = -1,
+          .group_size = g,
+          .symmetric = true,
+          .scale_type = "float",
+          .observer_cls = "PerGroupMinMaxObserver"};
+}
+constexpr exported_spec int4_channel_spec(std::string_view scale_type = "float") {
+  return {.dtype = "int4",
+          .qscheme = "per_channel",
+          .ch_axis = 0,
+          .symmetric = true,
+          .scale_type = scale_type,
+          .observer_cls = "PerChannelMinMaxObserver"};
+}
+constexpr exported_spec uint4_group_spec(uint32_t g) {
+  return {.dtype = "uint4",
+          .qscheme = "per_group",
+          .ch_axis = -1,
+          .group_size = g,
+          .symmetric = false,
+          .scale_type = "float",
+          .observer_cls = "PerGroupMinMaxObserver"};
+}
+constexpr exported_spec uint4_channel_spec() {
+  return {.dtype = "uint4",
+          .qscheme = "per_channel",
+          .ch_axis = 0,
+          .symmetric = false,
+          .scale_type = "float",
+          .observer_cls = "PerChannelMinMaxObserver"};
+}
+constexpr exported_spec int8_tensor_spec() {
+  return {.dtype = "int8",
+          .qscheme = "per_tensor",
+          .symmetric = true,
+          .scale_type = "float",
+          .observer_cls = "PerTensorMinMaxObserver"};
+}
+// scale_type "" is Quark's None (mxfp4_fp8's input spec).
+constexpr exported_spec fp8_tensor_spec(std::string_view scale_type, bool dynamic) {
+  return {.dtype = "fp8_e4m3",
+          .is_dynamic = dynamic,
+          .qscheme = "per_tensor",
+          .symmetric = true,
+          .scale_type = scale_type,
+          .observer_cls = "PerTensorMinMaxObserver"};
+}
+// axis 0: the weight's output channels; 1: per-token inputs.
+constexpr exported_spec fp8_channel_spec(int axis, bool dynamic) {
+  return {.dtype = "fp8_e4m3",
+          .is_dynamic = dynamic,
+          .qscheme = "per_channel",
+          .ch_axis = axis,
+          .symmetric = true,
+          .scale_type = "float",
+          .observer_cls = "PerChannelMinMaxObserver"};
+}
+constexpr exported_spec mx_spec(std::string_view dtype, bool dynamic) {
+  return {.dtype = dtype,
+          .is_dynamic = dynamic,
+          .qscheme = "per_group",
+          .ch_axis = -1,
+          .group_size = 32,
+          .scale_type = "float",
+          .scale_format = "e8m0",
+          .scale_calculation_mode = "even",
+          .observer_cls = "PerBlockMXObserver"};
+}
+// Quark's FP4PerGroupSpec (the element spec of a two-level scheme) and AmdFP4Spec.
+constexpr exported_spec fp4_group_spec(uint32_t g, bool dynamic) {
+  return {.dtype = "fp4",
+          .is_dynamic = dynamic,
+          .qscheme = "per_group",
+          .ch_axis = -1,
+          .group_size = g,
+          .scale_type = "float32",
+          .scale_format = "float32",
+          .observer_cls = "PerBlockMXObserver"};
+}
+constexpr exported_spec amdfp4_spec(uint32_t g, bool dynamic) {
+  return {.dtype = "fp4",
+          .is_dynamic = dynamic,
+          .qscheme = "per_group",
+          .ch_axis = -1,
+          .group_size = g,
+          .scale_type = "float8_e5m3",
+          .scale_format = "e5m3",
+          .observer_cls = "PerBlockMXObserver"};
+}
+// The second stage of Quark's ScaleQuantSpec: the per-tensor quantizer of the block scales.
+constexpr exported_spec scale_quant_spec(std::string_view dtype) {
+  return {.dtype = dtype,
+          .qscheme = "per_tensor",
+          .symmetric = true,
+          .scale_type = "float32",
+          .observer_cls = "PerTensorMinMaxObserver",
+          .is_scale_quant = true};
+}
+
+constexpr spec_list one(exported_spec a) {
+  return {{a, exported_spec{}}, 1};
+}
+constexpr spec_list two(exported_spec a, exported_spec b) {
+  return {{a, b}, 2};
+}
+constexpr spec_list two_level(uint32_t g, bool dynamic, std::string_view scale_dtype) {
+  return two(fp4_group_spec(g, dynamic), scale_quant_spec(scale_dtype));
+}
+
+// ---- the table ----------------------------------------------------------------------------------
+
 constexpr std::array<scheme_info, 24> k_schemes{{
-    {scheme_id::int4_wo_32, "int4_wo_32", sf::int4_group, me::none, 32,
-     "int4 symmetric weights, per-group 32"},
-    {scheme_id::int4_wo_64, "int4_wo_64", sf::int4_group, me::none, 64,
-     "int4 symmetric weights, per-group 64"},
-    {scheme_id::int4_wo_128, "int4_wo_128", sf::int4_group, me::none, 128,
-     "int4 symmetric weights, per-group 128"},
-    {scheme_id::int4_wo_per_channel, "int4_wo_per_channel", sf::int4_channel, me::none, 0,
-     "int4 symmetric weights, per output channel"},
-    {scheme_id::int4_wa_64, "int4_wa_64", sf::int4_group, me::none, 64,
-     "int4 per-group 64 weights, dynamic int4 per-group 64 activations"},
-    {scheme_id::uint4_wo_32, "uint4_wo_32", sf::uint4_group, me::none, 32,
-     "uint4 asymmetric weights with zero points, per-group 32"},
-    {scheme_id::uint4_wo_64, "uint4_wo_64", sf::uint4_group, me::none, 64,
-     "uint4 asymmetric weights with zero points, per-group 64"},
-    {scheme_id::uint4_wo_128, "uint4_wo_128", sf::uint4_group, me::none, 128,
-     "uint4 asymmetric weights with zero points, per-group 128"},
-    {scheme_id::uint4_wo_per_channel, "uint4_wo_per_channel", sf::uint4_channel, me::none, 0,
-     "uint4 asymmetric weights with zero points, per output channel"},
-    {scheme_id::int8, "int8", sf::int8_tensor, me::none, 0,
-     "int8 symmetric per-tensor weights, static int8 activations"},
-    {scheme_id::fp8, "fp8", sf::fp8_tensor, me::none, 0,
-     "fp8 e4m3 per-tensor weights, static fp8 activations"},
-    {scheme_id::ptpc_fp8, "ptpc_fp8", sf::fp8_row, me::none, 0,
-     "fp8 e4m3 per-channel weights, dynamic per-token fp8 activations"},
-    {scheme_id::mxfp4, "mxfp4", sf::mx, me::fp4_e2m1, 32, "OCP MXFP4 weights and activations"},
-    {scheme_id::mxfp4_weight_only, "mxfp4_weight_only", sf::mx, me::fp4_e2m1, 32,
-     "OCP MXFP4 weights only"},
-    {scheme_id::mxfp6_e2m3, "mxfp6_e2m3", sf::mx, me::fp6_e2m3, 32,
-     "OCP MXFP6 (E2M3) weights and activations"},
-    {scheme_id::mxfp6_e3m2, "mxfp6_e3m2", sf::mx, me::fp6_e3m2, 32,
-     "OCP MXFP6 (E3M2) weights and activations"},
-    {scheme_id::mxfp4_mxfp6_e2m3, "mxfp4_mxfp6_e2m3", sf::mx, me::fp4_e2m1, 32,
-     "MXFP4 weights, MXFP6 (E2M3) activations"},
-    {scheme_id::mxfp4_fp8, "mxfp4_fp8", sf::mx, me::fp4_e2m1, 32,
-     "MXFP4 weights, static fp8 per-tensor activations"},
-    {scheme_id::int4_fp8, "int4_fp8", sf::int4_fp8, me::none, 0,
-     "W4A8: fp8 per-tensor then int4 per-channel weights, dynamic fp8 activations"},
+    {.id = scheme_id::int4_wo_32,
+     .name = "int4_wo_32",
+     .family = sf::int4_group,
+     .group_size = 32,
+     .help = "int4 symmetric weights, per-group 32",
+     .weight = one(int4_group_spec(32, false))},
+    {.id = scheme_id::int4_wo_64,
+     .name = "int4_wo_64",
+     .family = sf::int4_group,
+     .group_size = 64,
+     .help = "int4 symmetric weights, per-group 64",
+     .weight = one(int4_group_spec(64, false))},
+    {.id = scheme_id::int4_wo_128,
+     .name = "int4_wo_128",
+     .family = sf::int4_group,
+     .group_size = 128,
+     .help = "int4 symmetric weights, per-group 128",
+     .weight = one(int4_group_spec(128, false))},
+    {.id = scheme_id::int4_wo_per_channel,
+     .name = "int4_wo_per_channel",
+     .family = sf::int4_channel,
+     .help = "int4 symmetric weights, per output channel",
+     .weight = one(int4_channel_spec())},
+    {.id = scheme_id::int4_wa_64,
+     .name = "int4_wa_64",
+     .family = sf::int4_group,
+     .group_size = 64,
+     .help = "int4 per-group 64 weights, dynamic int4 per-group 64 activations",
+     .input = one(int4_group_spec(64, true)),
+     .weight = one(int4_group_spec(64, false))},
+    {.id = scheme_id::uint4_wo_32,
+     .name = "uint4_wo_32",
+     .family = sf::uint4_group,
+     .group_size = 32,
+     .help = "uint4 asymmetric weights with zero points, per-group 32",
+     .weight = one(uint4_group_spec(32))},
+    {.id = scheme_id::uint4_wo_64,
+     .name = "uint4_wo_64",
+     .family = sf::uint4_group,
+     .group_size = 64,
+     .help = "uint4 asymmetric weights with zero points, per-group 64",
+     .weight = one(uint4_group_spec(64))},
+    {.id = scheme_id::uint4_wo_128,
+     .name = "uint4_wo_128",
+     .family = sf::uint4_group,
+     .group_size = 128,
+     .help = "uint4 asymmetric weights with zero points, per-group 128",
+     .weight = one(uint4_group_spec(128))},
+    {.id = scheme_id::uint4_wo_per_channel,
+     .name = "uint4_wo_per_channel",
+     .family = sf::uint4_channel,
+     .help = "uint4 asymmetric weights with zero points, per output channel",
+     .weight = one(uint4_channel_spec())},
+    {.id = scheme_id::int8,
+     .name = "int8",
+     .family = sf::int8_tensor,
+     .help = "int8 symmetric per-tensor weights, static int8 activations",
+     .input = one(int8_tensor_spec()),
+     .weight = one(int8_tensor_spec())},
+    {.id = scheme_id::fp8,
+     .name = "fp8",
+     .family = sf::fp8_tensor,
+     .help = "fp8 e4m3 per-tensor weights, static fp8 activations",
+     .input = one(fp8_tensor_spec("float", false)),
+     .weight = one(fp8_tensor_spec("float", false))},
+    {.id = scheme_id::ptpc_fp8,
+     .name = "ptpc_fp8",
+     .family = sf::fp8_row,
+     .help = "fp8 e4m3 per-channel weights, dynamic per-token fp8 activations",
+     .input = one(fp8_channel_spec(1, true)),
+     .weight = one(fp8_channel_spec(0, false))},
+    {.id = scheme_id::mxfp4,
+     .name = "mxfp4",
+     .family = sf::mx,
+     .element = me::fp4_e2m1,
+     .group_size = 32,
+     .help = "OCP MXFP4 weights and activations",
+     .input = one(mx_spec("fp4", true)),
+     .weight = one(mx_spec("fp4", false))},
+    {.id = scheme_id::mxfp4_weight_only,
+     .name = "mxfp4_weight_only",
+     .family = sf::mx,
+     .element = me::fp4_e2m1,
+     .group_size = 32,
+     .help = "OCP MXFP4 weights only",
+     .weight = one(mx_spec("fp4", false))},
+    {.id = scheme_id::mxfp6_e2m3,
+     .name = "mxfp6_e2m3",
+     .family = sf::mx,
+     .element = me::fp6_e2m3,
+     .group_size = 32,
+     .help = "OCP MXFP6 (E2M3) weights and activations",
+     .input = one(mx_spec("fp6_e2m3", true)),
+     .weight = one(mx_spec("fp6_e2m3", false))},
+    {.id = scheme_id::mxfp6_e3m2,
+     .name = "mxfp6_e3m2",
+     .family = sf::mx,
+     .element = me::fp6_e3m2,
+     .group_size = 32,
+     .help = "OCP MXFP6 (E3M2) weights and activations",
+     .input = one(mx_spec("fp6_e3m2", true)),
+     .weight = one(mx_spec("fp6_e3m2", false))},
+    {.id = scheme_id::mxfp4_mxfp6_e2m3,
+     .name = "mxfp4_mxfp6_e2m3",
+     .family = sf::mx,
+     .element = me::fp4_e2m1,
+     .group_size = 32,
+     .help = "MXFP4 weights, MXFP6 (E2M3) activations",
+     .input = one(mx_spec("fp6_e2m3", true)),
+     .weight = one(mx_spec("fp4", false))},
+    {.id = scheme_id::mxfp4_fp8,
+     .name = "mxfp4_fp8",
+     .family = sf::mx,
+     .element = me::fp4_e2m1,
+     .group_size = 32,
+     .help = "MXFP4 weights, static fp8 per-tensor activations",
+     .input = one(fp8_tensor_spec("", false)),
+     .weight = one(mx_spec("fp4", false))},
+    {.id = scheme_id::int4_fp8,
+     .name = "int4_fp8",
+     .family = sf::int4_fp8,
+     .help = "W4A8: fp8 per-tensor then int4 per-channel weights, dynamic fp8 activations",
+     .input = one(fp8_tensor_spec("float32", true)),
+     .weight = two(fp8_tensor_spec("float32", false), int4_channel_spec("float32"))},
     // The scaled-FP4 schemes (kernels/FORMATS-fp4.md): CPU kernels only until a GPU run confirms
     // CUDA ones; their jobs in a CUDA run go to the CPU path.
-    {scheme_id::nvfp4, "nvfp4", sf::nvfp4, me::fp4_e2m1, 16,
-     "NVFP4: fp4 per-group 16, fp8 e4m3 block scales, f32 global scale (weights, dynamic "
-     "activations); alias fp4_block16_scale_e4m3",
-     backend_cpu},
-    {scheme_id::amdfp4, "amdfp4", sf::amdfp4, me::fp4_e2m1, 16,
-     "AMDFP4: fp4 per-group 16, e5m3 scales (weights, dynamic activations)", backend_cpu},
-    {scheme_id::amdfp4_g32, "amdfp4_g32", sf::amdfp4, me::fp4_e2m1, 32,
-     "AMDFP4: fp4 per-group 32, e5m3 scales (weights, dynamic activations)", backend_cpu},
-    {scheme_id::amdfp4_global16, "amdfp4_global16", sf::amdfp4_global, me::fp4_e2m1, 16,
-     "AMDFP4: fp4 per-group 16, e5m3 block scales, f32 global scale", backend_cpu},
-    {scheme_id::amdfp4_global32, "amdfp4_global32", sf::amdfp4_global, me::fp4_e2m1, 32,
-     "AMDFP4: fp4 per-group 32, e5m3 block scales, f32 global scale", backend_cpu},
+    {.id = scheme_id::nvfp4,
+     .name = "nvfp4",
+     .family = sf::nvfp4,
+     .element = me::fp4_e2m1,
+     .group_size = 16,
+     .help = "NVFP4: fp4 per-group 16, fp8 e4m3 block scales, f32 global scale (weights, dynamic "
+             "activations); alias fp4_block16_scale_e4m3",
+     .backends = backend_cpu,
+     .alias = "fp4_block16_scale_e4m3",
+     .input = two_level(16, true, "fp8_e4m3"),
+     .weight = two_level(16, false, "fp8_e4m3")},
+    {.id = scheme_id::amdfp4,
+     .name = "amdfp4",
+     .family = sf::amdfp4,
+     .element = me::fp4_e2m1,
+     .group_size = 16,
+     .help = "AMDFP4: fp4 per-group 16, e5m3 scales (weights, dynamic activations)",
+     .backends = backend_cpu,
+     .input = one(amdfp4_spec(16, true)),
+     .weight = one(amdfp4_spec(16, false))},
+    {.id = scheme_id::amdfp4_g32,
+     .name = "amdfp4_g32",
+     .family = sf::amdfp4,
+     .element = me::fp4_e2m1,
+     .group_size = 32,
+     .help = "AMDFP4: fp4 per-group 32, e5m3 scales (weights, dynamic activations)",
+     .backends = backend_cpu,
+     .input = one(amdfp4_spec(32, true)),
+     .weight = one(amdfp4_spec(32, false))},
+    {.id = scheme_id::amdfp4_global16,
+     .name = "amdfp4_global16",
+     .family = sf::amdfp4_global,
+     .element = me::fp4_e2m1,
+     .group_size = 16,
+     .help = "AMDFP4: fp4 per-group 16, e5m3 block scales, f32 global scale",
+     .backends = backend_cpu,
+     .input = two_level(16, true, "fp8_e5m3"),
+     .weight = two_level(16, false, "fp8_e5m3")},
+    {.id = scheme_id::amdfp4_global32,
+     .name = "amdfp4_global32",
+     .family = sf::amdfp4_global,
+     .element = me::fp4_e2m1,
+     .group_size = 32,
+     .help = "AMDFP4: fp4 per-group 32, e5m3 block scales, f32 global scale",
+     .backends = backend_cpu,
+     .input = two_level(32, true, "fp8_e5m3"),
+     .weight = two_level(32, false, "fp8_e5m3")},
 }};
 
-constexpr std::array<scheme_alias, 1> k_aliases{{
-    {"fp4_block16_scale_e4m3", scheme_id::nvfp4},
-}};
+// Rows are looked up by index: the table's order is scheme_id's.
+constexpr bool ids_in_order() {
+  for (size_t i = 0; i < k_schemes.size(); ++i)
+    if (static_cast<size_t>(k_schemes[i].id) != i) return false;
+  return true;
+}
+static_assert(ids_in_order(), "k_schemes rows must be in scheme_id order");
 
-struct unsupported {
-  std::string_view name;
-  std::string_view reason;
-};
 // Quark 0.13's own failure for these (its file-to-file flow hands the "non-scaled" MX6/MX9/BFP16
 // specs, whose qscheme is None, to the single-stage path).
 constexpr std::string_view k_non_scaled_reason =
     "Quark 0.13's file-to-file flow fails on it: \"AssertionError: qscheme for <module> must not "
     "be "
     "None\" (a non-scaled quantizer; nothing to match)";
-constexpr std::array<unsupported, 3> k_unsupported{{
+constexpr std::array<refused_scheme, 3> k_refused{{
     {"mx6", k_non_scaled_reason},
     {"mx9", k_non_scaled_reason},
     {"bfp16", k_non_scaled_reason},
@@ -112,20 +351,28 @@ const scheme_info& info(scheme_id s) noexcept {
 
 std::optional<scheme_id> parse_scheme(std::string_view name) noexcept {
   for (const auto& s : k_schemes)
-    if (s.name == name) return s.id;
-  for (const auto& a : k_aliases)
-    if (a.alias == name) return a.id;
+    if (s.name == name || (!s.alias.empty() && s.alias == name)) return s.id;
   return std::nullopt;
 }
 
-std::span<const scheme_alias> scheme_aliases() noexcept {
-  return k_aliases;
+std::span<const refused_scheme> refused_schemes() noexcept {
+  return k_refused;
 }
 
 std::optional<std::string_view> unsupported_scheme_reason(std::string_view name) noexcept {
-  for (const auto& u : k_unsupported)
+  for (const auto& u : k_refused)
     if (u.name == name) return u.reason;
   return std::nullopt;
+}
+
+std::string scheme_name_error(std::string_view name) {
+  if (parse_scheme(name)) return {};
+  const std::string quoted = "'" + std::string(name) + "'";
+  if (auto why = unsupported_scheme_reason(name))
+    return "scheme " + quoted + " is refused: " + std::string(*why);
+  std::string known;
+  for (const auto& s : k_schemes) known += (known.empty() ? "" : ", ") + std::string(s.name);
+  return "unknown scheme " + quoted + " (known: " + known + ")";
 }
 
 bool needs_tensor_amax(scheme_family f) noexcept {

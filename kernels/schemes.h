@@ -1,8 +1,12 @@
-// The one table of quantization schemes (formats.md §5.1): name, math family, granularity and
-// the output tensors each scheme writes for a weight of a given shape. It drives the CLI's
-// scheme list, the plan, the kernels' dispatch and the tests. Pure data; no files, no JSON.
+// The one table of quantization schemes (formats.md §5.1): per scheme its names, the weight math
+// (family, element format, group size), the backends with a kernel for it, the tensor specs the
+// exported config declares (as plain data), and the output tensors its weights turn into; plus
+// the refused names with their reason. It drives the CLI's scheme list and name parsing, the
+// plan, the exporter, the kernels' dispatch, the CPU fallback of the CUDA backend and the tests.
+// Pure data and shape rules; no files, no JSON (pipeline/plan/quant_config.cpp writes the specs).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -64,30 +68,72 @@ enum class scheme_id : uint8_t {
   amdfp4_global32,
 };
 
+// One exported tensor spec of a scheme (formats.md §6.3, Quark's QuantizationSpec) as plain data:
+// pipeline/plan/quant_config.cpp writes it as the 17-key object in §6.3's order. An empty string,
+// a zero size or an absent optional is JSON null. The keys not here are the same for every spec
+// shardquant writes (zero_point_type "int32", mx_element_dtype null, enable_buffer_reuse false,
+// max_input_numel 4194304).
+struct exported_spec {
+  std::string_view dtype{};          // "int4", "uint4", "int8", "fp8_e4m3", "fp4", "fp6_e2m3", ...
+  bool is_dynamic = false;           // weights: always false
+  std::string_view qscheme{};        // "per_tensor", "per_channel", "per_group", "per_block"
+  std::optional<int64_t> ch_axis{};  // per_channel: 0 (weight rows) or 1 (tokens); per_group: -1
+  uint64_t group_size = 0;           // per_group only
+  std::array<uint64_t, 2> block_size{};  // per_block only: [rows, cols]
+  std::optional<bool> symmetric{};       // null for the MX and FP4 element specs
+  std::string_view round_method = "half_even";
+  std::string_view scale_type{};              // "float", "float32", "float8_e5m3", ...
+  std::string_view scale_format{};            // "e8m0", "e5m3", "float32"
+  std::string_view scale_calculation_mode{};  // "even" for MX
+  std::string_view observer_cls{};            // Quark's observer class name
+  bool is_scale_quant = false;  // the per-tensor quantizer of a two-level scheme's block scales
+};
+
+// The exported value of one layer-object key (§6.2): null (no spec), one spec (an object) or two
+// (a list: a progressive weight's stages, or a two-level FP4 spec then its scale quantizer).
+struct spec_list {
+  std::array<exported_spec, 2> at{};
+  uint8_t count = 0;
+  [[nodiscard]] std::span<const exported_spec> specs() const noexcept { return {at.data(), count}; }
+};
+
+// A scheme's whole identity, one row per scheme (the way a ggml type-traits row is): its names,
+// the weight math the kernels run, the backends that have a kernel for it, and the specs the
+// exported quantization_config declares. The output tensors it writes follow from the math
+// (output_tensors() below). A new scheme whose math exists is a new row here and nothing else in
+// pipeline/ or cli/.
 struct scheme_info {
-  scheme_id id;
+  scheme_id id{};
+  std::string_view name{};
+  scheme_family family{};
+  mx_element element = mx_element::none;  // mx family only
+  uint32_t group_size = 0;                // int4/uint4 per-group: g; mx: 32; fp4: 16/32; else 0
+  std::string_view help{};                // one line for `shardquant schemes`
+  uint8_t backends = backend_all;         // backend_bits: kernels that exist (and are confirmed)
+  std::string_view alias{};               // another accepted name ("" none)
+  spec_list input{};                      // exported "input_tensors"
+  spec_list weight{};                     // exported "weight"
+  spec_list output{};                     // exported "output_tensors" (null for every scheme)
+};
+
+// A name formats.md §5.9 or Quark refuses: asking for it is an error with this reason.
+struct refused_scheme {
   std::string_view name;
-  scheme_family family;
-  mx_element element;              // mx family only
-  uint32_t group_size;             // int4/uint4 per-group: g; mx: 32; otherwise 0
-  std::string_view help;           // one line for `shardquant schemes`
-  uint8_t backends = backend_all;  // backend_bits: kernels that exist (and are confirmed)
+  std::string_view reason;
 };
 
 // Every scheme, in the order of formats.md §5.1.
 [[nodiscard]] std::span<const scheme_info> all_schemes() noexcept;
 [[nodiscard]] const scheme_info& info(scheme_id s) noexcept;
-// Also accepts the aliases of scheme_aliases() (e.g. "fp4_block16_scale_e4m3" -> nvfp4).
+// A name or an alias (e.g. "fp4_block16_scale_e4m3" -> nvfp4).
 [[nodiscard]] std::optional<scheme_id> parse_scheme(std::string_view name) noexcept;
-struct scheme_alias {
-  std::string_view alias;
-  scheme_id id;
-};
-[[nodiscard]] std::span<const scheme_alias> scheme_aliases() noexcept;
-// Schemes formats.md §5.9 names as not in the first version (requesting them is an error with
-// this reason), e.g. "nvfp4".
+// The refused rows, e.g. "mx6" with Quark 0.13's own failure.
+[[nodiscard]] std::span<const refused_scheme> refused_schemes() noexcept;
 [[nodiscard]] std::optional<std::string_view> unsupported_scheme_reason(
     std::string_view name) noexcept;
+// Why `name` is not a scheme, in the one wording every caller uses: "scheme 'mx6' is refused:
+// REASON" or "unknown scheme 'x' (known: ...)". "" when parse_scheme accepts it.
+[[nodiscard]] std::string scheme_name_error(std::string_view name);
 
 // Whether the scheme needs the amax of the whole tensor before any element can be encoded
 // (per-tensor scale). Such tensors split into row ranges need an amax pass first.

@@ -1,40 +1,23 @@
 // Options -> plan options and device numbers.
 #include "pipeline/run_options.h"
 
-#include <memory>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
 
 #include "io/error.h"
 #include "kernels/gpu_api.h"
+#include "pipeline/plan/quant_spec.h"
 
 namespace shardquant {
-namespace {
-
-// A built-in scheme name, or a quantization spec file (pipeline/plan/quant_spec.h) ending in
-// ".json".
-quant_scheme scheme_or_throw(const std::string& name) {
-  if (is_quant_spec_file(name))
-    return quant_scheme(std::make_shared<const custom_spec>(read_quant_spec(name)));
-  if (auto id = parse_scheme(name)) return *id;
-  if (auto why = unsupported_scheme_reason(name))
-    throw usage_error("scheme '" + name + "' is not supported: " + std::string(*why));
-  std::string known;
-  for (const auto& s : all_schemes()) known += (known.empty() ? "" : ", ") + std::string(s.name);
-  throw usage_error("unknown scheme '" + name + "' (known: " + known + ")");
-}
-
-}  // namespace
-
 plan_options plan_options_of(const quantize_options& o) {
   plan_options po;
   if (!o.quant_spec.empty() && !o.scheme.empty())
     throw usage_error("give a scheme or a quantization spec file, not both");
-  po.scheme = scheme_or_throw(o.quant_spec.empty() ? o.scheme : o.quant_spec);
+  po.scheme = parse_scheme_arg(o.quant_spec.empty() ? o.scheme : o.quant_spec);
   po.exclude = o.excludes;
   for (const auto& [glob, sc] : o.overrides)
-    po.layer_schemes.push_back({glob, scheme_or_throw(sc)});
+    po.layer_schemes.push_back({glob, parse_scheme_arg(sc)});
   for (const auto& c : o.converters) po.converters.push_back(parse_converter(c));
   po.use_template_converters = !o.no_template_converters;
   po.keep_excluded_as_original = o.keep_excluded_original;

@@ -70,6 +70,7 @@ TEST_CASE("unknown and not-yet-supported schemes are usage errors with a reason"
     (void)to_plan_options(a);
     FAIL("expected usage_error");
   } catch (const usage_error& e) {
+    CHECK(std::string(e.what()).find("unknown scheme 'fp7' (known: ") != std::string::npos);
     CHECK(std::string(e.what()).find("mxfp4") != std::string::npos);
   }
 }

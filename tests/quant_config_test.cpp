@@ -56,6 +56,19 @@ TEST_CASE("the mxfp4 llama worked example of formats.md 6.6 is reproduced byte f
   CHECK(got == want);
 }
 
+TEST_CASE("every scheme row exports the layer object Quark 0.13 writes, byte for byte") {
+  // scheme_layers.json: each scheme's global_quant_config as the exporter wrote it before the
+  // specs moved into the scheme table (conformance-checked against Quark 0.13).
+  const ordered_json want = ordered_json::parse(
+      slurp(std::string(SQ_TEST_DATA_DIR) + "/quant_config/scheme_layers.json"));
+  CHECK(want.size() == all_schemes().size());
+  for (const auto& s : all_schemes()) {
+    INFO(s.name);
+    REQUIRE(want.contains(s.name));
+    CHECK(layer_config(s.id).dump() == want[std::string(s.name)].dump());
+  }
+}
+
 TEST_CASE("every layer object has its five keys in order and 17-key specs") {
   for (const auto& s : all_schemes()) {
     INFO(s.name);

@@ -113,7 +113,7 @@ TEST_CASE("spec file errors name the file and the JSON path of the problem") {
       {R"({"weight": ["fp8", "int8", "fp8"]})", "spec.json: weight: expected a list of 1 or 2"},
       {R"({"weight": "fp8"})", "spec.json: weight: expected a list"},
       {R"({"name": 3, "weight": ["fp8"]})", "spec.json: name: expected a non-empty string"},
-      {R"({"weight": ["fp9"]})", "spec.json: weight[0]: unknown scheme \"fp9\""},
+      {R"({"weight": ["fp9"]})", "spec.json: weight[0]: unknown scheme 'fp9' (known: int4_wo_32"},
       {R"({"weight": ["fp8", "int4_fp8"]})", "spec.json: weight[1]: scheme \"int4_fp8\" is itself"},
       {R"({"weight": [{"dtype": "fp8_e4m3"}]})", "spec.json: weight[0]: missing \"qscheme\""},
       {R"({"weight": [{"qscheme": "per_tensor"}]})", "spec.json: weight[0]: missing \"dtype\""},
@@ -157,7 +157,12 @@ TEST_CASE("spec file errors name the file and the JSON path of the problem") {
        "is not a supported progressive pair: a per-tensor second"},
       {R"({"weight": ["int4_wo_per_channel", "int8"]})", "an int4/uint4 first stage"},
       {R"({"weight": ["fp8", "int4_wo_32"], "input_tensors": "mx6"})",
-       "spec.json: input_tensors: unknown scheme \"mx6\""},
+       "spec.json: input_tensors: scheme 'mx6' is refused: Quark 0.13"},
+      {R"({"weight": [{"dtype": "fp8_e4m3", "qscheme": "per_group", "group_size": 32}]})",
+       "spec.json: weight[0].qscheme: fp8_e4m3 weights are supported per_tensor or per_channel"},
+      {R"({"weight": [{"dtype": "fp4", "qscheme": "per_group", "group_size": 32,
+                       "scale_format": "e5m3"}]})",
+       "spec.json: weight[0].scale_format: must be \"e8m0\" for fp4"},
       {R"({"weight": ["fp8", "int4_wo_32"], "input_tensors": {"dtype": "fp8_e4m3",
           "qscheme": "per_tensor", "dynamic": true}})",
        "spec.json: input_tensors.dynamic: unknown key"},
@@ -169,6 +174,36 @@ TEST_CASE("spec file errors name the file and the JSON path of the problem") {
     CAPTURE(msg);
     CHECK(msg.find(b.expect) != std::string::npos);
   }
+}
+
+TEST_CASE("every single-stage built-in weight spec read as a stage object runs that row's math") {
+  // The spec file's weight stages take their kernel format from the scheme table: the exported
+  // spec of a row, given back as a tensor-spec object, must give the row's own format.
+  int checked = 0;
+  for (const scheme_info& s : all_schemes()) {
+    INFO(s.name);
+    if (s.weight.count != 1 || s.weight.at[0].scale_format == "e5m3") continue;  // not spec-file
+    ordered_json file = ordered_json::object();
+    file["weight"] = ordered_json::array({layer_config(s.id)["weight"]});
+    const custom_spec c = parse_quant_spec(file.dump(), "s.json");
+    CHECK(c.kernel == weight_scheme(s.id));
+    CHECK(c.weight == layer_config(s.id)["weight"]);
+    ++checked;
+  }
+  CHECK(checked == 18);
+}
+
+TEST_CASE("a scheme argument is parsed in one place: names, aliases, spec files, one wording") {
+  CHECK(parse_scheme_arg("fp8") == scheme_id::fp8);
+  CHECK(parse_scheme_arg("fp4_block16_scale_e4m3") == scheme_id::nvfp4);
+  CHECK_THROWS_WITH_AS((void)parse_scheme_arg("fp7"),
+                       doctest::Contains("unknown scheme 'fp7' (known: int4_wo_32, "), usage_error);
+  CHECK_THROWS_WITH_AS((void)parse_scheme_arg("bfp16"),
+                       doctest::Contains("scheme 'bfp16' is refused: Quark 0.13's file-to-file"),
+                       usage_error);
+  CHECK_THROWS_WITH_AS((void)parse_scheme_arg("/nonexistent/w.json"),
+                       doctest::Contains("/nonexistent/w.json: quantization spec file cannot be"),
+                       usage_error);
 }
 
 TEST_CASE("a spec file that cannot be read is a usage error naming it") {

@@ -1,9 +1,11 @@
 // Exported quantization_config (formats.md §6, §8.2). Key orders are part of the contract:
 // consumers compare JSON values, but humans diff the files, so every object is built in the
-// documented order.
+// documented order. Generic over the scheme table: a built-in's layer object is its row's specs
+// (kernels/schemes.h) written as JSON; no scheme is named here.
 #include "pipeline/plan/quant_config.h"
 
 #include <algorithm>
+#include <array>
 
 #include "io/error.h"
 
@@ -12,153 +14,76 @@ namespace {
 
 using j = ordered_json;
 
-// The 17 keys of §6.3 in order, with the per-spec values filled in.
-j spec(j dtype, bool is_dynamic, j qscheme, j ch_axis, j group_size, j symmetric, j scale_type,
-       j scale_format, j scale_calc, j observer, j block_size = nullptr) {
-  j s = j::object();
-  s["dtype"] = std::move(dtype);
-  s["is_dynamic"] = is_dynamic;
-  s["qscheme"] = std::move(qscheme);
-  s["ch_axis"] = std::move(ch_axis);
-  s["group_size"] = std::move(group_size);
-  s["block_size"] = std::move(block_size);
-  s["symmetric"] = std::move(symmetric);
-  s["round_method"] = "half_even";
-  s["scale_type"] = std::move(scale_type);
-  s["zero_point_type"] = "int32";
-  s["scale_format"] = std::move(scale_format);
-  s["scale_calculation_mode"] = std::move(scale_calc);
-  s["mx_element_dtype"] = nullptr;
-  s["observer_cls"] = std::move(observer);
-  s["is_scale_quant"] = false;
-  s["enable_buffer_reuse"] = false;
-  s["max_input_numel"] = 4194304;
-  return s;
+j null_or(std::string_view v) {
+  return v.empty() ? j(nullptr) : j(std::string(v));
 }
 
-j I4G(int g, bool d) {
-  return spec("int4", d, "per_group", -1, g, true, "float", nullptr, nullptr,
-              "PerGroupMinMaxObserver");
-}
-j I4C(const char* scale_type = "float") {
-  return spec("int4", false, "per_channel", 0, nullptr, true, scale_type, nullptr, nullptr,
-              "PerChannelMinMaxObserver");
-}
-j U4G(int g) {
-  return spec("uint4", false, "per_group", -1, g, false, "float", nullptr, nullptr,
-              "PerGroupMinMaxObserver");
-}
-j U4C() {
-  return spec("uint4", false, "per_channel", 0, nullptr, false, "float", nullptr, nullptr,
-              "PerChannelMinMaxObserver");
-}
-j I8T() {
-  return spec("int8", false, "per_tensor", nullptr, nullptr, true, "float", nullptr, nullptr,
-              "PerTensorMinMaxObserver");
-}
-j F8T(j st, bool d) {
-  return spec("fp8_e4m3", d, "per_tensor", nullptr, nullptr, true, std::move(st), nullptr, nullptr,
-              "PerTensorMinMaxObserver");
-}
-j F8C(int ax, bool d) {
-  return spec("fp8_e4m3", d, "per_channel", ax, nullptr, true, "float", nullptr, nullptr,
-              "PerChannelMinMaxObserver");
-}
-j MX(const char* dt, bool d) {
-  return spec(dt, d, "per_group", -1, 32, nullptr, "float", "e8m0", "even", "PerBlockMXObserver");
-}
-
-// The scaled-FP4 specs (kernels/FORMATS-fp4.md §6): Quark's FP4PerGroupSpec, AmdFP4Spec and the
-// second stage of a ScaleQuantSpec (is_scale_quant: the per-tensor quantizer of the block scales).
-j FP4G(int g, bool d) {
-  return spec("fp4", d, "per_group", -1, g, nullptr, "float32", "float32", nullptr,
-              "PerBlockMXObserver");
-}
-j AFP4(int g, bool d) {
-  return spec("fp4", d, "per_group", -1, g, nullptr, "float8_e5m3", "e5m3", nullptr,
-              "PerBlockMXObserver");
-}
-j scale_quant(const char* dt) {
-  j s = spec(dt, false, "per_tensor", nullptr, nullptr, true, "float32", nullptr, nullptr,
-             "PerTensorMinMaxObserver");
-  s["is_scale_quant"] = true;
-  return s;
-}
-j two_level(int g, bool d, const char* scale_dt) {
-  j w = j::array();
-  w.push_back(FP4G(g, d));
-  w.push_back(scale_quant(scale_dt));
-  return w;
-}
-
-j layer(j input, j weight) {
+j layer(j input, j weight, j output = nullptr) {
   j l = j::object();
   l["input_tensors"] = std::move(input);
-  l["output_tensors"] = nullptr;
+  l["output_tensors"] = std::move(output);
   l["weight"] = std::move(weight);
   l["bias"] = nullptr;
   l["target_device"] = nullptr;
   return l;
 }
 
+j spec_list_json(const spec_list& l) {
+  if (l.count == 0) return nullptr;
+  if (l.count == 1) return tensor_spec_json(l.at[0]);
+  j a = j::array();
+  for (const exported_spec& s : l.specs()) a.push_back(tensor_spec_json(s));
+  return a;
+}
+
 }  // namespace
 
+std::span<const std::string_view> tensor_spec_keys() noexcept {
+  static constexpr std::array<std::string_view, 17> k{"dtype",
+                                                      "is_dynamic",
+                                                      "qscheme",
+                                                      "ch_axis",
+                                                      "group_size",
+                                                      "block_size",
+                                                      "symmetric",
+                                                      "round_method",
+                                                      "scale_type",
+                                                      "zero_point_type",
+                                                      "scale_format",
+                                                      "scale_calculation_mode",
+                                                      "mx_element_dtype",
+                                                      "observer_cls",
+                                                      "is_scale_quant",
+                                                      "enable_buffer_reuse",
+                                                      "max_input_numel"};
+  return k;
+}
+
+ordered_json tensor_spec_json(const exported_spec& t) {
+  j s = j::object();
+  s["dtype"] = std::string(t.dtype);
+  s["is_dynamic"] = t.is_dynamic;
+  s["qscheme"] = std::string(t.qscheme);
+  s["ch_axis"] = t.ch_axis ? j(*t.ch_axis) : j(nullptr);
+  s["group_size"] = t.group_size ? j(t.group_size) : j(nullptr);
+  s["block_size"] = t.block_size[0] ? j::array({t.block_size[0], t.block_size[1]}) : j(nullptr);
+  s["symmetric"] = t.symmetric ? j(*t.symmetric) : j(nullptr);
+  s["round_method"] = null_or(t.round_method);
+  s["scale_type"] = null_or(t.scale_type);
+  s["zero_point_type"] = "int32";
+  s["scale_format"] = null_or(t.scale_format);
+  s["scale_calculation_mode"] = null_or(t.scale_calculation_mode);
+  s["mx_element_dtype"] = nullptr;
+  s["observer_cls"] = null_or(t.observer_cls);
+  s["is_scale_quant"] = t.is_scale_quant;
+  s["enable_buffer_reuse"] = false;
+  s["max_input_numel"] = 4194304;
+  return s;
+}
+
 ordered_json layer_config(scheme_id s) {
-  switch (s) {
-    case scheme_id::int4_wo_32:
-      return layer(nullptr, I4G(32, false));
-    case scheme_id::int4_wo_64:
-      return layer(nullptr, I4G(64, false));
-    case scheme_id::int4_wo_128:
-      return layer(nullptr, I4G(128, false));
-    case scheme_id::int4_wo_per_channel:
-      return layer(nullptr, I4C());
-    case scheme_id::int4_wa_64:
-      return layer(I4G(64, true), I4G(64, false));
-    case scheme_id::uint4_wo_32:
-      return layer(nullptr, U4G(32));
-    case scheme_id::uint4_wo_64:
-      return layer(nullptr, U4G(64));
-    case scheme_id::uint4_wo_128:
-      return layer(nullptr, U4G(128));
-    case scheme_id::uint4_wo_per_channel:
-      return layer(nullptr, U4C());
-    case scheme_id::int8:
-      return layer(I8T(), I8T());
-    case scheme_id::fp8:
-      return layer(F8T("float", false), F8T("float", false));
-    case scheme_id::ptpc_fp8:
-      return layer(F8C(1, true), F8C(0, false));
-    case scheme_id::mxfp4:
-      return layer(MX("fp4", true), MX("fp4", false));
-    case scheme_id::mxfp4_weight_only:
-      return layer(nullptr, MX("fp4", false));
-    case scheme_id::mxfp6_e3m2:
-      return layer(MX("fp6_e3m2", true), MX("fp6_e3m2", false));
-    case scheme_id::mxfp6_e2m3:
-      return layer(MX("fp6_e2m3", true), MX("fp6_e2m3", false));
-    case scheme_id::mxfp4_mxfp6_e2m3:
-      return layer(MX("fp6_e2m3", true), MX("fp4", false));
-    case scheme_id::mxfp4_fp8:
-      return layer(F8T(nullptr, false), MX("fp4", false));
-    case scheme_id::int4_fp8: {
-      j w = j::array();
-      w.push_back(F8T("float32", false));
-      w.push_back(I4C("float32"));
-      return layer(F8T("float32", true), std::move(w));
-    }
-    case scheme_id::nvfp4:
-      return layer(two_level(16, true, "fp8_e4m3"), two_level(16, false, "fp8_e4m3"));
-    case scheme_id::amdfp4:
-      return layer(AFP4(16, true), AFP4(16, false));
-    case scheme_id::amdfp4_g32:
-      return layer(AFP4(32, true), AFP4(32, false));
-    case scheme_id::amdfp4_global16:
-      return layer(two_level(16, true, "fp8_e5m3"), two_level(16, false, "fp8_e5m3"));
-    case scheme_id::amdfp4_global32:
-      return layer(two_level(32, true, "fp8_e5m3"), two_level(32, false, "fp8_e5m3"));
-  }
-  return nullptr;
+  const scheme_info& r = info(s);
+  return layer(spec_list_json(r.input), spec_list_json(r.weight), spec_list_json(r.output));
 }
 
 ordered_json layer_config(const quant_scheme& s) {
@@ -200,12 +125,20 @@ fp8_keep_params fp8_keep_params_of(const ordered_json& qc, const std::string& co
 }
 
 ordered_json keep_original_layer_config(const fp8_keep_params& p) {
-  const char* dt = p.e5m2 ? "fp8_e5m2" : "fp8_e4m3";
-  j in = spec(dt, true, "per_group", -1, p.block_cols, true, nullptr, nullptr, nullptr,
-              "PerGroupMinMaxObserver");
-  j block = j::array({p.block_rows, p.block_cols});
-  j w = spec(dt, false, "per_block", nullptr, nullptr, true, p.weight_scale_type, nullptr, nullptr,
-             "PerBlock2DMinMaxObserver", block);
+  const std::string_view dt = p.e5m2 ? "fp8_e5m2" : "fp8_e4m3";
+  j in = tensor_spec_json({.dtype = dt,
+                           .is_dynamic = true,
+                           .qscheme = "per_group",
+                           .ch_axis = -1,
+                           .group_size = p.block_cols,
+                           .symmetric = true,
+                           .observer_cls = "PerGroupMinMaxObserver"});
+  j w = tensor_spec_json({.dtype = dt,
+                          .qscheme = "per_block",
+                          .block_size = {p.block_rows, p.block_cols},
+                          .symmetric = true,
+                          .scale_type = p.weight_scale_type,
+                          .observer_cls = "PerBlock2DMinMaxObserver"});
   // Quark copies these keys from the source config into both specs when present.
   for (auto it = p.source_overrides.begin(); it != p.source_overrides.end(); ++it) {
     in[it.key()] = it.value();
@@ -234,7 +167,11 @@ namespace {
 // get_config's kv_cache_scheme / attention_scheme (FORMATS-rotation.md R.9): the FP8 output spec
 // on the kv / q entries of layer_quant_config, kv_cache_quant_config, softmax_quant_spec.
 void add_kv_attention(j& q, const quant_config_inputs& in) {
-  const j out = F8T(nullptr, false);  // FP8E4M3PerTensorSpec(min_max, is_dynamic=False)
+  // FP8E4M3PerTensorSpec(min_max, is_dynamic=False): scale_type None.
+  const j out = tensor_spec_json({.dtype = "fp8_e4m3",
+                                  .qscheme = "per_tensor",
+                                  .symmetric = true,
+                                  .observer_cls = "PerTensorMinMaxObserver"});
   for (const auto& g : in.kv.fp8_output_globs) q["layer_quant_config"][g]["output_tensors"] = out;
   j kv = j::object();
   for (const auto& [g, s] : in.kv.kv_cache) {

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +15,11 @@
 #include "pipeline/plan/quant_spec.h"
 
 namespace shardquant {
+
+// The 17 keys of a §6.3 tensor-spec object, in order.
+[[nodiscard]] std::span<const std::string_view> tensor_spec_keys() noexcept;
+// A tensor spec of the scheme table (kernels/schemes.h) as its §6.3 object, keys in order.
+[[nodiscard]] ordered_json tensor_spec_json(const exported_spec& s);
 
 // The layer object of a scheme (§6.2: input_tensors, output_tensors, weight, bias,
 // target_device; specs per §6.3).

@@ -1,12 +1,15 @@
 // Custom quantization spec files (pipeline/plan/quant_spec.h): parsing, checks with the file and
 // JSON path in every message, the canonical §6.3 tensor-spec objects, and the weight formats the
-// kernels run. What "compatible" means for a progressive pair is decided by the kernels'
-// progressive_error() (kernels/schemes.h); this file only maps JSON to formats.
+// kernels run (looked up in the scheme table, kernels/schemes.h), and the one parser of a scheme
+// argument. What "compatible" means for a progressive pair is decided by the kernels'
+// progressive_error(); this file only maps JSON to formats.
 #include "pipeline/plan/quant_spec.h"
 
-#include <array>
+#include <algorithm>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <vector>
 
 #include "io/error.h"
 #include "pipeline/plan/quant_config.h"
@@ -16,25 +19,6 @@ namespace {
 
 using j = ordered_json;
 
-// The 17 keys of formats.md §6.3, in order.
-constexpr std::array<std::string_view, 17> k_spec_keys{"dtype",
-                                                       "is_dynamic",
-                                                       "qscheme",
-                                                       "ch_axis",
-                                                       "group_size",
-                                                       "block_size",
-                                                       "symmetric",
-                                                       "round_method",
-                                                       "scale_type",
-                                                       "zero_point_type",
-                                                       "scale_format",
-                                                       "scale_calculation_mode",
-                                                       "mx_element_dtype",
-                                                       "observer_cls",
-                                                       "is_scale_quant",
-                                                       "enable_buffer_reuse",
-                                                       "max_input_numel"};
-
 [[noreturn]] void fail(const std::string& file, const std::string& where, const std::string& why) {
   throw usage_error(file + ": " + where + ": " + why);
 }
@@ -43,193 +27,219 @@ std::string quoted(const j& v) {
   return v.dump();
 }
 
-// One tensor spec (a stage of the weight, or the input spec) checked against what shardquant
-// supports, with Quark's defaults filled in. `weight`: a weight stage (static, per-channel on
-// axis 0, a scale type whose math is traced); `fmt` receives its weight format.
-j canonical_tensor_spec(const j& in, const std::string& file, const std::string& where, bool weight,
-                        weight_format* fmt) {
-  if (!in.is_object()) fail(file, where, "expected a tensor-spec object or a scheme name");
-  for (auto it = in.begin(); it != in.end(); ++it) {
-    bool known = false;
-    for (auto k : k_spec_keys) known = known || it.key() == k;
-    if (!known)
-      fail(file, where + "." + it.key(),
-           "unknown key (tensor-spec keys are those of formats.md §6.3: dtype, qscheme, ch_axis, "
-           "group_size, symmetric, is_dynamic, scale_type, ...)");
-  }
-  auto get = [&](std::string_view k) -> const j* {
-    auto it = in.find(std::string(k));
-    return it == in.end() ? nullptr : &*it;
-  };
-  auto key_path = [&](std::string_view k) { return where + "." + std::string(k); };
-  auto str = [&](std::string_view k) -> std::string {
-    const j* v = get(k);
-    if (!v) fail(file, where, "missing \"" + std::string(k) + "\"");
-    if (!v->is_string()) fail(file, key_path(k), "expected a string, got " + quoted(*v));
-    return v->get<std::string>();
-  };
-  const std::string dtype = str("dtype");
-  const std::string qscheme = str("qscheme");
-  const bool mx_dtype = dtype == "fp4" || dtype == "fp6_e2m3" || dtype == "fp6_e3m2";
-  if (dtype != "fp8_e4m3" && dtype != "int8" && dtype != "int4" && dtype != "uint4" && !mx_dtype)
-    fail(file, key_path("dtype"),
-         "unsupported dtype \"" + dtype +
-             "\" (supported: fp8_e4m3, int8, int4, uint4, fp4, fp6_e2m3, fp6_e3m2)");
-  if (qscheme != "per_tensor" && qscheme != "per_channel" && qscheme != "per_group")
-    fail(file, key_path("qscheme"),
-         "unsupported qscheme \"" + qscheme + "\" (supported: per_tensor, per_channel, per_group)");
+// One tensor-spec object being read: its keys, and errors naming the file and the JSON path.
+class spec_reader {
+ public:
+  spec_reader(const j& in, const std::string& file, const std::string& where)
+      : in_(in), file_(file), where_(where) {}
 
-  j out = j::object();
-  out["dtype"] = dtype;
-  // is_dynamic
-  bool dynamic = false;
-  if (const j* v = get("is_dynamic")) {
-    if (!v->is_boolean()) fail(file, key_path("is_dynamic"), "expected true or false");
-    dynamic = v->get<bool>();
+  [[nodiscard]] const j* get(std::string_view k) const {
+    auto it = in_.find(std::string(k));
+    return it == in_.end() ? nullptr : &*it;
   }
-  if (weight && dynamic) fail(file, key_path("is_dynamic"), "a weight is quantized statically");
-  out["is_dynamic"] = dynamic;
-  out["qscheme"] = qscheme;
-  // ch_axis: per_channel 0 by default (weights: must be 0, the output-channel rows), per_group -1.
-  j axis = nullptr;
-  if (qscheme == "per_channel") axis = 0;
-  if (qscheme == "per_group") axis = -1;
-  if (const j* v = get("ch_axis")) {
-    if (qscheme == "per_tensor") {
-      if (!v->is_null()) fail(file, key_path("ch_axis"), "must be null for per_tensor");
+  [[noreturn]] void fail_here(const std::string& why) const { fail(file_, where_, why); }
+  [[noreturn]] void fail_at(std::string_view k, const std::string& why) const {
+    fail(file_, where_ + "." + std::string(k), why);
+  }
+  // A key that must be present and a string.
+  [[nodiscard]] std::string_view str(std::string_view k) const {
+    const j* v = get(k);
+    if (!v) fail_here("missing \"" + std::string(k) + "\"");
+    if (!v->is_string()) fail_at(k, "expected a string, got " + quoted(*v));
+    return v->get_ref<const std::string&>();
+  }
+  // A key that may be absent or hold the one value shardquant supports.
+  void only(std::string_view k, const j& want, const std::string& why) const {
+    if (const j* v = get(k); v && *v != want) fail_at(k, why);
+  }
+  [[nodiscard]] const j& object() const noexcept { return in_; }
+
+ private:
+  const j& in_;
+  const std::string& file_;
+  const std::string& where_;
+};
+
+bool is_mx_dtype(std::string_view dtype) {
+  return dtype == "fp4" || dtype == "fp6_e2m3" || dtype == "fp6_e3m2";
+}
+
+// Step 1: every key is one of §6.3's.
+void check_keys(const spec_reader& r) {
+  if (!r.object().is_object()) r.fail_here("expected a tensor-spec object or a scheme name");
+  const auto keys = tensor_spec_keys();
+  for (auto it = r.object().begin(); it != r.object().end(); ++it)
+    if (std::find(keys.begin(), keys.end(), it.key()) == keys.end())
+      r.fail_at(it.key(),
+                "unknown key (tensor-spec keys are those of formats.md §6.3: dtype, qscheme, "
+                "ch_axis, group_size, symmetric, is_dynamic, scale_type, ...)");
+}
+
+// Step 2: what is quantized and at which granularity (dtype, qscheme), static or dynamic.
+void read_kind(const spec_reader& r, bool weight, exported_spec& t) {
+  t.dtype = r.str("dtype");
+  t.qscheme = r.str("qscheme");
+  const std::string dtype(t.dtype), qscheme(t.qscheme);
+  if (dtype != "fp8_e4m3" && dtype != "int8" && dtype != "int4" && dtype != "uint4" &&
+      !is_mx_dtype(dtype))
+    r.fail_at("dtype", "unsupported dtype \"" + dtype +
+                           "\" (supported: fp8_e4m3, int8, int4, uint4, fp4, fp6_e2m3, fp6_e3m2)");
+  if (qscheme != "per_tensor" && qscheme != "per_channel" && qscheme != "per_group")
+    r.fail_at("qscheme", "unsupported qscheme \"" + qscheme +
+                             "\" (supported: per_tensor, per_channel, per_group)");
+  if (const j* v = r.get("is_dynamic")) {
+    if (!v->is_boolean()) r.fail_at("is_dynamic", "expected true or false");
+    t.is_dynamic = v->get<bool>();
+  }
+  if (weight && t.is_dynamic) r.fail_at("is_dynamic", "a weight is quantized statically");
+}
+
+// Step 3: the axis and the block (ch_axis, group_size, block_size). ch_axis: per_channel 0 by
+// default (weights: must be 0, the output-channel rows), per_group -1.
+void read_blocking(const spec_reader& r, bool weight, exported_spec& t) {
+  const bool mx = is_mx_dtype(t.dtype);
+  if (t.qscheme == "per_channel") t.ch_axis = 0;
+  if (t.qscheme == "per_group") t.ch_axis = -1;
+  if (const j* v = r.get("ch_axis")) {
+    if (t.qscheme == "per_tensor") {
+      if (!v->is_null()) r.fail_at("ch_axis", "must be null for per_tensor");
     } else {
-      if (!v->is_number_integer()) fail(file, key_path("ch_axis"), "expected an integer");
-      axis = *v;
+      if (!v->is_number_integer()) r.fail_at("ch_axis", "expected an integer");
+      t.ch_axis = v->get<int64_t>();
     }
   }
-  if (weight && qscheme == "per_channel" && axis != 0)
-    fail(file, key_path("ch_axis"), "a per_channel weight stage needs ch_axis 0 (rows)");
-  if (weight && qscheme == "per_group" && axis != -1)
-    fail(file, key_path("ch_axis"), "a per_group weight stage needs ch_axis -1 (the last dim)");
-  out["ch_axis"] = axis;
-  // group_size
-  j group = nullptr;
-  if (mx_dtype) group = 32;
-  if (const j* v = get("group_size")) {
-    if (qscheme != "per_group") {
-      if (!v->is_null()) fail(file, key_path("group_size"), "must be null unless per_group");
+  if (weight && t.qscheme == "per_channel" && t.ch_axis != 0)
+    r.fail_at("ch_axis", "a per_channel weight stage needs ch_axis 0 (rows)");
+  if (weight && t.qscheme == "per_group" && t.ch_axis != -1)
+    r.fail_at("ch_axis", "a per_group weight stage needs ch_axis -1 (the last dim)");
+  std::optional<int64_t> group;
+  if (mx) group = 32;
+  if (const j* v = r.get("group_size")) {
+    if (t.qscheme != "per_group") {
+      if (!v->is_null()) r.fail_at("group_size", "must be null unless per_group");
     } else {
-      if (!v->is_number_integer()) fail(file, key_path("group_size"), "expected an integer");
-      group = *v;
+      if (!v->is_number_integer()) r.fail_at("group_size", "expected an integer");
+      group = v->get<int64_t>();
     }
   }
-  if (qscheme == "per_group") {
-    if (group.is_null()) fail(file, where, "per_group needs \"group_size\"");
-    const int64_t g = group.get<int64_t>();
-    if (mx_dtype ? g != 32 : (g != 32 && g != 64 && g != 128))
-      fail(file, key_path("group_size"),
-           "unsupported group_size " + std::to_string(g) +
-               (mx_dtype ? " (MX blocks are 32)" : " (supported: 32, 64, 128)"));
-  } else if (mx_dtype) {
-    fail(file, key_path("qscheme"), "MX dtypes need per_group with group_size 32");
+  if (t.qscheme == "per_group") {
+    if (!group) r.fail_here("per_group needs \"group_size\"");
+    const int64_t g = *group;
+    if (mx ? g != 32 : (g != 32 && g != 64 && g != 128))
+      r.fail_at("group_size", "unsupported group_size " + std::to_string(g) +
+                                  (mx ? " (MX blocks are 32)" : " (supported: 32, 64, 128)"));
+    t.group_size = static_cast<uint64_t>(g);
+  } else if (mx) {
+    r.fail_at("qscheme", "MX dtypes need per_group with group_size 32");
   }
-  out["group_size"] = group;
-  if (const j* v = get("block_size"); v && !v->is_null())
-    fail(file, key_path("block_size"), "only null is supported");
-  out["block_size"] = nullptr;
-  // symmetric: Quark's defaults are true for int4/int8/fp8, false for uint4, null for MX.
-  j sym = mx_dtype ? j(nullptr) : j(dtype != "uint4");
-  if (const j* v = get("symmetric")) {
-    if (mx_dtype) {
-      if (!v->is_null()) fail(file, key_path("symmetric"), "must be null for MX dtypes");
-    } else {
-      if (!v->is_boolean()) fail(file, key_path("symmetric"), "expected true or false");
-      if (v->get<bool>() != (dtype != "uint4"))
-        fail(file, key_path("symmetric"),
-             dtype == "uint4" ? "uint4 is asymmetric (with a zero point): symmetric must be false"
-                              : dtype + " is symmetric here (an asymmetric 4-bit format is uint4)");
-      sym = *v;
-    }
+  if (const j* v = r.get("block_size"); v && !v->is_null())
+    r.fail_at("block_size", "only null is supported");
+}
+
+// Step 4: symmetric. Quark's defaults are true for int4/int8/fp8, false for uint4, null for MX.
+void read_symmetric(const spec_reader& r, exported_spec& t) {
+  const bool mx = is_mx_dtype(t.dtype);
+  const bool sym = t.dtype != "uint4";
+  if (!mx) t.symmetric = sym;
+  const j* v = r.get("symmetric");
+  if (!v) return;
+  if (mx) {
+    if (!v->is_null()) r.fail_at("symmetric", "must be null for MX dtypes");
+    return;
   }
-  out["symmetric"] = sym;
-  if (const j* v = get("round_method"); v && *v != "half_even")
-    fail(file, key_path("round_method"), "only \"half_even\" is supported");
-  out["round_method"] = "half_even";
+  if (!v->is_boolean()) r.fail_at("symmetric", "expected true or false");
+  if (v->get<bool>() != sym)
+    r.fail_at("symmetric", t.dtype == "uint4"
+                               ? "uint4 is asymmetric (with a zero point): symmetric must be false"
+                               : std::string(t.dtype) +
+                                     " is symmetric here (an asymmetric 4-bit format is uint4)");
+}
+
+// Step 5: rounding and scales (round_method, scale_type, zero_point_type, scale_format,
+// scale_calculation_mode).
+void read_scale(const spec_reader& r, bool weight, exported_spec& t) {
+  r.only("round_method", "half_even", "only \"half_even\" is supported");
   // scale_type: "float" (default) or "float32" (the same bytes: F32 scales either way); weights
   // may not use null (Quark then keeps the scale in the source dtype, which is not traced).
-  j st = "float";
-  if (const j* v = get("scale_type")) {
+  t.scale_type = "float";
+  if (const j* v = r.get("scale_type")) {
     if (!(v->is_null() || *v == "float" || *v == "float32"))
-      fail(file, key_path("scale_type"), "supported: \"float\", \"float32\" or null");
+      r.fail_at("scale_type", "supported: \"float\", \"float32\" or null");
     if (weight && v->is_null())
-      fail(file, key_path("scale_type"),
-           "null is not supported for a weight (use \"float\" or \"float32\")");
-    st = *v;
+      r.fail_at("scale_type", "null is not supported for a weight (use \"float\" or \"float32\")");
+    t.scale_type = v->is_null() ? std::string_view() : v->get_ref<const std::string&>();
   }
-  out["scale_type"] = st;
-  if (const j* v = get("zero_point_type"); v && *v != "int32")
-    fail(file, key_path("zero_point_type"), "only \"int32\" is supported");
-  out["zero_point_type"] = "int32";
-  const j want_format = mx_dtype ? j("e8m0") : j(nullptr);
-  const j want_mode = mx_dtype ? j("even") : j(nullptr);
-  if (const j* v = get("scale_format"); v && *v != want_format)
-    fail(file, key_path("scale_format"), "must be " + quoted(want_format) + " for " + dtype);
-  out["scale_format"] = want_format;
-  if (const j* v = get("scale_calculation_mode"); v && *v != want_mode)
-    fail(file, key_path("scale_calculation_mode"),
-         "must be " + quoted(want_mode) + " for " + dtype);
-  out["scale_calculation_mode"] = want_mode;
-  if (const j* v = get("mx_element_dtype"); v && !v->is_null())
-    fail(file, key_path("mx_element_dtype"), "only null is supported (MX uses dtype fp4/fp6_*)");
-  out["mx_element_dtype"] = nullptr;
-  const char* observer = mx_dtype                   ? "PerBlockMXObserver"
-                         : qscheme == "per_tensor"  ? "PerTensorMinMaxObserver"
-                         : qscheme == "per_channel" ? "PerChannelMinMaxObserver"
-                                                    : "PerGroupMinMaxObserver";
-  if (const j* v = get("observer_cls"); v && *v != observer)
-    fail(file, key_path("observer_cls"), std::string("must be \"") + observer + "\" here");
-  out["observer_cls"] = observer;
-  if (const j* v = get("is_scale_quant"); v && *v != false)
-    fail(file, key_path("is_scale_quant"), "only false is supported (scale quantization is not)");
-  out["is_scale_quant"] = false;
-  if (const j* v = get("enable_buffer_reuse"); v && *v != false)
-    fail(file, key_path("enable_buffer_reuse"), "only false is supported");
-  out["enable_buffer_reuse"] = false;
-  if (const j* v = get("max_input_numel"); v && *v != 4194304)
-    fail(file, key_path("max_input_numel"), "only 4194304 is supported");
-  out["max_input_numel"] = 4194304;
+  r.only("zero_point_type", "int32", "only \"int32\" is supported");
+  const bool mx = is_mx_dtype(t.dtype);
+  const j want_format = mx ? j("e8m0") : j(nullptr);
+  const j want_mode = mx ? j("even") : j(nullptr);
+  r.only("scale_format", want_format,
+         "must be " + quoted(want_format) + " for " + std::string(t.dtype));
+  r.only("scale_calculation_mode", want_mode,
+         "must be " + quoted(want_mode) + " for " + std::string(t.dtype));
+  if (mx) {
+    t.scale_format = "e8m0";
+    t.scale_calculation_mode = "even";
+  }
+}
 
-  if (fmt) {
-    using sf = scheme_family;
-    const uint32_t g = group.is_null() ? 0 : group.get<uint32_t>();
-    if (mx_dtype) {
-      *fmt = {sf::mx,
-              dtype == "fp4"        ? mx_element::fp4_e2m1
-              : dtype == "fp6_e2m3" ? mx_element::fp6_e2m3
-                                    : mx_element::fp6_e3m2,
-              32};
-    } else if (dtype == "fp8_e4m3") {
-      if (qscheme == "per_group")
-        fail(file, key_path("qscheme"), "fp8_e4m3 per_group weights are not supported");
-      *fmt = {qscheme == "per_tensor" ? sf::fp8_tensor : sf::fp8_row, mx_element::none, 0};
-    } else if (dtype == "int8") {
-      if (qscheme != "per_tensor")
-        fail(file, key_path("qscheme"), "int8 weights are supported per_tensor only");
-      *fmt = {sf::int8_tensor, mx_element::none, 0};
-    } else {
-      if (qscheme == "per_tensor")
-        fail(file, key_path("qscheme"), dtype + " weights are supported per_channel or per_group");
-      const bool u = dtype == "uint4";
-      *fmt = qscheme == "per_group"
-                 ? weight_format{u ? sf::uint4_group : sf::int4_group, mx_element::none, g}
-                 : weight_format{u ? sf::uint4_channel : sf::int4_channel, mx_element::none, 0};
-    }
+// Step 6: the keys with one supported value, the observer following from the kind.
+void read_fixed(const spec_reader& r, exported_spec& t) {
+  if (const j* v = r.get("mx_element_dtype"); v && !v->is_null())
+    r.fail_at("mx_element_dtype", "only null is supported (MX uses dtype fp4/fp6_*)");
+  t.observer_cls = is_mx_dtype(t.dtype)         ? "PerBlockMXObserver"
+                   : t.qscheme == "per_tensor"  ? "PerTensorMinMaxObserver"
+                   : t.qscheme == "per_channel" ? "PerChannelMinMaxObserver"
+                                                : "PerGroupMinMaxObserver";
+  r.only("observer_cls", std::string(t.observer_cls),
+         "must be \"" + std::string(t.observer_cls) + "\" here");
+  r.only("is_scale_quant", false, "only false is supported (scale quantization is not)");
+  r.only("enable_buffer_reuse", false, "only false is supported");
+  r.only("max_input_numel", 4194304, "only 4194304 is supported");
+}
+
+// Step 7 (weights): the math the kernels run, from the scheme table: the single-stage built-in
+// whose exported weight spec has this dtype, qscheme, group size and scale format.
+weight_format weight_format_of(const spec_reader& r, const exported_spec& t) {
+  std::vector<std::string_view> qschemes;  // those the table has for this dtype, in table order
+  for (const scheme_info& row : all_schemes()) {
+    if (row.weight.count != 1 || row.weight.at[0].dtype != t.dtype) continue;
+    const exported_spec& w = row.weight.at[0];
+    if (w.qscheme == t.qscheme && w.group_size == t.group_size && w.scale_format == t.scale_format)
+      return weight_scheme(row.id).first;
+    if (std::find(qschemes.begin(), qschemes.end(), w.qscheme) == qschemes.end())
+      qschemes.push_back(w.qscheme);
   }
-  return out;
+  std::string list;
+  for (size_t i = 0; i < qschemes.size(); ++i)
+    list += (i == 0 ? "" : i + 1 == qschemes.size() ? " or " : ", ") + std::string(qschemes[i]);
+  r.fail_at("qscheme", std::string(t.dtype) + " weights are supported " + list +
+                           (qschemes.size() == 1 ? " only" : ""));
+}
+
+// One tensor spec (a stage of the weight, or the input spec) checked against what shardquant
+// supports, with Quark's defaults filled in, as its canonical 17-key object. `weight`: a weight
+// stage (static, per-channel on axis 0, a scale type whose math is traced); `fmt` receives its
+// weight format.
+j canonical_tensor_spec(const j& in, const std::string& file, const std::string& where, bool weight,
+                        weight_format* fmt) {
+  const spec_reader r(in, file, where);
+  check_keys(r);
+  exported_spec t;
+  read_kind(r, weight, t);
+  read_blocking(r, weight, t);
+  read_symmetric(r, t);
+  read_scale(r, weight, t);
+  read_fixed(r, t);
+  if (fmt) *fmt = weight_format_of(r, t);
+  return tensor_spec_json(t);
 }
 
 // A built-in scheme named in a spec file.
 scheme_id builtin(const j& v, const std::string& file, const std::string& where) {
   const std::string n = v.get<std::string>();
   if (auto id = parse_scheme(n)) return *id;
-  std::string known;
-  for (const auto& s : all_schemes()) known += (known.empty() ? "" : ", ") + std::string(s.name);
-  fail(file, where, "unknown scheme \"" + n + "\" (known: " + known + ")");
+  fail(file, where, scheme_name_error(n));
 }
 
 // One weight stage: a tensor-spec object or a built-in scheme name (its weight spec).
@@ -244,6 +254,13 @@ j weight_stage(const j& v, const std::string& file, const std::string& where, we
 }
 
 }  // namespace
+
+quant_scheme parse_scheme_arg(const std::string& arg) {
+  if (is_quant_spec_file(arg))
+    return quant_scheme(std::make_shared<const custom_spec>(read_quant_spec(arg)));
+  if (auto id = parse_scheme(arg)) return *id;
+  throw usage_error(scheme_name_error(arg));
+}
 
 bool is_quant_spec_file(std::string_view scheme_arg) noexcept {
   return scheme_arg.size() > 5 && scheme_arg.ends_with(".json");

@@ -1,7 +1,8 @@
 // Custom quantization specs read from a JSON file (`--quant-spec FILE.json`, README "Custom
 // progressive specs") and the scheme value the pipeline carries: a built-in scheme of the table
 // (kernels/schemes.h) or such a spec. Owns the file format, its checks (every error names the
-// file and the JSON path) and the canonical §6.3 tensor-spec objects the exported config writes.
+// file and the JSON path), the canonical §6.3 tensor-spec objects the exported config writes, and
+// the one parser of a scheme argument (a name or a spec file).
 // Depends on kernels/schemes.h and nlohmann; no checkpoint or job code.
 #pragma once
 
@@ -60,5 +61,11 @@ struct quant_scheme {
     return !a.custom && a.id == b;
   }
 };
+
+// The one parser of a scheme argument, used by the CLI (--scheme, --layer-scheme), the C++ API's
+// options and so the Python module: a built-in name or alias of the scheme table, or a spec file
+// ending in ".json" (read and checked). Throws usage_error with scheme_name_error()'s wording
+// ("unknown scheme 'x' (known: ...)", "scheme 'mx6' is refused: ...") or the spec file's errors.
+[[nodiscard]] quant_scheme parse_scheme_arg(const std::string& arg);
 
 }  // namespace shardquant
