@@ -43,8 +43,7 @@ void print_schemes_json(std::ostream& out) {
     if (s.backends & backend_cpu) backends.push_back("cpu");
     if (s.backends & backend_cuda) backends.push_back("cuda");
     json aliases = json::array();
-    for (const auto& a : scheme_aliases())
-      if (a.id == s.id) aliases.push_back(std::string(a.alias));
+    if (!s.alias.empty()) aliases.push_back(std::string(s.alias));
     schemes.push_back({{"name", std::string(s.name)},
                        {"description", std::string(s.help)},
                        {"group_size", s.group_size},
@@ -58,9 +57,8 @@ void print_schemes_json(std::ostream& out) {
                          {"note", std::string(r.vllm_note)}}}});
   }
   json refused = json::array();
-  for (const char* n : {"mx6", "mx9", "bfp16"})
-    if (auto why = unsupported_scheme_reason(n))
-      refused.push_back({{"name", n}, {"reason", std::string(*why)}});
+  for (const auto& r : refused_schemes())
+    refused.push_back({{"name", std::string(r.name)}, {"reason", std::string(r.reason)}});
   const json j = {{"schemes", schemes}, {"refused", refused}};
   out << j.dump(2) << "\n";
 }

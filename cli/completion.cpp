@@ -15,8 +15,10 @@ namespace {
 
 std::string scheme_words() {
   std::string w;
-  for (const auto& s : all_schemes()) w += (w.empty() ? "" : " ") + std::string(s.name);
-  for (const auto& a : scheme_aliases()) w += " " + std::string(a.alias);
+  for (const auto& s : all_schemes()) {
+    w += (w.empty() ? "" : " ") + std::string(s.name);
+    if (!s.alias.empty()) w += " " + std::string(s.alias);
+  }
   return w;
 }
 
