@@ -25,6 +25,7 @@
 #include "pipeline/run/token_pool.h"
 #include "stages/compute_cpu.h"
 #include "synthetic/make_checkpoint.h"
+#include "synthetic_source_util.h"
 
 namespace sq_graph_test {
 
@@ -41,17 +42,7 @@ inline fs::path scratch() {
 // A bf16 llama checkpoint of about 24 MiB in 3 shards: its larger tensors do not fit a 4 MiB
 // token, so small budgets split them (and fp8 gives them an amax pass).
 inline const fs::path& source_dir() {
-  static const fs::path dir = [] {
-    make_checkpoint_options o;
-    o.arch = "llama";
-    o.size = 24 * MiB;
-    o.shard_size = 8 * MiB;
-    o.type = dtype::bf16;
-    o.seed = 11;
-    o.out = scratch() / "src";
-    (void)make_checkpoint(o);
-    return o.out;
-  }();
+  static const fs::path dir = sq_test::make_llama(scratch() / "src", 24 * MiB, 8 * MiB, 11);
   return dir;
 }
 

@@ -26,6 +26,7 @@
 #include "kernels/quantize.h"
 #include "pipeline/api.h"
 #include "synthetic/make_checkpoint.h"
+#include "synthetic_source_util.h"
 #include "tensor_bytes_util.h"
 
 using namespace shardquant;
@@ -45,17 +46,8 @@ fs::path scratch() {
 
 // A llama checkpoint of about 4 shards, generated once per test binary run.
 const fs::path& source_dir() {
-  static const fs::path dir = [] {
-    make_checkpoint_options o;
-    o.arch = "llama";
-    o.size = 4 * shard_bytes;
-    o.shard_size = shard_bytes;
-    o.type = dtype::bf16;
-    o.seed = 7;
-    o.out = scratch() / "src";
-    (void)make_checkpoint(o);
-    return o.out;
-  }();
+  static const fs::path dir =
+      sq_test::make_llama(scratch() / "src", 4 * shard_bytes, shard_bytes, 7);
   return dir;
 }
 
@@ -65,13 +57,7 @@ std::string read_all(const fs::path& p) {
 }
 
 // Every regular file under `dir` (relative path -> bytes), the journal excluded.
-std::map<std::string, std::string> tree(const fs::path& dir) {
-  std::map<std::string, std::string> m;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file() && e.path().filename() != ".shardquant-journal")
-      m[fs::relative(e.path(), dir).string()] = read_all(e.path());
-  return m;
-}
+using sq_test::tree;
 
 quantize_options base_options(const std::string& scheme, const fs::path& out) {
   quantize_options o;

@@ -28,6 +28,7 @@
 #include "pipeline/plan/plan.h"
 #include "pipeline/plan/quant_spec.h"
 #include "synthetic/make_checkpoint.h"
+#include "synthetic_source_util.h"
 #include "tensor_bytes_util.h"
 
 using namespace shardquant;
@@ -44,17 +45,7 @@ fs::path scratch() {
 
 // A bf16 llama checkpoint of 2 shards (about 12 MiB), generated once.
 const fs::path& source_dir() {
-  static const fs::path dir = [] {
-    make_checkpoint_options o;
-    o.arch = "llama";
-    o.size = 12 * MiB;
-    o.shard_size = 6 * MiB;
-    o.type = dtype::bf16;
-    o.seed = 11;
-    o.out = scratch() / "src";
-    (void)make_checkpoint(o);
-    return o.out;
-  }();
+  static const fs::path dir = sq_test::make_llama(scratch() / "src", 12 * MiB, 6 * MiB, 11);
   return dir;
 }
 

@@ -19,6 +19,8 @@ std::string slurp(const std::string& p) {
   s << f.rdbuf();
   return s.str();
 }
+// Quark 0.13's key order written out here on purpose, not read from tensor_spec_keys(): the test
+// states the reference independently of the code it checks.
 const char* k_keys[] = {"dtype",
                         "is_dynamic",
                         "qscheme",

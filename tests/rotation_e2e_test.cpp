@@ -19,6 +19,7 @@
 #include "kernels/recover_tensors.h"
 #include "pipeline/api.h"
 #include "synthetic/make_checkpoint.h"
+#include "synthetic_source_util.h"
 #include "tensor_bytes_util.h"
 
 using namespace shardquant;
@@ -36,16 +37,7 @@ fs::path scratch() {
 // hidden 1536 = 12 * 128 (a Kronecker factor), intermediate 4096: gate/up/down and the 16 MiB
 // down_proj input_rotation are larger than a 4 MiB token.
 const fs::path& source_dir() {
-  static const fs::path dir = [] {
-    make_checkpoint_options o;
-    o.arch = "llama";
-    o.size = 400 * MiB;
-    o.type = dtype::bf16;
-    o.seed = 3;
-    o.out = scratch() / "src";
-    (void)make_checkpoint(o);
-    return o.out;
-  }();
+  static const fs::path dir = sq_test::make_llama(scratch() / "src", 400 * MiB, 0, 3);
   return dir;
 }
 

@@ -8,7 +8,7 @@
 
 #include "checkpoint_test_util.h"
 #include "pipeline/api.h"
-#include "synthetic/make_checkpoint.h"
+#include "synthetic_source_util.h"
 
 namespace sq_trust {
 
@@ -17,13 +17,7 @@ namespace fs = std::filesystem;
 // A llama checkpoint of about `size` bytes in shards of `shard` bytes (several shards).
 inline void make_llama(const fs::path& out, uint64_t size = 6ull << 20, uint64_t shard = 2ull << 20,
                        uint64_t seed = 1) {
-  shardquant::make_checkpoint_options o;
-  o.arch = "llama";
-  o.size = size;
-  o.shard_size = shard;
-  o.out = out;
-  o.seed = seed;
-  (void)shardquant::make_checkpoint(o);
+  (void)sq_test::make_llama(out, size, shard, seed);
 }
 
 inline shardquant::quantize_options options(const fs::path& in, const fs::path& out,

@@ -54,13 +54,7 @@ std::string read_all(const fs::path& p) {
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
 
-std::map<std::string, std::string> tree(const fs::path& dir) {
-  std::map<std::string, std::string> m;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file() && e.path().filename() != ".shardquant-journal")
-      m[fs::relative(e.path(), dir).string()] = read_all(e.path());
-  return m;
-}
+using sq_test::tree;
 
 void check_same_trees(const fs::path& a, const fs::path& b) {
   const auto ta = tree(a), tb = tree(b);

@@ -127,7 +127,6 @@ struct ct_params {
   const int32_t* g_idx;
 };
 
-
 __global__ void __launch_bounds__(k_block, k_min_blocks)
     ct_recover_kernel(ct_params p, uint64_t range_rows, float* out, void* ws) {
   const uint64_t cols = p.cols;

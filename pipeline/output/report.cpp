@@ -230,17 +230,36 @@ std::string write_report_noexcept(const std::filesystem::path& report,
   }
 }
 
+namespace {
+
+// The fields run and plan reports share, in the same key order in both (the two public structs
+// stay separate types, so these take either).
+template <class R>
+void put_request(json& j, const R& r) {
+  j["model_type"] = r.model_type;
+  j["scheme"] = r.scheme;
+  j["quant_spec"] = or_null(r.quant_spec);
+  j["layer_schemes"] = pairs_json(r.layer_schemes);
+  j["exclude"] = r.exclude;
+}
+template <class R>
+void put_outcome(json& j, const R& r) {
+  j["jobs"] = r.jobs;
+  j["split_tensors"] = r.split_tensors;
+  j["amax_tensors"] = r.amax_tensors;
+  j["loader_notes"] = r.loader_notes;
+  j["warnings"] = r.warnings;
+}
+
+}  // namespace
+
 std::string run_report::to_json() const {
   json j;
   put_head(j, "run", status, error, tool_version);
   j["started_at"] = started_at;
   j["model_dir"] = model_dir;
   j["output_dir"] = output_dir;
-  j["model_type"] = model_type;
-  j["scheme"] = scheme;
-  j["quant_spec"] = or_null(quant_spec);
-  j["layer_schemes"] = pairs_json(layer_schemes);
-  j["exclude"] = exclude;
+  put_request(j, *this);
   j["worker"] = or_null(worker);
   j["device"] = device;
   j["streams"] = streams;
@@ -273,11 +292,7 @@ std::string run_report::to_json() const {
   j["token_bytes"] = token_bytes;
   j["tokens"] = tokens;
   j["peak_live_tokens"] = peak_live_tokens;
-  j["jobs"] = jobs;
-  j["split_tensors"] = split_tensors;
-  j["amax_tensors"] = amax_tensors;
-  j["loader_notes"] = loader_notes;
-  j["warnings"] = warnings;
+  put_outcome(j, *this);
   return j.dump(2) + "\n";
 }
 
@@ -286,11 +301,7 @@ std::string plan_report::to_json() const {
   put_head(j, "plan", status, error, "");
   j["model_dir"] = model_dir;
   j["output_dir"] = or_null(output_dir);
-  j["model_type"] = model_type;
-  j["scheme"] = scheme;
-  j["quant_spec"] = or_null(quant_spec);
-  j["layer_schemes"] = pairs_json(layer_schemes);
-  j["exclude"] = exclude;
+  put_request(j, *this);
   j["device"] = device;
   j["layout"] = layout;
   j["dynamic_activations"] = dynamic_activations;
@@ -305,11 +316,7 @@ std::string plan_report::to_json() const {
   j["budget_chosen"] = budget_chosen;
   j["token_bytes"] = token_bytes;
   j["tokens"] = tokens;
-  j["jobs"] = jobs;
-  j["split_tensors"] = split_tensors;
-  j["amax_tensors"] = amax_tensors;
-  j["loader_notes"] = loader_notes;
-  j["warnings"] = warnings;
+  put_outcome(j, *this);
   return j.dump(2) + "\n";
 }
 
