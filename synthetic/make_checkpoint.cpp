@@ -335,6 +335,9 @@ synthetic_model qwen_model(const qwen_dims& d, uint64_t L, dtype type) {
   }
   b.norm("model.norm", d.H);
   b.linear("lm_head", d.V, d.H);
+  // Each architecture's config.json is spelled out key by key, in the order Hugging Face writes it,
+  // like the llama one above on purpose: the values differ, and a shared helper would hide which
+  // keys a model type's loader reads.
   json c;
   c["architectures"] = {"Qwen3MoeForCausalLM"};
   c["attention_bias"] = false;
