@@ -321,6 +321,8 @@ quant_status run(const weight_scheme& s, const source_view& v, const view_geomet
   float a = 0.0f;
   if (needs_tensor_amax(s)) {
     if (quant_status st = detail::need_amax(g, tensor_amax); !st.ok()) return st;
+    // Written out as in the fast path on purpose: the reference stays independent of the code it
+    // checks (its amax is this scalar loop, the fast path's is amax()).
     if (tensor_amax) {
       a = *tensor_amax;
     } else {

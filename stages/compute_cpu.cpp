@@ -172,6 +172,16 @@ void arrange_input(job& j) {
   }
 }
 
+void run_cpu_compute_then(job& j, const compute_done& done) {
+  std::exception_ptr e;
+  try {
+    run_cpu_compute(j);
+  } catch (...) {
+    e = std::current_exception();
+  }
+  done(e);
+}
+
 void run_cpu_compute(job& j) {
   if (j.generated_rotation) {
     for (const auto& p : j.outputs)
@@ -279,15 +289,7 @@ namespace {
 class cpu_backend final : public compute_backend {
  public:
   explicit cpu_backend(unsigned n) : n_(n ? n : 1) {}
-  void run(job& j, compute_done done) override {
-    std::exception_ptr e;
-    try {
-      run_cpu_compute(j);
-    } catch (...) {
-      e = std::current_exception();
-    }
-    done(e);
-  }
+  void run(job& j, compute_done done) override { run_cpu_compute_then(j, done); }
   void drain() override {}
   unsigned concurrency() const noexcept override { return n_; }
   std::string name() const override { return "cpu"; }

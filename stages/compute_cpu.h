@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/recover_tensors.h"
+#include "stages/compute_backend.h"
 #include "stages/job.h"
 
 namespace shardquant {
@@ -35,6 +36,9 @@ bool recover_rows(job& j);
 // piece at its token_pos. Throws input_error naming the source file and tensor on bad data
 // (non-finite weights, NaN FP8 codes, bad scales).
 void run_cpu_compute(job& j);
+// run_cpu_compute, with its outcome (nullptr, or the exception it threw) passed to `done`: how a
+// backend hands a job to the CPU path.
+void run_cpu_compute_then(job& j, const compute_done& done);
 
 // Amax gate. After an amax job computed its range's amax: folds it into the tensor and, for the
 // last amax job of the tensor, returns the quantize jobs parked meanwhile (to be put back into

@@ -100,13 +100,7 @@ class gpu_backend final : public compute_backend {
     }
     // Work without a kernel stays on the CPU.
     if ((j.kind != job_kind::amax && j.kind != job_kind::quantize)) {
-      std::exception_ptr e;
-      try {
-        run_cpu_compute(j);
-      } catch (...) {
-        e = std::current_exception();
-      }
-      done(e);
+      run_cpu_compute_then(j, done);
       return;
     }
     try {

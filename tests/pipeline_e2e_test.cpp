@@ -93,23 +93,7 @@ void check_against_kernels(const fs::path& out, const std::string& weight, schem
   const tensor_entry* e = h.find(weight);
   REQUIRE(e != nullptr);
   const auto src = tensor_bytes(src_file, weight);
-  const auto outs = output_tensors(s, e->shape);
-  std::vector<std::vector<std::byte>> expect;
-  for (const auto& t : outs) expect.emplace_back(t.byte_size(), std::byte{0xEE});
-  source_view v;
-  v.type = e->type;
-  v.shape = e->shape;
-  v.data = src.data();
-  quant_outputs qo;
-  qo.weight = expect[0].data();
-  if (outs.size() > 1) qo.scale = expect[1].data();
-  if (outs.size() > 2) qo.extra = expect[2].data();
-  REQUIRE(quantize(s, v, qo).ok());
-  const fs::path out_file = shard_of(out, weight);
-  for (size_t i = 0; i < outs.size(); ++i) {
-    INFO("tensor " << weight << outs[i].suffix);
-    CHECK(tensor_bytes(out_file, weight + outs[i].suffix) == expect[i]);
-  }
+  check_whole_tensor_outputs(shard_of(out, weight), weight, s, e->type, e->shape, src);
 }
 
 int run_cli(const std::string& args, std::string* output = nullptr) {

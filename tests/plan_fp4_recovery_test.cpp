@@ -15,13 +15,6 @@ using shape = std::vector<uint64_t>;
 
 namespace {
 
-plan_options opts(scheme_id s, std::optional<std::vector<std::string>> ex = std::nullopt) {
-  plan_options o;
-  o.scheme = s;
-  o.exclude = std::move(ex);
-  return o;
-}
-
 std::string dsv4_config(const char* dtype) {
   return std::string(R"({"model_type": "deepseek_v3", "torch_dtype": ")") + dtype +
          R"(", "quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3",

@@ -10,12 +10,6 @@ using namespace sq_plan_test;
 using shape = std::vector<uint64_t>;
 
 namespace {
-plan_options opts(scheme_id s, std::optional<std::vector<std::string>> ex = std::nullopt) {
-  plan_options o;
-  o.scheme = s;
-  o.exclude = std::move(ex);
-  return o;
-}
 const char* k_fp8_config = R"({"model_type": "deepseek_v3", "torch_dtype": "bfloat16",
   "quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
                           "weight_block_size": [128, 128]}})";

@@ -27,12 +27,6 @@ fs::path generate(const fs::path& dir, const std::string& arch, uint64_t size, b
   return o.out;
 }
 
-plan_options opts(scheme_id s) {
-  plan_options o;
-  o.scheme = s;
-  return o;
-}
-
 // Every output of the plan sits inside its shard's data section, without overlap, and the
 // totals add up.
 void check_layout_consistency(const plan& p) {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,15 @@ inline void write_checkpoint(const fs::path& dir, const std::string& config,
     w.commit();
   }
   if (index) write_text(dir / "model.safetensors.index.json", "{\"weight_map\": {" + wm + "}}");
+}
+
+// Plan options for `s`, with `ex` as the exclude list (nullopt: the scheme's default excludes).
+inline plan_options opts(shardquant::scheme_id s,
+                         std::optional<std::vector<std::string>> ex = std::nullopt) {
+  plan_options o;
+  o.scheme = s;
+  o.exclude = std::move(ex);
+  return o;
 }
 
 inline plan plan_dir(const fs::path& dir, plan_options o,

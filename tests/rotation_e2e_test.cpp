@@ -73,22 +73,7 @@ void check_weight(const fs::path& out, const std::string& weight, scheme_id s,
   REQUIRE(e != nullptr);
   auto src = tensor_bytes(src_file, weight);
   for (const auto& st : steps) apply_rotation(st, src.data(), e->type, e->shape[0], e->shape[1]);
-  const auto outs = output_tensors(s, e->shape);
-  std::vector<std::vector<std::byte>> expect;
-  for (const auto& t : outs) expect.emplace_back(t.byte_size(), std::byte{0xEE});
-  source_view v;
-  v.type = e->type;
-  v.shape = e->shape;
-  v.data = src.data();
-  quant_outputs qo;
-  qo.weight = expect[0].data();
-  if (outs.size() > 1) qo.scale = expect[1].data();
-  REQUIRE(quantize(s, v, qo).ok());
-  const fs::path out_file = shard_of(out, weight);
-  for (size_t i = 0; i < outs.size(); ++i) {
-    INFO("tensor " << weight << outs[i].suffix);
-    CHECK(tensor_bytes(out_file, weight + outs[i].suffix) == expect[i]);
-  }
+  check_whole_tensor_outputs(shard_of(out, weight), weight, s, e->type, e->shape, src);
 }
 
 }  // namespace
