@@ -184,11 +184,11 @@ int main(int argc, char** argv) {
           engine_used.c_str(), (unsigned long long)g.count, g.token_bytes / 1048576.0);
       std::fflush(stdout);
     }
-    run_report r;
-    if (!skip_run) {
+    // The options every timed run of this budget shares (plain and zstd passes alike).
+    auto run_options = [&](const fs::path& in, const char* out_name) {
       quantize_options o;
-      o.input = model;
-      o.output = fs::path(output) / "quantized";
+      o.input = in;
+      o.output = fs::path(output) / out_name;
       o.scheme = scheme;
       o.device = device;
       o.memory_budget = b;
@@ -196,6 +196,11 @@ int main(int argc, char** argv) {
       o.io_engine = ek;
       o.existing = existing_output::overwrite;
       o.quiet = true;
+      return o;
+    };
+    run_report r;
+    if (!skip_run) {
+      const quantize_options o = run_options(model, "quantized");
       r = quantize_checkpoint(o);
       std::printf(
           "quantize   : %s on %s, read %.2f GB, wrote %.2f GB in %.3f s -> %.2f GB/s input "
@@ -237,16 +242,7 @@ int main(int argc, char** argv) {
                   level.c_str(), plain_in / 1e9, comp_in / 1e9, double(plain_in) / comp_in, tcs,
                   plain_in / tcs / 1e9);
       auto run = [&](const fs::path& in, const std::string& compress) {
-        quantize_options o;
-        o.input = in;
-        o.output = fs::path(output) / "quantized-zstd";
-        o.scheme = scheme;
-        o.device = device;
-        o.memory_budget = b;
-        o.streams = streams;
-        o.io_engine = ek;
-        o.existing = existing_output::overwrite;
-        o.quiet = true;
+        quantize_options o = run_options(in, "quantized-zstd");
         o.compress = compress;
         const run_report z = quantize_checkpoint(o);
         fs::remove_all(o.output);
